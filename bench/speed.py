@@ -1,0 +1,138 @@
+"""Pipeline speed on real video, all figures from one run (timings are ratios; machines are noisy).
+
+Prints JSON lines, then a table:
+- inference: pure session.run time per frame, OpenVINO EP (default and tuned options) vs CPU EP;
+- stages: mean cost per frame of decode, motion, detect, track, scene, anonymize;
+- overhead: whole pipeline (decode included, motion gate off, every frame detected) / pure inference;
+- cameras: how many cameras at 5 fps the machine sustains, measured by running K pipelines in
+  K threads at once on a clip with people (motion gate on, as deployed).
+
+Run: .venv/bin/python bench/speed.py [--clip PATH] [--frames N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+
+from common import PEDESTRIANS, emit, read_frames, table
+
+from custom_components.safecam.engine.detect import Detector, letterbox
+from custom_components.safecam.engine.models import create_session, resolve_model
+from custom_components.safecam.engine.motion import MotionConfig
+from custom_components.safecam.engine.pipeline import STAGES, CameraPipeline, PipelineConfig
+from custom_components.safecam.engine.sources import open_source, throttle
+
+
+def pure_inference_ms(session, blobs, repeats: int = 1) -> float:
+    name = session.get_inputs()[0].name
+    for blob in blobs[:3]:
+        session.run(None, {name: blob})  # warm-up (OpenVINO compiles on the first run)
+    times = []
+    for _ in range(repeats):
+        for blob in blobs:
+            t0 = time.perf_counter()
+            session.run(None, {name: blob})
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def pipeline_pass(detector, clip: str, frames: int, motion: bool, fps: float | None = None) -> dict:
+    """Decode + process `frames` frames; returns per-stage means and wall time per frame."""
+    pipeline = CameraPipeline(detector, config=PipelineConfig(motion=MotionConfig(enabled=motion)))
+    source = open_source(clip)
+    reader = throttle(source, fps) if fps else source
+    stage = dict.fromkeys(("decode", *STAGES), 0.0)
+    n = detected = 0
+    started = time.perf_counter()
+    while n < frames:
+        t0 = time.perf_counter()
+        frame = reader.read()
+        if frame is None:
+            break
+        stage["decode"] += (time.perf_counter() - t0) * 1000
+        res = pipeline.process(frame.image, frame.t, frame.index)
+        for k, v in res.timings_ms.items():
+            stage[k] += v
+        n += 1
+        detected += res.detected
+    wall = time.perf_counter() - started
+    source.close()
+    return {"frames": n, "detected": detected, "wall_ms_per_frame": wall * 1000 / max(n, 1), "stage_ms": {k: v / max(n, 1) for k, v in stage.items()}}
+
+
+def cameras_sustained(detector_factory, clip: str, threads: int, seconds_of_video: float, fps: float = 5.0) -> float:
+    """Run `threads` pipelines at once, each analysing `fps` frames per second of video; return the
+    achieved analysis rate per camera in frames per wall second."""
+    results: list[float] = []
+
+    def worker() -> None:
+        out = pipeline_pass(detector_factory(), clip, int(seconds_of_video * fps), motion=True, fps=fps)
+        results.append(out["frames"] / (out["wall_ms_per_frame"] * out["frames"] / 1000))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return min(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clip", default=str(PEDESTRIANS / "tud_stadtmitte.mp4"))
+    parser.add_argument("--frames", type=int, default=179)
+    args = parser.parse_args()
+    frames = read_frames(args.clip)[: args.frames]
+    blobs = [letterbox(f, 416)[0] for f in frames]
+    path = resolve_model("yolox_nano")
+    cores = os.cpu_count() or 1
+
+    rows = []
+    variants = {
+        "openvino_default": {"provider": "openvino"},
+        "openvino_latency": {"provider": "openvino", "performance_hint": "LATENCY", "num_threads": cores},
+        "openvino_1thread": {"provider": "openvino", "num_threads": 1},
+        "cpu_default": {"provider": "cpu"},
+        "cpu_1thread": {"provider": "cpu", "num_threads": 1},
+    }
+    inference = {}
+    for name, opts in variants.items():
+        ms = pure_inference_ms(create_session(path, **opts), blobs)
+        inference[name] = ms
+        row = {"bench": "inference", "variant": name, "ms": round(ms, 2), "fps": round(1000 / ms, 1)}
+        emit(row)
+        rows.append(row)
+
+    detector = Detector(create_session(path, provider="openvino"))
+    # Same run: pure inference again right before the pipeline pass, so the ratio is fair.
+    pure = pure_inference_ms(detector.session, blobs)
+    full = pipeline_pass(detector, args.clip, args.frames, motion=False)
+    overhead = full["wall_ms_per_frame"] / pure - 1
+    emit({"bench": "stages", **{k: round(v, 2) for k, v in full["stage_ms"].items()}})
+    emit({"bench": "overhead", "pure_inference_ms": round(pure, 2), "pipeline_ms": round(full["wall_ms_per_frame"], 2), "overhead": round(overhead, 3)})
+    gated = pipeline_pass(detector, args.clip, args.frames, motion=True)
+    emit({"bench": "motion_gate", "frames": gated["frames"], "detected": gated["detected"], "pipeline_ms": round(gated["wall_ms_per_frame"], 2)})
+
+    cams = []
+    for k in (1, 2, 4, 8):
+        rate = cameras_sustained(lambda: Detector(create_session(path, provider="openvino", num_threads=1)), args.clip, k, 7.0)
+        ok = rate >= 5.0
+        emit({"bench": "cameras", "cameras": k, "fps_each": round(rate, 2), "sustains_5fps": ok})
+        cams.append({"cameras": k, "fps_each": round(rate, 2), "sustains_5fps": ok})
+
+    print()
+    table(rows, ["variant", "ms", "fps"])
+    print()
+    table([{"stage": k, "ms": round(v, 2)} for k, v in full["stage_ms"].items()], ["stage", "ms"])
+    print(f"\npipeline {full['wall_ms_per_frame']:.1f} ms/frame vs pure inference {pure:.1f} ms: overhead {overhead:+.1%}")
+    print(f"motion gate on: detector ran on {gated['detected']}/{gated['frames']} frames, {gated['wall_ms_per_frame']:.1f} ms/frame")
+    print()
+    table(cams, ["cameras", "fps_each", "sustains_5fps"])
+
+
+if __name__ == "__main__":
+    main()

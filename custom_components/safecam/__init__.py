@@ -1,0 +1,1 @@
+"""safecam: privacy-preserving safety sensors from CCTV cameras (Home Assistant integration)."""

@@ -1,0 +1,122 @@
+"""Scene configuration (zones, gates): parsing and strict validation.
+
+Shared by the CLI (`--config FILE.yaml`), the HA options flow and the add-on, so every front end
+rejects the same mistakes with the same one-line message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .geometry import GeometryError, validate_line, validate_polygon
+
+ZONE_KINDS = ("danger", "restricted", "area")
+_TOP_KEYS = {"zones", "gates"}
+_ZONE_KEYS = {"name", "polygon", "kind"}
+_GATE_KEYS = {"name", "line"}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; str(err) is a one-line explanation naming the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneConfig:
+    name: str
+    polygon: tuple[tuple[float, float], ...]
+    kind: str = "area"
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    name: str
+    line: tuple[tuple[float, float], tuple[float, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class SceneConfig:
+    zones: tuple[ZoneConfig, ...] = field(default_factory=tuple)
+    gates: tuple[GateConfig, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "zones": [{"name": z.name, "polygon": [list(p) for p in z.polygon], "kind": z.kind} for z in self.zones],
+            "gates": [{"name": g.name, "line": [list(p) for p in g.line]} for g in self.gates],
+        }
+
+
+def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{what}: 'name' must be a non-empty string")
+    name = name.strip()
+    if name in seen:
+        raise ConfigError(f"{what}: duplicate name '{name}' (zone and gate names must be unique)")
+    seen.add(name)
+    return name
+
+
+def _unknown(keys: object, allowed: set[str], what: str) -> None:
+    extra = sorted(set(keys) - allowed) if isinstance(keys, dict) else []  # type: ignore[arg-type]
+    if extra:
+        raise ConfigError(f"{what}: unknown key(s) {', '.join(map(str, extra))} (allowed: {', '.join(sorted(allowed))})")
+
+
+def parse_scene(data: object) -> SceneConfig:
+    """Validate a {'zones': [...], 'gates': [...]} mapping; raise ConfigError on the first problem."""
+    if data is None:
+        return SceneConfig()
+    if not isinstance(data, dict):
+        raise ConfigError("config: expected a mapping with 'zones' and/or 'gates'")
+    _unknown(data, _TOP_KEYS, "config")
+    for key in ("zones", "gates"):
+        if key in data and data[key] is not None and not isinstance(data[key], list):
+            raise ConfigError(f"config: '{key}' must be a list")
+    seen: set[str] = set()
+    zones: list[ZoneConfig] = []
+    for i, item in enumerate(data.get("zones") or []):
+        what = f"zones[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{what}: expected a mapping with name, polygon, kind")
+        _unknown(item, _ZONE_KEYS, what)
+        name = _name(item, what, seen)
+        what = f"zone '{name}'"
+        kind = item.get("kind", "area")
+        if kind not in ZONE_KINDS:
+            raise ConfigError(f"{what}: kind '{kind}' is not one of {', '.join(ZONE_KINDS)}")
+        try:
+            pts = validate_polygon(item.get("polygon"), f"{what} polygon")
+        except GeometryError as err:
+            raise ConfigError(str(err)) from None
+        zones.append(ZoneConfig(name, tuple((float(x), float(y)) for x, y in pts), kind))
+    gates: list[GateConfig] = []
+    for i, item in enumerate(data.get("gates") or []):
+        what = f"gates[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{what}: expected a mapping with name, line")
+        _unknown(item, _GATE_KEYS, what)
+        name = _name(item, what, seen)
+        try:
+            pts = validate_line(item.get("line"), f"gate '{name}' line")
+        except GeometryError as err:
+            raise ConfigError(str(err)) from None
+        gates.append(GateConfig(name, ((float(pts[0][0]), float(pts[0][1])), (float(pts[1][0]), float(pts[1][1])))))
+    return SceneConfig(tuple(zones), tuple(gates))
+
+
+def load_scene(path: str | Path) -> SceneConfig:
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"config: cannot read {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+    return parse_scene(data)

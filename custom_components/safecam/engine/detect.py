@@ -1,0 +1,165 @@
+"""YOLOX person detector: letterbox preprocessing, grid/stride decoding, NMS, optional tiling.
+
+Input spec (shared MODELS.md): float32 NCHW, BGR, 0-255, no mean/std; letterbox scale
+r = min(S/h, S/w), image pasted top-left on a canvas of 114. Output rows are the stride 8, 16, 32
+grids row-major with columns [dx, dy, log w, log h, obj, 80 class probs] (already sigmoided).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from .types import Detections
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+PERSON = 0
+STRIDES = (8, 16, 32)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Resize keeping aspect ratio, paste top-left on a size x size canvas of 114; NCHW float32."""
+    h, w = image.shape[:2]
+    r = min(size / h, size / w)
+    resized = cv2.resize(image, (round(w * r), round(h * r)), interpolation=cv2.INTER_LINEAR)
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    canvas[: resized.shape[0], : resized.shape[1]] = resized
+    return canvas.transpose(2, 0, 1)[None].astype(np.float32), r
+
+
+def _grids(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output row: grid cell (gx, gy) and its stride."""
+    cells, strides = [], []
+    for s in STRIDES:
+        n = size // s
+        gy, gx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        cells.append(np.stack([gx.ravel(), gy.ravel()], axis=1))
+        strides.append(np.full((n * n, 1), s))
+    return np.concatenate(cells).astype(np.float32), np.concatenate(strides).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, containment: float = 1.01) -> np.ndarray:
+    """Greedy NMS; also drops a box mostly contained in a better one (tile-edge fragments)."""
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        contained = inter / (np.minimum(areas[i], areas[rest]) + 1e-9)
+        order = rest[(overlap <= iou) & (contained <= containment)]
+    return np.asarray(keep, np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    input_size: int = 416
+    score_threshold: float = 0.1  # low on purpose: the tracker uses low-score boxes (ByteTrack)
+    nms_iou: float = 0.45
+    classes: tuple[int, ...] = (PERSON,)
+    # 0 = whole frame only; 2 = whole frame plus a 2x1 split of the wider side (small people
+    # appear twice as large in the tiles). bench/detection.py measures what it buys.
+    tiles: int = 0
+    min_box_px: float = 4.0
+
+
+class Detector:
+    """Runs a YOLOX ONNX session on BGR frames and returns person detections in pixels."""
+
+    def __init__(self, session: Any, config: DetectorConfig | None = None) -> None:
+        self.session = session
+        self.config = config or DetectorConfig()
+        inp = session.get_inputs()[0]
+        self._input_name = inp.name
+        fixed = inp.shape[2] if isinstance(inp.shape[2], int) else None
+        if fixed is not None and fixed != self.config.input_size:
+            raise ValueError(f"model input is {fixed}px, config asks {self.config.input_size}px")
+        self._cells, self._strides = _grids(self.config.input_size)
+
+    @classmethod
+    def from_catalog(
+        cls,
+        name: str = "yolox_nano",
+        *,
+        model_dir: str | Path | None = None,
+        provider: str = "openvino",
+        config: DetectorConfig | None = None,
+        **session_options: Any,
+    ) -> Detector:
+        from .models import create_session, resolve_model
+
+        path = resolve_model(name, model_dir)
+        return cls(create_session(path, provider=provider, **session_options), config)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        cfg = self.config
+        h, w = image.shape[:2]
+        regions = [(0, 0, w, h)]
+        if cfg.tiles == 2:
+            # Two overlapping halves along the longer side (25 % overlap each way).
+            if w >= h:
+                half = int(w * 0.6)
+                regions += [(0, 0, half, h), (w - half, 0, w, h)]
+            else:
+                half = int(h * 0.6)
+                regions += [(0, 0, w, half), (0, h - half, w, h)]
+        parts = [self._detect_region(image, r) for r in regions]
+        boxes = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        classes = np.concatenate([p[2] for p in parts])
+        if len(regions) > 1 and len(boxes):
+            keep = nms(boxes, scores, cfg.nms_iou, containment=0.8)
+            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+        return Detections(boxes.astype(np.float32), scores.astype(np.float32), classes.astype(np.int32))
+
+    def _detect_region(
+        self, image: np.ndarray, region: tuple[int, int, int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.config
+        x0, y0, x1, y1 = region
+        crop = image[y0:y1, x0:x1]
+        blob, r = letterbox(crop, cfg.input_size)
+        out = self.session.run(None, {self._input_name: blob})[0][0]
+        cls_scores = out[:, 5:][:, list(cfg.classes)] * out[:, 4:5]
+        best = cls_scores.argmax(axis=1)
+        score = cls_scores[np.arange(len(best)), best]
+        mask = score >= cfg.score_threshold
+        if not mask.any():
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+        rows, score, best = out[mask], score[mask], best[mask]
+        stride = self._strides[mask]
+        centre = (rows[:, :2] + self._cells[mask]) * stride
+        size = np.exp(np.clip(rows[:, 2:4], -10, 10)) * stride
+        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) / r
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]] + x0, 0, image.shape[1])
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]] + y0, 0, image.shape[0])
+        big_enough = ((boxes[:, 2] - boxes[:, 0]) >= cfg.min_box_px) & ((boxes[:, 3] - boxes[:, 1]) >= cfg.min_box_px)
+        # In a tile, a box cut by an inner tile edge is a fragment: the whole-frame pass has it.
+        if (x0, y0, x1, y1) != (0, 0, image.shape[1], image.shape[0]):
+            edge = 3.0
+            cut = np.zeros(len(boxes), bool)
+            if x0 > 0:
+                cut |= boxes[:, 0] <= x0 + edge
+            if x1 < image.shape[1]:
+                cut |= boxes[:, 2] >= x1 - edge
+            if y0 > 0:
+                cut |= boxes[:, 1] <= y0 + edge
+            if y1 < image.shape[0]:
+                cut |= boxes[:, 3] >= y1 - edge
+            big_enough &= ~cut
+        boxes, score, best = boxes[big_enough], score[big_enough], best[big_enough]
+        keep = nms(boxes, score, cfg.nms_iou)
+        classes = np.asarray(cfg.classes, np.int32)[best[keep]]
+        return boxes[keep], score[keep], classes

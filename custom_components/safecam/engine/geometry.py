@@ -1,0 +1,109 @@
+"""Plane geometry on normalized coordinates (0..1, x right, y down), with validation.
+
+Validation lives here so the CLI config, the HA options flow and the add-on reject the same
+malformed shapes with the same message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MAX_POLYGON_POINTS = 64
+MIN_POLYGON_AREA = 1e-4  # 0.01 % of the frame: smaller is a typo, not a zone
+MIN_LINE_LENGTH = 0.01
+
+
+class GeometryError(ValueError):
+    """A shape that cannot be used; the message says which and why."""
+
+
+def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+
+def segments_intersect(p1: np.ndarray, p2: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> bool:
+    """Proper or touching intersection of segments p1p2 and q1q2."""
+    d1, d2 = _cross(q1, q2, p1), _cross(q1, q2, p2)
+    d3, d4 = _cross(p1, p2, q1), _cross(p1, p2, q2)
+    if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and d1 * d2 < 0 and d3 * d4 < 0:
+        return True
+
+    def on_segment(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: float) -> bool:
+        return abs(d) < 1e-12 and min(a[0], b[0]) <= c[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= c[1] <= max(a[1], b[1])
+
+    return (
+        on_segment(q1, q2, p1, d1) or on_segment(q1, q2, p2, d2) or on_segment(p1, p2, q1, d3) or on_segment(p1, p2, q2, d4)
+    )
+
+
+def _points(value: object, what: str) -> np.ndarray:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise GeometryError(f"{what}: expected a list of [x, y] points")
+    pts = []
+    for i, p in enumerate(value):
+        if (
+            not isinstance(p, Sequence)
+            or isinstance(p, str)
+            or len(p) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in p)
+        ):
+            raise GeometryError(f"{what}: point {i + 1} is not [x, y] numbers")
+        x, y = float(p[0]), float(p[1])
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise GeometryError(f"{what}: point {i + 1} ({x}, {y}) is outside 0..1 (coordinates are normalized)")
+        pts.append((x, y))
+    return np.asarray(pts, np.float64)
+
+
+def polygon_area(pts: np.ndarray) -> float:
+    x, y = pts[:, 0], pts[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+def validate_polygon(value: object, what: str = "polygon") -> np.ndarray:
+    pts = _points(value, what)
+    if len(pts) < 3:
+        raise GeometryError(f"{what}: needs at least 3 points, got {len(pts)}")
+    if len(pts) > MAX_POLYGON_POINTS:
+        raise GeometryError(f"{what}: has {len(pts)} points, at most {MAX_POLYGON_POINTS} are allowed")
+    n = len(pts)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if j == i + 1 or (i == 0 and j == n - 1):
+                continue  # neighbouring edges share a vertex
+            if segments_intersect(pts[i], pts[(i + 1) % n], pts[j], pts[(j + 1) % n]):
+                raise GeometryError(f"{what}: edges {i + 1} and {j + 1} cross (self-intersecting)")
+    if polygon_area(pts) < MIN_POLYGON_AREA:
+        raise GeometryError(f"{what}: is degenerate (area {polygon_area(pts):.2g} of the frame)")
+    return pts
+
+
+def validate_line(value: object, what: str = "line") -> np.ndarray:
+    pts = _points(value, what)
+    if len(pts) != 2:
+        raise GeometryError(f"{what}: needs exactly 2 points, got {len(pts)}")
+    if float(np.hypot(*(pts[1] - pts[0]))) < MIN_LINE_LENGTH:
+        raise GeometryError(f"{what}: is too short (degenerate)")
+    return pts
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd ray casting for (N, 2) points; vectorized over points."""
+    if len(points) == 0:
+        return np.zeros(0, bool)
+    x, y = points[:, 0][:, None], points[:, 1][:, None]
+    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
+    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
+    straddles = (y1 > y) != (y2 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+    crossings = straddles & (x < x_at)
+    return (crossings.sum(axis=1) % 2) == 1
+
+
+def side_of_line(points: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    """s(q) = (p2 - p1) x (q - p1): positive on one side, negative on the other."""
+    d = p2 - p1
+    return d[0] * (points[:, 1] - p1[1]) - d[1] * (points[:, 0] - p1[0])

@@ -1,0 +1,155 @@
+"""The per-camera pipeline: motion gate -> detector -> tracker -> zones/gates -> anonymizer.
+
+Raw frames enter `CameraPipeline.process` and never leave it: a `FrameResult` carries geometry,
+counts, events and the *anonymized* image only (design invariant 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .anonymize import Anonymizer, AnonymizerConfig
+from .config import SceneConfig
+from .detect import Detector
+from .motion import MotionConfig, MotionGate
+from .scene.gates import GateCounter
+from .scene.zones import ZoneCounter, ZoneTiming
+from .track import Tracker, TrackerConfig
+from .types import Detections, SafetyEvent, Track
+
+_LOGGER = logging.getLogger(__name__)
+STAGES = ("motion", "detect", "track", "scene", "anonymize")
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    camera: str = "camera"
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
+    zone_timing: ZoneTiming = field(default_factory=ZoneTiming)
+    mask_score: float = 0.2  # raw detections masked even before a track confirms them
+    count_grace_frames: int = 3  # a confirmed person still counts this many missed detections
+
+
+@dataclass(slots=True)
+class FrameResult:
+    index: int
+    t: float
+    width: int
+    height: int
+    people: int
+    tracks: list[Track]
+    zones: dict[str, dict[str, Any]]
+    gates: dict[str, dict[str, int]]
+    events: list[SafetyEvent]
+    detected: bool  # the detector ran on this frame (not skipped by the motion gate)
+    analysed: bool  # analysis succeeded; False means the anonymized image is fully obscured
+    timings_ms: dict[str, float]
+    anonymized: np.ndarray | None = None
+
+    def frame_record(self) -> dict[str, Any]:
+        """The JSON-lines record of the CLI contract (boxes normalized 0..1)."""
+        scale = np.array([self.width, self.height, self.width, self.height], np.float64)
+        return {
+            "type": "frame",
+            "frame": self.index,
+            "t": round(self.t, 3),
+            "people": self.people,
+            "tracks": [
+                {"id": tr.track_id, "box": [round(float(v), 4) for v in np.clip(np.asarray(tr.box) / scale, 0, 1)], "score": round(tr.score, 3)}
+                for tr in self.tracks
+            ],
+            "zones": self.zones,
+            "gates": self.gates,
+        }
+
+
+class CameraPipeline:
+    def __init__(self, detector: Detector, scene: SceneConfig | None = None, config: PipelineConfig | None = None) -> None:
+        self.detector = detector
+        self.config = config or PipelineConfig()
+        self.scene = scene or SceneConfig()
+        self.tracker = Tracker(self.config.tracker)
+        self.motion = MotionGate(self.config.motion)
+        self.anonymizer = Anonymizer(self.config.anonymizer)
+        self.zones = ZoneCounter(self.scene.zones, self.config.camera, self.config.zone_timing)
+        self.gates = GateCounter(self.scene.gates)
+        self.last_error: str | None = None
+
+    def set_scene(self, scene: SceneConfig) -> None:
+        """Apply new zones/gates without restarting; gate totals of unchanged gates are kept."""
+        old_gates = self.gates.states
+        self.scene = scene
+        self.zones = ZoneCounter(scene.zones, self.config.camera, self.config.zone_timing)
+        self.gates = GateCounter(scene.gates)
+        for g in scene.gates:
+            if g.name in old_gates:
+                self.gates.states[g.name].entries = old_gates[g.name].entries
+                self.gates.states[g.name].exits = old_gates[g.name].exits
+
+    def process(self, image: np.ndarray, t: float, index: int, *, render: bool = True) -> FrameResult:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = (now - clock) * 1000
+            clock = now
+
+        h, w = image.shape[:2]
+        detected = self.motion.should_detect(image, t)
+        lap("motion")
+        analysed = True
+        detections = Detections.empty()
+        if detected:
+            try:
+                detections = self.detector(image)
+                self.last_error = None
+            except Exception as err:  # noqa: BLE001 - any detector failure must fail closed, not crash
+                analysed = False
+                self.last_error = f"{type(err).__name__}: {err}"
+                _LOGGER.warning("detector failed on camera %s: %s", self.config.camera, self.last_error)
+        lap("detect")
+        tracks = self.tracker.update(detections, t) if detected and analysed else self.tracker.predict(t)
+        counted = [tr for tr in tracks if tr.lost_frames <= self.config.count_grace_frames]
+        lap("track")
+
+        scale = np.array([w, h], np.float64)
+        positions = np.array([((tr.box[0] + tr.box[2]) / 2, tr.box[3]) for tr in counted], np.float64).reshape(-1, 2)
+        positions = np.clip(positions / scale, 0.0, 1.0)
+        ids = [tr.track_id for tr in counted]
+        events = self.zones.update(positions, ids, t)
+        for gate, track_id, direction in self.gates.update(positions, ids):
+            events.append(SafetyEvent("gate_crossing", t, self.config.camera, track_id, None, None, {"gate": gate, "direction": direction}))
+        self.gates.prune({tr.track_id for tr in tracks})
+        lap("scene")
+
+        anonymized = None
+        if render:
+            mask_boxes = [(*tr.box, tr.lost_frames) for tr in self.tracker.tracks(include_tentative=True)]
+            keep = detections.scores >= self.config.mask_score
+            mask_boxes += [(*map(float, b), 0) for b in detections.boxes[keep]]
+            anonymized = self.anonymizer.apply(image, mask_boxes, analysed=analysed)
+        lap("anonymize")
+        return FrameResult(
+            index=index,
+            t=t,
+            width=w,
+            height=h,
+            people=len(counted),
+            tracks=counted,
+            zones=self.zones.snapshot(),
+            gates=self.gates.snapshot(),
+            events=events,
+            detected=detected,
+            analysed=analysed,
+            timings_ms=timings,
+            anonymized=anonymized,
+        )
