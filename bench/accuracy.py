@@ -86,7 +86,11 @@ def tracking_figures(provider: str, config: PipelineConfig | None = None) -> lis
             pids = [tr.track_id for tr in res.tracks]
             ids, gboxes, flags = gt.get(i, (np.zeros(0, int), np.zeros((0, 4)), np.zeros(0, bool)))
             # Tracks matching an ignored GT box are dropped before scoring (MOT convention).
-            ign = iou_matrix(pboxes, gboxes[~flags]).max(axis=1) >= 0.5 if (~flags).any() and len(pboxes) else np.zeros(len(pboxes), bool)
+            ign = (
+                iou_matrix(pboxes, gboxes[~flags]).max(axis=1) >= 0.5
+                if (~flags).any() and len(pboxes)
+                else np.zeros(len(pboxes), bool)
+            )
             pboxes, pids = pboxes[~ign], [p for p, x in zip(pids, ign, strict=True) if not x]
             a, b, c = match_counts(pboxes, gboxes[flags], np.ones(int(flags.sum()), bool))
             tp, fp, fn = tp + a, fp + b, fn + c

@@ -61,7 +61,12 @@ def pipeline_pass(detector, clip: str, frames: int, motion: bool, fps: float | N
         detected += res.detected
     wall = time.perf_counter() - started
     source.close()
-    return {"frames": n, "detected": detected, "wall_ms_per_frame": wall * 1000 / max(n, 1), "stage_ms": {k: v / max(n, 1) for k, v in stage.items()}}
+    return {
+        "frames": n,
+        "detected": detected,
+        "wall_ms_per_frame": wall * 1000 / max(n, 1),
+        "stage_ms": {k: v / max(n, 1) for k, v in stage.items()},
+    }
 
 
 def cameras_sustained(detector_factory, clip: str, threads: int, seconds_of_video: float, fps: float = 5.0) -> float:
@@ -113,9 +118,23 @@ def main() -> None:
     full = pipeline_pass(detector, args.clip, args.frames, motion=False)
     overhead = full["wall_ms_per_frame"] / pure - 1
     emit({"bench": "stages", **{k: round(v, 2) for k, v in full["stage_ms"].items()}})
-    emit({"bench": "overhead", "pure_inference_ms": round(pure, 2), "pipeline_ms": round(full["wall_ms_per_frame"], 2), "overhead": round(overhead, 3)})
+    emit(
+        {
+            "bench": "overhead",
+            "pure_inference_ms": round(pure, 2),
+            "pipeline_ms": round(full["wall_ms_per_frame"], 2),
+            "overhead": round(overhead, 3),
+        }
+    )
     gated = pipeline_pass(detector, args.clip, args.frames, motion=True)
-    emit({"bench": "motion_gate", "frames": gated["frames"], "detected": gated["detected"], "pipeline_ms": round(gated["wall_ms_per_frame"], 2)})
+    emit(
+        {
+            "bench": "motion_gate",
+            "frames": gated["frames"],
+            "detected": gated["detected"],
+            "pipeline_ms": round(gated["wall_ms_per_frame"], 2),
+        }
+    )
 
     cams = []
     for k in (1, 2, 4, 8):
@@ -129,7 +148,9 @@ def main() -> None:
     print()
     table([{"stage": k, "ms": round(v, 2)} for k, v in full["stage_ms"].items()], ["stage", "ms"])
     print(f"\npipeline {full['wall_ms_per_frame']:.1f} ms/frame vs pure inference {pure:.1f} ms: overhead {overhead:+.1%}")
-    print(f"motion gate on: detector ran on {gated['detected']}/{gated['frames']} frames, {gated['wall_ms_per_frame']:.1f} ms/frame")
+    print(
+        f"motion gate on: detector ran on {gated['detected']}/{gated['frames']} frames, {gated['wall_ms_per_frame']:.1f} ms/frame"
+    )
     print()
     table(cams, ["cameras", "fps_each", "sustains_5fps"])
 

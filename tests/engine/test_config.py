@@ -11,7 +11,10 @@ SQUARE = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]
 
 def test_valid_config_parses():
     scene = parse_scene(
-        {"zones": [{"name": "pit", "polygon": SQUARE, "kind": "danger"}], "gates": [{"name": "door", "line": [[0.5, 0], [0.5, 1]]}]}
+        {
+            "zones": [{"name": "pit", "polygon": SQUARE, "kind": "danger"}],
+            "gates": [{"name": "door", "line": [[0.5, 0], [0.5, 1]]}],
+        }
     )
     assert scene.zones[0].kind == "danger"
     assert scene.gates[0].line == ((0.5, 0.0), (0.5, 1.0))

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from custom_components.safecam.engine.detect import Detector
 from custom_components.safecam.engine.models import create_session, resolve_model

@@ -27,7 +27,14 @@ class FaceAuditor:
         self._outputs = [o.name for o in session.get_outputs()]
 
     @classmethod
-    def from_catalog(cls, name: str = "face_yunet_n_dynamic", *, model_dir: str | Path | None = None, provider: str = "openvino", score_threshold: float = 0.6) -> FaceAuditor:
+    def from_catalog(
+        cls,
+        name: str = "face_yunet_n_dynamic",
+        *,
+        model_dir: str | Path | None = None,
+        provider: str = "openvino",
+        score_threshold: float = 0.6,
+    ) -> FaceAuditor:
         from .models import create_session, resolve_model
 
         return cls(create_session(resolve_model(name, model_dir), provider=provider), score_threshold)

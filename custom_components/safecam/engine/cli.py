@@ -37,8 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--model-dir", help="folder with the model files (else $SAFECAM_MODEL_MIRROR, the cache, or download)")
-        sp.add_argument("--provider", default="openvino", choices=["openvino", "cpu", "auto"], help="onnxruntime execution provider")
-        sp.add_argument("--tiles", type=int, default=0, choices=[0, 2], help="extra tiles for small people (0 = whole frame only)")
+        sp.add_argument(
+            "--provider", default="openvino", choices=["openvino", "cpu", "auto"], help="onnxruntime execution provider"
+        )
+        sp.add_argument(
+            "--tiles", type=int, default=0, choices=[0, 2], help="extra tiles for small people (0 = whole frame only)"
+        )
 
     run = sub.add_parser("run", help="analyse a video file, RTSP or HTTP stream; print JSON lines")
     run.add_argument("source", help="video file, rtsp://, http(s):// MJPEG or snapshot URL")
@@ -65,7 +69,8 @@ class _VideoOut:
     """mp4 writer opened lazily at the first anonymized frame (size known only then)."""
 
     def __init__(self, path: str, fps: float) -> None:
-        self.path, self.fps, self.writer = path, fps, None
+        self.path, self.fps = path, fps
+        self.writer: cv2.VideoWriter | None = None
 
     def write(self, image: np.ndarray) -> None:
         if self.writer is None:

@@ -59,7 +59,7 @@ def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:
 
 
 def _unknown(keys: object, allowed: set[str], what: str) -> None:
-    extra = sorted(set(keys) - allowed) if isinstance(keys, dict) else []  # type: ignore[arg-type]
+    extra = sorted(set(keys) - allowed) if isinstance(keys, dict) else []
     if extra:
         raise ConfigError(f"{what}: unknown key(s) {', '.join(map(str, extra))} (allowed: {', '.join(sorted(allowed))})")
 
@@ -107,7 +107,7 @@ def parse_scene(data: object) -> SceneConfig:
 
 
 def load_scene(path: str | Path) -> SceneConfig:
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     try:
         text = Path(path).read_text(encoding="utf-8")

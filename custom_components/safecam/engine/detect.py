@@ -124,9 +124,7 @@ class Detector:
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         return Detections(boxes.astype(np.float32), scores.astype(np.float32), classes.astype(np.int32))
 
-    def _detect_region(
-        self, image: np.ndarray, region: tuple[int, int, int, int]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _detect_region(self, image: np.ndarray, region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
         x0, y0, x1, y1 = region
         crop = image[y0:y1, x0:x1]

@@ -33,9 +33,7 @@ def segments_intersect(p1: np.ndarray, p2: np.ndarray, q1: np.ndarray, q2: np.nd
     def on_segment(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: float) -> bool:
         return abs(d) < 1e-12 and min(a[0], b[0]) <= c[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= c[1] <= max(a[1], b[1])
 
-    return (
-        on_segment(q1, q2, p1, d1) or on_segment(q1, q2, p2, d2) or on_segment(p1, p2, q1, d3) or on_segment(p1, p2, q2, d4)
-    )
+    return on_segment(q1, q2, p1, d1) or on_segment(q1, q2, p2, d2) or on_segment(p1, p2, q1, d3) or on_segment(p1, p2, q2, d4)
 
 
 def _points(value: object, what: str) -> np.ndarray:

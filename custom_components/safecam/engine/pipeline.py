@@ -19,7 +19,7 @@ from .detect import Detector
 from .motion import MotionConfig, MotionGate
 from .scene.gates import GateCounter
 from .scene.zones import ZoneCounter, ZoneTiming
-from .track import Tracker, TrackerConfig
+from .track import Tracker, TrackerConfig, iou_matrix
 from .types import Detections, SafetyEvent, Track
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,7 +62,11 @@ class FrameResult:
             "t": round(self.t, 3),
             "people": self.people,
             "tracks": [
-                {"id": tr.track_id, "box": [round(float(v), 4) for v in np.clip(np.asarray(tr.box) / scale, 0, 1)], "score": round(tr.score, 3)}
+                {
+                    "id": tr.track_id,
+                    "box": [round(float(v), 4) for v in np.clip(np.asarray(tr.box) / scale, 0, 1)],
+                    "score": round(tr.score, 3),
+                }
                 for tr in self.tracks
             ],
             "zones": self.zones,
@@ -122,20 +126,28 @@ class CameraPipeline:
         lap("track")
 
         scale = np.array([w, h], np.float64)
-        positions = np.array([((tr.box[0] + tr.box[2]) / 2, tr.box[3]) for tr in counted], np.float64).reshape(-1, 2)
-        positions = np.clip(positions / scale, 0.0, 1.0)
+        feet = np.array([((tr.box[0] + tr.box[2]) / 2, tr.box[3]) for tr in counted], np.float64).reshape(-1, 2)
+        positions = np.clip(feet / scale, 0.0, 1.0)
         ids = [tr.track_id for tr in counted]
         events = self.zones.update(positions, ids, t)
         for gate, track_id, direction in self.gates.update(positions, ids):
-            events.append(SafetyEvent("gate_crossing", t, self.config.camera, track_id, None, None, {"gate": gate, "direction": direction}))
+            events.append(
+                SafetyEvent("gate_crossing", t, self.config.camera, track_id, None, None, {"gate": gate, "direction": direction})
+            )
         self.gates.prune({tr.track_id for tr in tracks})
         lap("scene")
 
         anonymized = None
         if render:
-            mask_boxes = [(*tr.box, tr.lost_frames) for tr in self.tracker.tracks(include_tentative=True)]
-            keep = detections.scores >= self.config.mask_score
-            mask_boxes += [(*map(float, b), 0) for b in detections.boxes[keep]]
+            all_tracks = self.tracker.tracks(include_tentative=True)
+            mask_boxes: list[tuple[float, float, float, float, int]] = [(*tr.box, tr.lost_frames) for tr in all_tracks]
+            # Raw detections too (a person not tracked yet is still masked), except those a
+            # track box already covers: masking twice costs time and changes nothing.
+            raw = detections.boxes[detections.scores >= self.config.mask_score]
+            if len(raw) and all_tracks:
+                covered = iou_matrix(raw, np.array([tr.box for tr in all_tracks], np.float32)).max(axis=1) >= 0.7
+                raw = raw[~covered]
+            mask_boxes += [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), 0) for b in raw]
             anonymized = self.anonymizer.apply(image, mask_boxes, analysed=analysed)
         lap("anonymize")
         return FrameResult(

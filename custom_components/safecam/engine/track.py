@@ -159,20 +159,18 @@ class Tracker:
 
         active = [tr for tr in self._tracks if tr.confirmed]
         tentative = [tr for tr in self._tracks if not tr.confirmed]
-        remaining_high = list(high)
+        remaining_high = [int(i) for i in high]
 
         # Pass 1: confirmed (incl. lost) tracks vs high-score detections.
         unmatched_active = self._associate(active, boxes, scores, remaining_high, cfg.match_iou, t)
         # Pass 2: tracks still unmatched vs low-score detections (occluded, partly visible).
-        self._associate(unmatched_active, boxes, scores, list(low), cfg.low_match_iou, t)
+        self._associate(unmatched_active, boxes, scores, [int(i) for i in low], cfg.low_match_iou, t)
         # Pass 3: tentative tracks vs the high detections left over.
         self._associate(tentative, boxes, scores, remaining_high, cfg.match_iou, t)
 
         for i in remaining_high:
             if scores[i] >= cfg.new_track_score:
-                self._tracks.append(
-                    _TrackState(self._next_id, KalmanBox(boxes[i]), float(scores[i]), t, t, boxes[i].copy())
-                )
+                self._tracks.append(_TrackState(self._next_id, KalmanBox(boxes[i]), float(scores[i]), t, t, boxes[i].copy()))
                 self._next_id += 1
 
         kept: list[_TrackState] = []

@@ -1,0 +1,232 @@
+"""Per-camera worker thread: source -> pipeline -> anonymized JPEG + state pushed to a callback.
+
+This is where raw frames live and die. What leaves is `CameraState` (geometry and counts),
+`SafetyEvent`s and JPEG bytes encoded from the anonymized frame only.
+The worker restarts its loop with backoff after any failure, and paces file sources in real
+time (looping them) so a demo clip behaves like a camera.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import cv2
+
+from .anonymize import placeholder
+from .config import SceneConfig
+from .detect import Detector
+from .pipeline import CameraPipeline, PipelineConfig
+from .sources import ReconnectingSource, SourceError, open_source, redact_url, throttle
+from .types import SafetyEvent
+
+_LOGGER = logging.getLogger(__name__)
+STALE_AFTER_S = 5.0  # an anonymized frame older than this is not served as live
+
+
+@dataclass(frozen=True, slots=True)
+class CameraState:
+    """Everything HA (or MQTT) gets about a camera; no pixels."""
+
+    camera: str
+    seq: int = 0
+    connected: bool = False
+    running: bool = False
+    people: int = 0
+    zones: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gates: dict[str, dict[str, int]] = field(default_factory=dict)
+    analysis_fps: float = 0.0
+    inference_ms: float = 0.0
+    dropped_frames: int = 0
+    frames: int = 0
+    error: str | None = None
+    error_reason: str | None = None
+    disconnected_since: float | None = None  # monotonic seconds
+
+
+StateCallback = Callable[[CameraState, list[SafetyEvent]], None]
+
+
+class CameraWorker:
+    def __init__(
+        self,
+        camera: str,
+        source_url: str,
+        detector_factory: Callable[[], Detector],
+        *,
+        scene: SceneConfig | None = None,
+        fps: float = 5.0,
+        on_state: StateCallback | None = None,
+        jpeg_quality: int = 80,
+        restart_backoff_max_s: float = 60.0,
+    ) -> None:
+        self.camera = camera
+        self.source_url = source_url
+        self._detector_factory = detector_factory
+        self._scene = scene or SceneConfig()
+        self.fps = fps
+        self._on_state = on_state
+        self._jpeg_quality = jpeg_quality
+        self._backoff_max = restart_backoff_max_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._jpeg: bytes | None = None
+        self._jpeg_time = 0.0
+        self._pipeline: CameraPipeline | None = None
+        self._restored_gates: dict[str, dict[str, int]] = {}
+        self.state = CameraState(camera)
+
+    # ---- control -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"safecam-{self.camera}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._set_state(running=False)
+
+    def set_scene(self, scene: SceneConfig) -> None:
+        """New zones/gates apply at the next frame, without restarting the stream."""
+        with self._lock:
+            self._scene = scene
+            if self._pipeline is not None:
+                self._pipeline.set_scene(scene)
+
+    def restore_gate_totals(self, totals: dict[str, dict[str, int]]) -> None:
+        """Cumulative gate counters survive restarts: HA hands back what it last recorded."""
+        with self._lock:
+            self._restored_gates = {k: dict(v) for k, v in totals.items()}
+            if self._pipeline is not None:
+                self._apply_restored(self._pipeline)
+
+    # ---- outputs ------------------------------------------------------------------------
+    def latest_jpeg(self, max_age_s: float = STALE_AFTER_S) -> bytes | None:
+        """The last anonymized frame as JPEG, or None when it is older than max_age_s."""
+        with self._lock:
+            if self._jpeg is None or time.monotonic() - self._jpeg_time > max_age_s:
+                return None
+            return self._jpeg
+
+    def placeholder_jpeg(self, text: str = "no anonymized frame") -> bytes:
+        ok, buf = cv2.imencode(".jpg", placeholder(text=text))
+        return buf.tobytes() if ok else b""
+
+    # ---- internals ----------------------------------------------------------------------
+    def _set_state(self, **changes: Any) -> CameraState:
+        with self._lock:
+            self.state = replace(self.state, seq=self.state.seq + 1, **changes)
+            return self.state
+
+    def _emit(self, state: CameraState, events: list[SafetyEvent]) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(state, events)
+        except Exception:
+            _LOGGER.exception("safecam state callback failed for %s", self.camera)
+
+    def _apply_restored(self, pipeline: CameraPipeline) -> None:
+        for name, st in pipeline.gates.states.items():
+            saved = self._restored_gates.get(name)
+            if saved:
+                st.entries = max(st.entries, int(saved.get("in", 0)))
+                st.exits = max(st.exits, int(saved.get("out", 0)))
+
+    def _on_source_state(self, connected: bool, reason: str | None) -> None:
+        now = time.monotonic()
+        since = None if connected else (self.state.disconnected_since or now)
+        state = self._set_state(connected=connected, error_reason=None if connected else reason, disconnected_since=since)
+        self._emit(state, [])
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self._loop()
+                backoff = 1.0
+            except Exception as err:  # noqa: BLE001 - restart the loop on any failure, with backoff
+                reason = err.reason if isinstance(err, SourceError) else "error"
+                msg = redact_url(f"{type(err).__name__}: {err}")
+                _LOGGER.warning("safecam camera %s failed (%s); restarting in %.0f s", self.camera, msg, backoff)
+                state = self._set_state(error=msg, error_reason=reason, connected=False, running=False)
+                self._emit(state, [])
+                if self._stop.wait(backoff):
+                    break
+                backoff = min(backoff * 2, self._backoff_max)
+
+    def _loop(self) -> None:
+        pipeline = CameraPipeline(self._detector_factory(), self._scene, PipelineConfig(camera=self.camera))
+        with self._lock:
+            self._pipeline = pipeline
+            self._apply_restored(pipeline)
+        probe = open_source(self.source_url)
+        is_live = probe.is_live
+        probe.close()
+        self._set_state(running=True, error=None, error_reason=None)
+        if is_live:
+            source: Any = ReconnectingSource(self.source_url, on_state=self._on_source_state, stop_event=self._stop)
+        else:
+            source = open_source(self.source_url)
+            self._on_source_state(True, None)
+        reader = throttle(source, self.fps)
+        start = time.monotonic()
+        media_offset = 0.0
+        last_media_t = 0.0
+        fps_window: list[float] = []
+        try:
+            while not self._stop.is_set():
+                frame = reader.read()
+                if frame is None:
+                    if is_live:
+                        break  # stopped
+                    # A file is a demo camera: loop it seamlessly on one timeline.
+                    source.close()
+                    media_offset += last_media_t + 1.0 / max(self.fps, 1.0)
+                    source = open_source(self.source_url)
+                    reader = throttle(source, self.fps)
+                    continue
+                if is_live:
+                    t = time.monotonic() - start
+                else:
+                    last_media_t = frame.t
+                    t = media_offset + frame.t
+                    delay = t - (time.monotonic() - start)  # pace files in real time
+                    if delay > 0 and self._stop.wait(delay):
+                        break
+                with self._lock:
+                    result = pipeline.process(frame.image, t, frame.index)
+                assert result.anonymized is not None
+                ok, buf = cv2.imencode(".jpg", result.anonymized, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
+                now = time.monotonic()
+                with self._lock:
+                    if ok:
+                        self._jpeg, self._jpeg_time = buf.tobytes(), now
+                fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]
+                state = self._set_state(
+                    connected=True,
+                    running=True,
+                    people=result.people,
+                    zones=result.zones,
+                    gates=result.gates,
+                    analysis_fps=round((len(fps_window) - 1) / max(fps_window[-1] - fps_window[0], 1e-6), 2)
+                    if len(fps_window) > 1
+                    else 0.0,
+                    inference_ms=round(result.timings_ms.get("detect", 0.0), 1),
+                    dropped_frames=int(getattr(reader, "dropped", 0)),
+                    frames=self.state.frames + 1,
+                    error=pipeline.last_error,
+                    error_reason="detector" if pipeline.last_error else None,
+                    disconnected_since=None,
+                )
+                self._emit(state, result.events)
+        finally:
+            source.close()
