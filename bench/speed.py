@@ -24,7 +24,7 @@ from custom_components.safecam.engine.detect import Detector, letterbox
 from custom_components.safecam.engine.models import create_session, resolve_model
 from custom_components.safecam.engine.motion import MotionConfig
 from custom_components.safecam.engine.pipeline import STAGES, CameraPipeline, PipelineConfig
-from custom_components.safecam.engine.sources import open_source, throttle
+from custom_components.safecam.engine.sources import BackgroundReader, open_source, throttle
 
 
 def pure_inference_ms(session, blobs, repeats: int = 1) -> float:
@@ -44,7 +44,7 @@ def pipeline_pass(detector, clip: str, frames: int, motion: bool, fps: float | N
     """Decode + process `frames` frames; returns per-stage means and wall time per frame."""
     pipeline = CameraPipeline(detector, config=PipelineConfig(motion=MotionConfig(enabled=motion)))
     source = open_source(clip)
-    reader = throttle(source, fps) if fps else source
+    reader = BackgroundReader(throttle(source, fps) if fps else source)
     stage = dict.fromkeys(("decode", *STAGES), 0.0)
     n = detected = 0
     started = time.perf_counter()
@@ -60,7 +60,7 @@ def pipeline_pass(detector, clip: str, frames: int, motion: bool, fps: float | N
         n += 1
         detected += res.detected
     wall = time.perf_counter() - started
-    source.close()
+    reader.close()
     return {
         "frames": n,
         "detected": detected,

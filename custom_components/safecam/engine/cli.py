@@ -26,7 +26,7 @@ from .detect import Detector, DetectorConfig
 from .models import ModelError
 from .motion import MotionConfig
 from .pipeline import STAGES, CameraPipeline, FrameResult, PipelineConfig
-from .sources import SourceError, open_source, redact_url, throttle
+from .sources import BackgroundReader, SourceError, open_source, redact_url, throttle
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -92,7 +92,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         raise ConfigError("--fps must be positive")
     source = open_source(args.source)
     pipeline = CameraPipeline(_detector(args), scene, PipelineConfig(camera=args.camera))
-    frames = throttle(source, args.fps) if args.fps else source
+    # Decode ahead in a thread: decoding overlaps inference.
+    frames = BackgroundReader(throttle(source, args.fps) if args.fps else source)
     video_fps = args.fps or source.fps or 10.0
     video = _VideoOut(args.out_video, video_fps) if args.out_video else None
     stage_ms: dict[str, float] = dict.fromkeys(("decode", *STAGES), 0.0)
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             if video is not None and last.anonymized is not None:
                 video.write(last.anonymized)
     finally:
-        source.close()
+        frames.close()
         if video is not None:
             video.close()
     elapsed = time.perf_counter() - started
@@ -150,7 +151,7 @@ def anonymize(args: argparse.Namespace) -> int:
         if result.anonymized is None or not cv2.imwrite(args.output, result.anonymized):
             raise OSError(f"cannot write {args.output}")
         return 0
-    source = open_source(args.input)
+    source = BackgroundReader(open_source(args.input))
     video = _VideoOut(args.output, source.fps or 10.0)
     try:
         while (frame := source.read()) is not None:

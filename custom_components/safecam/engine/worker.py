@@ -21,7 +21,7 @@ from .anonymize import placeholder
 from .config import SceneConfig
 from .detect import Detector
 from .pipeline import CameraPipeline, PipelineConfig
-from .sources import ReconnectingSource, SourceError, open_source, redact_url, throttle
+from .sources import BackgroundReader, ReconnectingSource, SourceError, open_source, redact_url, throttle
 from .types import SafetyEvent
 
 _LOGGER = logging.getLogger(__name__)
@@ -168,16 +168,15 @@ class CameraWorker:
         with self._lock:
             self._pipeline = pipeline
             self._apply_restored(pipeline)
-        probe = open_source(self.source_url)
-        is_live = probe.is_live
-        probe.close()
+        # Network URLs are cameras (reconnect forever); paths and file:// are demo clips (loop).
+        is_live = "://" in self.source_url and not self.source_url.lower().startswith("file://")
         self._set_state(running=True, error=None, error_reason=None)
         if is_live:
             source: Any = ReconnectingSource(self.source_url, on_state=self._on_source_state, stop_event=self._stop)
         else:
             source = open_source(self.source_url)
             self._on_source_state(True, None)
-        reader = throttle(source, self.fps)
+        reader = BackgroundReader(throttle(source, self.fps))
         start = time.monotonic()
         media_offset = 0.0
         last_media_t = 0.0
@@ -189,10 +188,9 @@ class CameraWorker:
                     if is_live:
                         break  # stopped
                     # A file is a demo camera: loop it seamlessly on one timeline.
-                    source.close()
+                    reader.close()
                     media_offset += last_media_t + 1.0 / max(self.fps, 1.0)
-                    source = open_source(self.source_url)
-                    reader = throttle(source, self.fps)
+                    reader = BackgroundReader(throttle(open_source(self.source_url), self.fps))
                     continue
                 if is_live:
                     t = time.monotonic() - start
@@ -229,4 +227,4 @@ class CameraWorker:
                 )
                 self._emit(state, result.events)
         finally:
-            source.close()
+            reader.close()
