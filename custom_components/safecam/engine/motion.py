@@ -32,7 +32,8 @@ class MotionGate:
     def should_detect(self, image: np.ndarray, t: float) -> bool:
         cfg = self.config
         h, w = image.shape[:2]
-        small = cv2.resize(image, (cfg.width, max(1, round(h * cfg.width / w))), interpolation=cv2.INTER_AREA)
+        # Nearest-neighbour subsampling is 10x cheaper than area averaging; the blur below removes its noise.
+        small = cv2.resize(image, (cfg.width, max(1, round(h * cfg.width / w))), interpolation=cv2.INTER_NEAREST)
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
         previous, self._previous = self._previous, grey
         if previous is None or previous.shape != grey.shape:

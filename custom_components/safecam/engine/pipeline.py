@@ -108,7 +108,7 @@ class CameraPipeline:
             clock = now
 
         h, w = image.shape[:2]
-        detected = self.motion.should_detect(image, t)
+        detected = self.motion.should_detect(image, t) or self.tracker.has_tentative
         lap("motion")
         analysed = True
         detections = Detections.empty()

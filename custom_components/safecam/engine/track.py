@@ -56,6 +56,14 @@ def _xyxy_to_xyah(box: np.ndarray) -> np.ndarray:
     return np.array([box[0] + w / 2, box[1] + h / 2, w / max(h, 1e-6), h], np.float64)
 
 
+_I8 = np.eye(8)
+# Noise scales relative to box height (people far away move fewer pixels).
+_Q_SCALE = np.array([0.05, 0.05, 1e-2, 0.05, 0.5, 0.5, 1e-3, 0.5])
+_Q_H = np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)
+_R_SCALE = np.array([0.05, 0.05, 1e-2, 0.05])
+_R_H = np.array([1, 1, 0, 1], bool)
+
+
 class KalmanBox:
     """Constant-velocity Kalman filter on (cx, cy, aspect, height), velocities per second."""
 
@@ -68,22 +76,19 @@ class KalmanBox:
     def predict(self, dt: float) -> None:
         if dt <= 0:
             return
-        F = np.eye(8)
-        F[:4, 4:] = np.eye(4) * dt
-        h = max(self.x[3], 1.0)
-        q = np.array([0.05 * h, 0.05 * h, 1e-2, 0.05 * h, 0.5 * h, 0.5 * h, 1e-3, 0.5 * h]) ** 2 * dt
+        F = _I8.copy()
+        F[:4, 4:] = _I8[:4, :4] * dt
+        q = np.where(_Q_H, _Q_SCALE * max(self.x[3], 1.0), _Q_SCALE) ** 2 * dt
         self.x = F @ self.x
-        self.P = F @ self.P @ F.T + np.diag(q)
+        self.P = F @ self.P @ F.T
+        self.P[np.diag_indices(8)] += q
 
     def update(self, box: np.ndarray) -> None:
         z = _xyxy_to_xyah(box)
-        H = np.eye(4, 8)
-        h = max(self.x[3], 1.0)
-        R = np.diag(np.array([0.05 * h, 0.05 * h, 1e-2, 0.05 * h]) ** 2)
-        S = H @ self.P @ H.T + R
-        K = self.P @ H.T @ np.linalg.inv(S)
-        self.x = self.x + K @ (z - H @ self.x)
-        self.P = (np.eye(8) - K @ H) @ self.P
+        S = self.P[:4, :4] + np.diag(np.where(_R_H, _R_SCALE * max(self.x[3], 1.0), _R_SCALE) ** 2)
+        K = np.linalg.solve(S, self.P[:4, :]).T  # P H^T S^-1, with H selecting the first 4 states
+        self.x = self.x + K @ (z - self.x[:4])
+        self.P = self.P - K @ self.P[:4, :]
 
     def freeze_velocity(self) -> None:
         self.x[4:] = 0.0
@@ -243,6 +248,11 @@ class Tracker:
             for tr in self._tracks
             if tr.confirmed or include_tentative
         ]
+
+    @property
+    def has_tentative(self) -> bool:
+        """New people not confirmed yet: the detector should keep running until they are."""
+        return any(not tr.confirmed for tr in self._tracks)
 
     def reset(self) -> None:
         self._tracks.clear()
