@@ -34,6 +34,15 @@ def mosaic(region: np.ndarray, cell: int) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
+def mosaic_in_place(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, cell: int) -> None:
+    """mosaic() written straight into the image region (no temporary full-size copy)."""
+    roi = image[y1:y2, x1:x2]
+    h, w = roi.shape[:2]
+    cell = max(2, cell)
+    small = cv2.resize(roi, (max(1, w // cell), max(1, h // cell)), interpolation=cv2.INTER_AREA)
+    cv2.resize(small, (w, h), dst=roi, interpolation=cv2.INTER_NEAREST)
+
+
 class Anonymizer:
     def __init__(self, config: AnonymizerConfig | None = None) -> None:
         self.config = config or AnonymizerConfig()
@@ -60,9 +69,8 @@ class Anonymizer:
             grow = cfg.margin + cfg.lost_growth_per_frame * min(lost, 20)
             body = self._clip(x1 - bw * grow, y1 - bh * grow, x2 + bw * grow, y2 + bh * grow, w, h)
             if body is not None:
-                bx1, by1, bx2, by2 = body
                 cell = int(max(bh * (1 + 2 * grow), 8) / cfg.blocks_per_person_height)
-                out[by1:by2, bx1:bx2] = mosaic(out[by1:by2, bx1:bx2], cell)
+                mosaic_in_place(out, *body, cell)
             # Head: top of the box, widened, reaching above it (tight boxes cut hair and raised heads).
             hh = bh * cfg.head_fraction
             cx = (x1 + x2) / 2
@@ -70,8 +78,7 @@ class Anonymizer:
             head = self._clip(cx - half, y1 - hh * (0.4 + grow), cx + half, y1 + hh, w, h)
             if head is not None:
                 hx1, hy1, hx2, hy2 = head
-                cell = int(max(hx2 - hx1, hy2 - hy1) / cfg.head_blocks)
-                out[hy1:hy2, hx1:hx2] = mosaic(out[hy1:hy2, hx1:hx2], cell)
+                mosaic_in_place(out, *head, int(max(hx2 - hx1, hy2 - hy1) / cfg.head_blocks))
         return out
 
     @staticmethod

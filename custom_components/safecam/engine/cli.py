@@ -26,6 +26,7 @@ from .detect import Detector, DetectorConfig
 from .models import ModelError
 from .motion import MotionConfig
 from .pipeline import STAGES, CameraPipeline, FrameResult, PipelineConfig
+from .render import AsyncRenderer
 from .sources import BackgroundReader, SourceError, open_source, redact_url, throttle
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     frames = BackgroundReader(throttle(source, args.fps) if args.fps else source)
     video_fps = args.fps or source.fps or 10.0
     video = _VideoOut(args.out_video, video_fps) if args.out_video else None
+    renderer = AsyncRenderer(pipeline, lambda image, _result: video.write(image)) if video is not None else None
     stage_ms: dict[str, float] = dict.fromkeys(("decode", *STAGES), 0.0)
     events: Counter[str] = Counter()
     analysed = detected = 0
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             if frame is None:
                 break
             stage_ms["decode"] += (time.perf_counter() - tick) * 1000
-            last = pipeline.process(frame.image, frame.t, frame.index, render=video is not None)
+            last = pipeline.process(frame.image, frame.t, frame.index, render=False)
             analysed += 1
             detected += last.detected
             for k, v in last.timings_ms.items():
@@ -117,10 +119,12 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             for ev in last.events:
                 events[ev.event_type] += 1
                 out.write(json.dumps(ev.as_dict()) + "\n")
-            if video is not None and last.anonymized is not None:
-                video.write(last.anonymized)
+            if renderer is not None:
+                renderer.submit(frame.image, last)  # anonymized and written in the render thread
     finally:
         frames.close()
+        if renderer is not None:
+            renderer.close()
         if video is not None:
             video.close()
     elapsed = time.perf_counter() - started

@@ -24,6 +24,7 @@ from .types import Detections, SafetyEvent, Track
 
 _LOGGER = logging.getLogger(__name__)
 STAGES = ("motion", "detect", "track", "scene", "anonymize")
+MaskBox = tuple[float, float, float, float, int]  # x1, y1, x2, y2 (pixels), frames since last detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class FrameResult:
     detected: bool  # the detector ran on this frame (not skipped by the motion gate)
     analysed: bool  # analysis succeeded; False means the anonymized image is fully obscured
     timings_ms: dict[str, float]
+    mask_boxes: list[MaskBox] = field(default_factory=list)  # what the anonymizer covers (pixels)
     anonymized: np.ndarray | None = None
 
     def frame_record(self) -> dict[str, Any]:
@@ -137,20 +139,16 @@ class CameraPipeline:
         self.gates.prune({tr.track_id for tr in tracks})
         lap("scene")
 
-        anonymized = None
-        if render:
-            all_tracks = self.tracker.tracks(include_tentative=True)
-            mask_boxes: list[tuple[float, float, float, float, int]] = [(*tr.box, tr.lost_frames) for tr in all_tracks]
-            # Raw detections too (a person not tracked yet is still masked), except those a
-            # track box already covers: masking twice costs time and changes nothing.
-            raw = detections.boxes[detections.scores >= self.config.mask_score]
-            if len(raw) and all_tracks:
-                covered = iou_matrix(raw, np.array([tr.box for tr in all_tracks], np.float32)).max(axis=1) >= 0.7
-                raw = raw[~covered]
-            mask_boxes += [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), 0) for b in raw]
-            anonymized = self.anonymizer.apply(image, mask_boxes, analysed=analysed)
-        lap("anonymize")
-        return FrameResult(
+        all_tracks = self.tracker.tracks(include_tentative=True)
+        mask_boxes: list[MaskBox] = [(*tr.box, tr.lost_frames) for tr in all_tracks]
+        # Raw detections too (a person not tracked yet is still masked), except those a
+        # track box already covers: masking twice costs time and changes nothing.
+        raw = detections.boxes[detections.scores >= self.config.mask_score]
+        if len(raw) and all_tracks:
+            covered = iou_matrix(raw, np.array([tr.box for tr in all_tracks], np.float32)).max(axis=1) >= 0.7
+            raw = raw[~covered]
+        mask_boxes += [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), 0) for b in raw]
+        result = FrameResult(
             index=index,
             t=t,
             width=w,
@@ -163,5 +161,16 @@ class CameraPipeline:
             detected=detected,
             analysed=analysed,
             timings_ms=timings,
-            anonymized=anonymized,
+            mask_boxes=mask_boxes,
         )
+        if render:
+            result.anonymized = self.render(image, result)
+        lap("anonymize")
+        return result
+
+    def render(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
+        """The anonymized image of the frame `result` was computed from (fail-closed when not analysed).
+
+        Separate from process() so a worker can render in another thread, overlapping inference.
+        """
+        return self.anonymizer.apply(image, result.mask_boxes, analysed=result.analysed)

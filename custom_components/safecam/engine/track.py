@@ -127,10 +127,8 @@ class _TrackState:
     confirmed: bool = False
     matched: bool = True
     lost_frames: int = 0
-    history: list[float] = field(default_factory=list)  # recent speeds, box heights / s
-
-    def stationary(self, threshold: float) -> bool:
-        return len(self.history) >= 3 and float(np.median(self.history[-10:])) < threshold
+    speeds: list[float] = field(default_factory=list)  # recent speeds, box heights / s
+    stationary: bool = False  # median recent speed below the threshold (updated on each match)
 
 
 class Tracker:
@@ -144,7 +142,7 @@ class Tracker:
         dt = 0.0 if self._t is None else max(0.0, t - self._t)
         self._t = t
         for tr in self._tracks:
-            if not tr.matched and tr.stationary(self.config.stationary_speed):
+            if not tr.matched and tr.stationary:
                 tr.kf.freeze_velocity()  # a lost still person stays where they were
             tr.kf.predict(dt)
 
@@ -186,7 +184,7 @@ class Tracker:
                 tr.lost_frames += 1
                 if not tr.confirmed:
                     continue  # a tentative track that missed a frame was noise
-                limit = cfg.max_lost_stationary_s if tr.stationary(cfg.stationary_speed) else cfg.max_lost_s
+                limit = cfg.max_lost_stationary_s if tr.stationary else cfg.max_lost_s
                 if t - tr.last_seen_t > limit:
                     continue
             kept.append(tr)
@@ -219,8 +217,9 @@ class Tracker:
             tr.kf.update(box)
             if dt > 0:  # speed in box heights per second, from observed (not predicted) positions
                 moved = np.hypot(*((box[:2] + box[2:]) / 2 - (tr.last_box[:2] + tr.last_box[2:]) / 2))
-                tr.history.append(float(moved / max(box[3] - box[1], 1.0) / dt))
-                del tr.history[:-20]
+                tr.speeds.append(float(moved / max(box[3] - box[1], 1.0) / dt))
+                del tr.speeds[:-10]
+                tr.stationary = len(tr.speeds) >= 3 and float(np.median(tr.speeds)) < self.config.stationary_speed
             tr.last_box = box.copy()
             tr.score = float(scores[det])
             tr.last_seen_t = t

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
+import numpy as np
 
 from .anonymize import placeholder
 from .config import SceneConfig
 from .detect import Detector
-from .pipeline import CameraPipeline, PipelineConfig
+from .pipeline import CameraPipeline, FrameResult, PipelineConfig
+from .render import AsyncRenderer
 from .sources import BackgroundReader, ReconnectingSource, SourceError, open_source, redact_url, throttle
 from .types import SafetyEvent
 
@@ -141,6 +143,13 @@ class CameraWorker:
                 st.entries = max(st.entries, int(saved.get("in", 0)))
                 st.exits = max(st.exits, int(saved.get("out", 0)))
 
+    def _store_jpeg(self, anonymized: np.ndarray, _result: FrameResult) -> None:
+        """Render-thread sink: only anonymized pixels are encoded and kept."""
+        ok, buf = cv2.imencode(".jpg", anonymized, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
+        if ok:
+            with self._lock:
+                self._jpeg, self._jpeg_time = buf.tobytes(), time.monotonic()
+
     def _on_source_state(self, connected: bool, reason: str | None) -> None:
         now = time.monotonic()
         since = None if connected else (self.state.disconnected_since or now)
@@ -177,6 +186,7 @@ class CameraWorker:
             source = open_source(self.source_url)
             self._on_source_state(True, None)
         reader = BackgroundReader(throttle(source, self.fps))
+        renderer = AsyncRenderer(pipeline, self._store_jpeg, latest_only=True)
         start = time.monotonic()
         media_offset = 0.0
         last_media_t = 0.0
@@ -201,13 +211,9 @@ class CameraWorker:
                     if delay > 0 and self._stop.wait(delay):
                         break
                 with self._lock:
-                    result = pipeline.process(frame.image, t, frame.index)
-                assert result.anonymized is not None
-                ok, buf = cv2.imencode(".jpg", result.anonymized, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
+                    result = pipeline.process(frame.image, t, frame.index, render=False)
+                renderer.submit(frame.image, result)
                 now = time.monotonic()
-                with self._lock:
-                    if ok:
-                        self._jpeg, self._jpeg_time = buf.tobytes(), now
                 fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]
                 state = self._set_state(
                     connected=True,
@@ -228,3 +234,4 @@ class CameraWorker:
                 self._emit(state, result.events)
         finally:
             reader.close()
+            renderer.close()
