@@ -79,8 +79,11 @@ class CameraWorker:
         self._lock = threading.Lock()
         self._jpeg: bytes | None = None
         self._jpeg_time = 0.0
-        self._pipeline: CameraPipeline | None = None
         self._restored_gates: dict[str, dict[str, int]] = {}
+        # Changes requested from other threads; the worker thread applies them between frames,
+        # so callers never wait for an inference and the pipeline is only touched by its thread.
+        self._pending_scene: SceneConfig | None = None
+        self._pending_restore = False
         self.state = CameraState(camera)
 
     # ---- control -------------------------------------------------------------------------
@@ -99,16 +102,13 @@ class CameraWorker:
     def set_scene(self, scene: SceneConfig) -> None:
         """New zones/gates apply at the next frame, without restarting the stream."""
         with self._lock:
-            self._scene = scene
-            if self._pipeline is not None:
-                self._pipeline.set_scene(scene)
+            self._scene = self._pending_scene = scene
 
     def restore_gate_totals(self, totals: dict[str, dict[str, int]]) -> None:
         """Cumulative gate counters survive restarts: HA hands back what it last recorded."""
         with self._lock:
             self._restored_gates = {k: dict(v) for k, v in totals.items()}
-            if self._pipeline is not None:
-                self._apply_restored(self._pipeline)
+            self._pending_restore = True
 
     # ---- outputs ------------------------------------------------------------------------
     def latest_jpeg(self, max_age_s: float = STALE_AFTER_S) -> bytes | None:
@@ -135,6 +135,15 @@ class CameraWorker:
             self._on_state(state, events)
         except Exception:
             _LOGGER.exception("safecam state callback failed for %s", self.camera)
+
+    def _apply_pending(self, pipeline: CameraPipeline) -> None:
+        with self._lock:
+            scene, self._pending_scene = self._pending_scene, None
+            restore, self._pending_restore = self._pending_restore, False
+            if scene is not None:
+                pipeline.set_scene(scene)
+            if restore:
+                self._apply_restored(pipeline)
 
     def _apply_restored(self, pipeline: CameraPipeline) -> None:
         for name, st in pipeline.gates.states.items():
@@ -175,7 +184,7 @@ class CameraWorker:
     def _loop(self) -> None:
         pipeline = CameraPipeline(self._detector_factory(), self._scene, PipelineConfig(camera=self.camera))
         with self._lock:
-            self._pipeline = pipeline
+            self._pending_scene, self._pending_restore = None, False
             self._apply_restored(pipeline)
         # Network URLs are cameras (reconnect forever); paths and file:// are demo clips (loop).
         is_live = "://" in self.source_url and not self.source_url.lower().startswith("file://")
@@ -210,8 +219,8 @@ class CameraWorker:
                     delay = t - (time.monotonic() - start)  # pace files in real time
                     if delay > 0 and self._stop.wait(delay):
                         break
-                with self._lock:
-                    result = pipeline.process(frame.image, t, frame.index, render=False)
+                self._apply_pending(pipeline)
+                result = pipeline.process(frame.image, t, frame.index, render=False)
                 renderer.submit(frame.image, result)
                 now = time.monotonic()
                 fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]

@@ -1,0 +1,270 @@
+"""Bridges one engine `CameraWorker` to Home Assistant: push, never poll.
+
+The worker thread calls `on_state(CameraState, events)`; we hop to the event loop with
+`call_soon_threadsafe` and hand the state to the entities that subscribed. Blocking calls into
+the worker (stop/join, set_scene, frames: they take the worker's lock, which it holds while it
+analyses a frame) run in the executor. Health repairs (stream unreachable, engine falling
+behind) are raised from the pushed state and a slow timer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_track_time_interval
+
+from .const import (
+    ANONYMIZATION_FULL_FRAME,
+    BEHIND_AFTER_S,
+    BEHIND_FACTOR,
+    CONF_ANONYMIZATION,
+    CONF_FPS,
+    CONF_SCENE,
+    DEFAULT_ANONYMIZATION,
+    DEFAULT_FPS,
+    DOMAIN,
+    HEALTH_CHECK_INTERVAL_S,
+    MODEL_NAME,
+    STREAM_UNREACHABLE_AFTER_S,
+)
+from .engine.config import SceneConfig, parse_scene
+from .engine.detect import Detector
+from .engine.types import SafetyEvent
+from .engine.worker import CameraState, CameraWorker
+
+type SafecamConfigEntry = ConfigEntry[SafecamRuntime]
+type GateTotals = dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the options flow controls."""
+
+    fps: int
+    anonymization: str
+    scene: SceneConfig
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Settings:
+        """Raises engine.config.ConfigError for a stored scene the engine no longer accepts."""
+        return cls(
+            fps=int(options.get(CONF_FPS, DEFAULT_FPS)),
+            anonymization=str(options.get(CONF_ANONYMIZATION, DEFAULT_ANONYMIZATION)),
+            scene=parse_scene(options.get(CONF_SCENE)),
+        )
+
+    @property
+    def layout(self) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+        """What decides which entities exist: zone names and kinds, gate names."""
+        return tuple((z.name, z.kind) for z in self.scene.zones), tuple(g.name for g in self.scene.gates)
+
+
+def _detector() -> Detector:
+    """Runs in the worker thread. "auto": OpenVINO EP on x86-64, plain CPU EP elsewhere (aarch64)."""
+    return Detector.from_catalog(MODEL_NAME, provider="auto")
+
+
+class SafecamRuntime:
+    """entry.runtime_data: the camera worker, the latest state and the listeners (the push hub)."""
+
+    def __init__(self, hass: HomeAssistant, entry: SafecamConfigEntry, source_url: str, settings: Settings) -> None:
+        self.hass = hass
+        self.entry = entry
+        self.settings = settings
+        self.source_url = source_url  # may hold credentials: never log it
+        self.state: CameraState | None = None
+        self.expected_unique_ids: set[str] = set()  # filled by the platforms; the rest is stale
+        self._listeners: list[CALLBACK_TYPE] = []
+        self._event_listeners: list[Callable[[SafetyEvent], None]] = []
+        self._restored: GateTotals = {}
+        self._placeholders: dict[str, bytes] = {}
+        self._generation = 0
+        self._started = False
+        self._closed = False
+        self._unsub_timer: CALLBACK_TYPE | None = None
+        self._down_since: float | None = time.monotonic()
+        self._behind_since: float | None = None
+        self._issues: set[str] = set()  # raised by this runtime
+        self._cleared: set[str] = set()  # known absent; issues persist across restarts, so not at first
+        self.worker = self._new_worker()
+
+    # ---- worker lifecycle -----------------------------------------------------------------
+    def _new_worker(self) -> CameraWorker:
+        self._generation += 1
+        generation = self._generation
+
+        def on_state(state: CameraState, events: list[SafetyEvent]) -> None:
+            # Worker thread. A late push from a stopped worker or after unload is dropped.
+            if self._closed:
+                return
+            with contextlib.suppress(RuntimeError):  # event loop already closed (shutdown)
+                self.hass.loop.call_soon_threadsafe(self._async_push, generation, state, list(events))
+
+        return CameraWorker(
+            self.entry.title,
+            self.source_url,
+            _detector,
+            scene=self.settings.scene,
+            fps=self.settings.fps,
+            on_state=on_state,
+        )
+
+    async def async_start(self) -> None:
+        """Start analysing; call after the platforms restored the gate totals."""
+        # Not running yet: the worker's lock is free, so these are instant.
+        self.worker.restore_gate_totals(self._restored)
+        self.worker.start()
+        self._started = True
+        self._unsub_timer = async_track_time_interval(
+            self.hass, self._async_check_health, timedelta(seconds=HEALTH_CHECK_INTERVAL_S)
+        )
+
+    async def async_stop(self, *, clear_issues: bool = True) -> None:
+        """Stop and join the worker thread without blocking the event loop (idempotent).
+
+        clear_issues=False at HA shutdown: a camera still unreachable keeps its repair across the
+        restart, and the next runtime clears it once video is back.
+        """
+        self._closed = True
+        if self._unsub_timer is not None:
+            self._unsub_timer()
+            self._unsub_timer = None
+        await self.hass.async_add_executor_job(self.worker.stop)
+        if clear_issues:
+            for key in list(self._issues):
+                self._delete_issue(key)
+
+    async def async_apply_settings(self, settings: Settings) -> None:
+        """Options changed without changing which entities exist: apply live."""
+        old, self.settings = self.settings, settings
+        if settings.fps != old.fps:
+            # The frame rate is fixed for a worker's life: restart only the worker, keep the counts.
+            old_worker = self.worker
+            self.worker = self._new_worker()
+            await self.hass.async_add_executor_job(old_worker.stop)
+            self._merge_totals(old_worker.state.gates)
+            self.worker.restore_gate_totals(self._restored)
+            self.worker.start()
+            self._behind_since = None
+        elif settings.scene != old.scene:
+            await self.hass.async_add_executor_job(self.worker.set_scene, settings.scene)
+        if settings.anonymization != old.anonymization:
+            self.async_notify()  # the camera entity's picture changes
+
+    def _merge_totals(self, totals: GateTotals) -> None:
+        for gate, counts in totals.items():
+            saved = self._restored.setdefault(gate, {"in": 0, "out": 0})
+            for direction in ("in", "out"):
+                saved[direction] = max(saved.get(direction, 0), int(counts.get(direction, 0)))
+
+    async def async_restore_gate_total(self, gate: str, direction: str, value: int) -> None:
+        """A gate sensor restored its last value: the engine continues counting from it."""
+        self._merge_totals({gate: {direction: value}})
+        totals = {g: dict(c) for g, c in self._restored.items()}
+        if self._started:
+            await self.hass.async_add_executor_job(self.worker.restore_gate_totals, totals)
+        else:
+            self.worker.restore_gate_totals(totals)
+
+    # ---- frames (executor) ----------------------------------------------------------------
+    def _placeholder(self, text: str) -> bytes:
+        if text not in self._placeholders:
+            self._placeholders[text] = self.worker.placeholder_jpeg(text)
+        return self._placeholders[text]
+
+    def snapshot_jpeg(self) -> bytes:
+        """The anonymized frame, or an obscured placeholder; never a raw frame. Blocking."""
+        if self.settings.anonymization == ANONYMIZATION_FULL_FRAME:
+            # The engine masks bodies only so far; "full frame" must not show less than it promises.
+            return self._placeholder("full-frame anonymization")
+        return self.worker.latest_jpeg() or self._placeholder("no anonymized frame")
+
+    # ---- push hub -------------------------------------------------------------------------
+    @callback
+    def async_add_listener(self, update: CALLBACK_TYPE) -> CALLBACK_TYPE:
+        self._listeners.append(update)
+        return lambda: self._listeners.remove(update)
+
+    @callback
+    def async_add_event_listener(self, handle: Callable[[SafetyEvent], None]) -> CALLBACK_TYPE:
+        self._event_listeners.append(handle)
+        return lambda: self._event_listeners.remove(handle)
+
+    @callback
+    def async_notify(self) -> None:
+        for update in list(self._listeners):
+            update()
+
+    @callback
+    def _async_push(self, generation: int, state: CameraState, events: list[SafetyEvent]) -> None:
+        if self._closed or generation != self._generation:
+            return
+        self.state = state
+        self.async_notify()
+        for event in events:
+            for handle in list(self._event_listeners):
+                handle(event)
+        self._async_check_health()
+
+    # ---- repairs --------------------------------------------------------------------------
+    @callback
+    def _async_check_health(self, _now: datetime | None = None) -> None:
+        if self._closed:
+            return
+        now = time.monotonic()
+        state = self.state
+        connected = state is not None and state.connected
+        if connected:
+            self._down_since = None
+            self._delete_issue("stream_unreachable")
+        else:
+            if self._down_since is None:
+                since = state.disconnected_since if state is not None else None
+                self._down_since = since if since is not None else now
+            down_s = now - self._down_since
+            if down_s >= STREAM_UNREACHABLE_AFTER_S and "stream_unreachable" not in self._issues:
+                reason = (state.error_reason if state is not None else None) or "unreachable"
+                self._create_issue("stream_unreachable", {"minutes": str(int(down_s // 60)), "reason": reason})
+
+        behind = connected and state is not None and state.frames > 0 and state.analysis_fps < BEHIND_FACTOR * self.settings.fps
+        if not behind:
+            self._behind_since = None
+            self._delete_issue("engine_behind")
+        else:
+            assert state is not None
+            self._behind_since = self._behind_since or now
+            if now - self._behind_since >= BEHIND_AFTER_S and "engine_behind" not in self._issues:
+                self._create_issue(
+                    "engine_behind",
+                    {"fps": f"{state.analysis_fps:.1f}", "configured": str(self.settings.fps)},
+                )
+
+    def _issue_id(self, key: str) -> str:
+        return f"{key}_{self.entry.entry_id}"
+
+    def _create_issue(self, key: str, placeholders: dict[str, str]) -> None:
+        self._issues.add(key)
+        self._cleared.discard(key)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._issue_id(key),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=key,
+            translation_placeholders={"name": self.entry.title, **placeholders},
+        )
+
+    def _delete_issue(self, key: str) -> None:
+        if key not in self._cleared:
+            self._issues.discard(key)
+            self._cleared.add(key)
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id(key))

@@ -1,0 +1,43 @@
+"""Diagnostics: settings, engine state and health. Credentials redacted, no pixels."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_PASSWORD, CONF_URL, CONF_USERNAME
+from homeassistant.core import HomeAssistant
+
+from .coordinator import SafecamConfigEntry
+from .engine.sources import redact_url
+
+TO_REDACT = {CONF_URL, CONF_USERNAME, CONF_PASSWORD, "source_url", "unique_id"}
+
+
+def _scrub(value: Any) -> Any:
+    """Credentials inside any URL-looking string (error messages, ...) go too."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: SafecamConfigEntry) -> dict[str, Any]:
+    runtime = entry.runtime_data
+    state = runtime.state
+    worker = runtime.worker
+    data = {
+        "entry": entry.as_dict(),
+        "settings": {
+            "fps": runtime.settings.fps,
+            "anonymization": runtime.settings.anonymization,
+            "scene": runtime.settings.scene.as_dict(),
+        },
+        "worker": {"camera": worker.camera, "fps": worker.fps, "source_url": runtime.source_url},
+        "state": dataclasses.asdict(state) if state is not None else None,
+    }
+    return _scrub(async_redact_data(data, TO_REDACT))

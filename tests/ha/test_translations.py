@@ -1,0 +1,67 @@
+"""strings.json, translations/en.json and translations/ko.json agree with each other and with the code."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from custom_components.safecam.source import SOURCE_ERRORS
+
+COMPONENT = Path(__file__).resolve().parents[2] / "custom_components" / "safecam"
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((COMPONENT / name).read_text(encoding="utf-8"))
+
+
+def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _leaves(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def test_strings_is_english() -> None:
+    assert _load("strings.json") == _load("translations/en.json")
+
+
+@pytest.mark.parametrize("language", ["ko"])
+def test_translation_complete_with_same_placeholders(language: str) -> None:
+    en, other = _leaves(_load("translations/en.json")), _leaves(_load(f"translations/{language}.json"))
+    assert set(en) == set(other)
+    for key, text in en.items():
+        assert set(PLACEHOLDER.findall(text)) == set(PLACEHOLDER.findall(other[key])), key
+        assert other[key].strip(), key
+
+
+def test_every_flow_error_and_issue_is_translated() -> None:
+    strings = _load("strings.json")
+    errors = set(strings["config"]["error"])
+    assert set(SOURCE_ERRORS.values()) | {"model_missing", "no_stream_source", "unknown", "unsupported_url"} <= errors
+    assert {"already_configured", "reconfigure_successful"} <= set(strings["config"]["abort"])
+    assert set(strings["options"]["error"]) == {"invalid_scene"}
+    assert set(strings["issues"]) == {"model_missing", "model_corrupt", "stream_unreachable", "engine_behind"}
+    assert {"invalid_scene", "model_missing", "model_corrupt", "camera_unavailable", "no_stream_source"} <= set(
+        strings["exceptions"]
+    )
+
+
+@pytest.mark.parametrize("platform", ["binary_sensor", "camera", "event", "sensor"])
+def test_every_entity_name_is_translated(platform: str) -> None:
+    code = (COMPONENT / f"{platform}.py").read_text(encoding="utf-8")
+    keys = set(re.findall(r'translation_key\s*=\s*"(\w+)"', code)) | set(re.findall(r'"(gate_(?:entries|exits))"', code))
+    assert keys
+    entity = _load("strings.json")["entity"][platform]
+    icons = _load("icons.json")["entity"].get(platform, {})
+    for key in keys:
+        assert entity[key]["name"], key
+    assert set(entity) == keys
+    assert set(icons) <= keys
