@@ -2,8 +2,7 @@
 
 The worker thread calls `on_state(CameraState, events)`; we hop to the event loop with
 `call_soon_threadsafe` and hand the state to the entities that subscribed. Blocking calls into
-the worker (stop/join, set_scene, frames: they take the worker's lock, which it holds while it
-analyses a frame) run in the executor. Health repairs (stream unreachable, engine falling
+the worker (stop/join) run in the executor. Health repairs (stream unreachable, engine falling
 behind) are raised from the pushed state and a slow timer.
 """
 
