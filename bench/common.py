@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,28 +18,17 @@ MOT_CLIPS = ("tud_stadtmitte", "tud_campus")
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("SAFECAM_MODEL_MIRROR", str(MODELS))
 
-
-def load_mot_gt(clip: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """frame index (0-based) -> (ids, xyxy boxes, evaluate flags)."""
-    rows = np.loadtxt(PEDESTRIANS / f"{clip}.gt.txt", delimiter=",", ndmin=2)
-    out: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for f in np.unique(rows[:, 0]).astype(int):
-        r = rows[rows[:, 0] == f]
-        boxes = np.stack([r[:, 2], r[:, 3], r[:, 2] + r[:, 4], r[:, 3] + r[:, 5]], axis=1)
-        out[f - 1] = (r[:, 1].astype(int), boxes, r[:, 6] != 0)
-    return out
+# One MOT ground-truth reader for tests and benchmarks.
+from tests.engine.mot import frames, load_gt
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
+    return frames(path)
+
+
+def load_mot_gt(clip: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """frame index (0-based) -> (ids, xyxy boxes, evaluate flags)."""
+    return load_gt(PEDESTRIANS / f"{clip}.gt.txt")
 
 
 def match_counts(pred: np.ndarray, gt: np.ndarray, evaluate: np.ndarray, iou: float = 0.5) -> tuple[int, int, int]:

@@ -33,6 +33,7 @@ from custom_components.safecam.const import (
 )
 from custom_components.safecam.coordinator import SafecamRuntime
 
+from ..engine.mot import frames
 from .conftest import SCENE, wait_for
 
 CAMERA = "camera.demo_anonymized_view"
@@ -72,15 +73,7 @@ def _safecam_threads() -> list[threading.Thread]:
 
 
 def _raw_frames(path: Path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return np.stack(frames).astype(np.int16)
+    return np.stack(frames(path)).astype(np.int16)
 
 
 def _assert_not_raw(jpeg: bytes, raw: np.ndarray) -> None:
