@@ -51,7 +51,7 @@ def pipeline_pass(detector, clip: str, frames: int, motion: bool, fps: float | N
     (decode-ahead thread, render thread); returns per-stage means and wall time per frame."""
     pipeline = CameraPipeline(detector, config=PipelineConfig(motion=MotionConfig(enabled=motion)))
     source = open_source(clip)
-    reader = BackgroundReader(throttle(source, fps) if fps else source)
+    reader = BackgroundReader(throttle(source, fps) if fps else source, prepare=pipeline.prepare)
     renderer = AsyncRenderer(pipeline, _encode) if async_render else None
     stage = dict.fromkeys(("decode", *STAGES), 0.0)
     n = detected = 0
@@ -62,7 +62,7 @@ def pipeline_pass(detector, clip: str, frames: int, motion: bool, fps: float | N
         if frame is None:
             break
         stage["decode"] += (time.perf_counter() - t0) * 1000
-        res = pipeline.process(frame.image, frame.t, frame.index, render=not async_render)
+        res = pipeline.process(frame.image, frame.t, frame.index, render=not async_render, prepared=frame.prepared)
         if renderer is not None:
             renderer.submit(frame.image, res)
         else:

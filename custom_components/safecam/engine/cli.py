@@ -93,8 +93,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         raise ConfigError("--fps must be positive")
     source = open_source(args.source)
     pipeline = CameraPipeline(_detector(args), scene, PipelineConfig(camera=args.camera))
-    # Decode ahead in a thread: decoding overlaps inference.
-    frames = BackgroundReader(throttle(source, args.fps) if args.fps else source)
+    # Decode (and prepare) ahead in a thread: that work overlaps inference.
+    frames = BackgroundReader(throttle(source, args.fps) if args.fps else source, prepare=pipeline.prepare)
     video_fps = args.fps or source.fps or 10.0
     video = _VideoOut(args.out_video, video_fps) if args.out_video else None
     renderer = AsyncRenderer(pipeline, lambda image, _result: video.write(image)) if video is not None else None
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             if frame is None:
                 break
             stage_ms["decode"] += (time.perf_counter() - tick) * 1000
-            last = pipeline.process(frame.image, frame.t, frame.index, render=False)
+            last = pipeline.process(frame.image, frame.t, frame.index, render=False, prepared=frame.prepared)
             analysed += 1
             detected += last.detected
             for k, v in last.timings_ms.items():
@@ -155,11 +155,11 @@ def anonymize(args: argparse.Namespace) -> int:
         if result.anonymized is None or not cv2.imwrite(args.output, result.anonymized):
             raise OSError(f"cannot write {args.output}")
         return 0
-    source = BackgroundReader(open_source(args.input))
+    source = BackgroundReader(open_source(args.input), prepare=pipeline.prepare)
     video = _VideoOut(args.output, source.fps or 10.0)
     try:
         while (frame := source.read()) is not None:
-            result = pipeline.process(frame.image, frame.t, frame.index)
+            result = pipeline.process(frame.image, frame.t, frame.index, prepared=frame.prepared)
             assert result.anonymized is not None
             video.write(result.anonymized)
     finally:

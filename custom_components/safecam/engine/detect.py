@@ -64,6 +64,15 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, containment: float = 
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedInput:
+    """Detector input computed ahead of inference (see Detector.prepare)."""
+
+    size: tuple[int, int]  # (width, height) of the frame it was made from
+    regions: list[tuple[int, int, int, int]]
+    blobs: list[tuple[np.ndarray, float]]  # (NCHW blob, letterbox scale) per region
+
+
+@dataclass(frozen=True, slots=True)
 class DetectorConfig:
     input_size: int = 416
     score_threshold: float = 0.1  # low on purpose: the tracker uses low-score boxes (ByteTrack)
@@ -103,32 +112,47 @@ class Detector:
         path = resolve_model(name, model_dir)
         return cls(create_session(path, provider=provider, **session_options), config)
 
-    def __call__(self, image: np.ndarray) -> Detections:
+    def regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """The whole frame, plus tiles when configured."""
+        regions = [(0, 0, width, height)]
+        if self.config.tiles == 2:
+            # Two overlapping halves along the longer side (25 % overlap each way).
+            if width >= height:
+                half = int(width * 0.6)
+                regions += [(0, 0, half, height), (width - half, 0, width, height)]
+            else:
+                half = int(height * 0.6)
+                regions += [(0, 0, width, half), (0, height - half, width, height)]
+        return regions
+
+    def prepare(self, image: np.ndarray) -> PreparedInput:
+        """Letterboxed input blobs; pure CPU work that a decode-ahead thread can do."""
+        h, w = image.shape[:2]
+        regions = self.regions(w, h)
+        blobs = [letterbox(image[y0:y1, x0:x1], self.config.input_size) for x0, y0, x1, y1 in regions]
+        return PreparedInput((w, h), regions, blobs)
+
+    def __call__(self, image: np.ndarray, prepared: PreparedInput | None = None) -> Detections:
         cfg = self.config
         h, w = image.shape[:2]
-        regions = [(0, 0, w, h)]
-        if cfg.tiles == 2:
-            # Two overlapping halves along the longer side (25 % overlap each way).
-            if w >= h:
-                half = int(w * 0.6)
-                regions += [(0, 0, half, h), (w - half, 0, w, h)]
-            else:
-                half = int(h * 0.6)
-                regions += [(0, 0, w, half), (0, h - half, w, h)]
-        parts = [self._detect_region(image, r) for r in regions]
+        if prepared is None or prepared.size != (w, h):
+            prepared = self.prepare(image)
+        parts = [
+            self._detect_region(blob, r, region, w, h) for (blob, r), region in zip(prepared.blobs, prepared.regions, strict=True)
+        ]
         boxes = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
         classes = np.concatenate([p[2] for p in parts])
-        if len(regions) > 1 and len(boxes):
+        if len(prepared.regions) > 1 and len(boxes):
             keep = nms(boxes, scores, cfg.nms_iou, containment=0.8)
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         return Detections(boxes.astype(np.float32), scores.astype(np.float32), classes.astype(np.int32))
 
-    def _detect_region(self, image: np.ndarray, region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _detect_region(
+        self, blob: np.ndarray, r: float, region: tuple[int, int, int, int], width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
         x0, y0, x1, y1 = region
-        crop = image[y0:y1, x0:x1]
-        blob, r = letterbox(crop, cfg.input_size)
         out = self.session.run(None, {self._input_name: blob})[0][0]
         cls_scores = out[:, 5:][:, list(cfg.classes)] * out[:, 4:5]
         best = cls_scores.argmax(axis=1)
@@ -141,20 +165,20 @@ class Detector:
         centre = (rows[:, :2] + self._cells[mask]) * stride
         size = np.exp(np.clip(rows[:, 2:4], -10, 10)) * stride
         boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) / r
-        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]] + x0, 0, image.shape[1])
-        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]] + y0, 0, image.shape[0])
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]] + x0, 0, width)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]] + y0, 0, height)
         big_enough = ((boxes[:, 2] - boxes[:, 0]) >= cfg.min_box_px) & ((boxes[:, 3] - boxes[:, 1]) >= cfg.min_box_px)
         # In a tile, a box cut by an inner tile edge is a fragment: the whole-frame pass has it.
-        if (x0, y0, x1, y1) != (0, 0, image.shape[1], image.shape[0]):
+        if (x0, y0, x1, y1) != (0, 0, width, height):
             edge = 3.0
             cut = np.zeros(len(boxes), bool)
             if x0 > 0:
                 cut |= boxes[:, 0] <= x0 + edge
-            if x1 < image.shape[1]:
+            if x1 < width:
                 cut |= boxes[:, 2] >= x1 - edge
             if y0 > 0:
                 cut |= boxes[:, 1] <= y0 + edge
-            if y1 < image.shape[0]:
+            if y1 < height:
                 cut |= boxes[:, 3] >= y1 - edge
             big_enough &= ~cut
         boxes, score, best = boxes[big_enough], score[big_enough], best[big_enough]

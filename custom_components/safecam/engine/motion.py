@@ -30,6 +30,14 @@ class MotionGate:
         self.changed_fraction = 0.0
 
     def should_detect(self, image: np.ndarray, t: float) -> bool:
+        return self.decide(self.measure(image), t)
+
+    def measure(self, image: np.ndarray) -> float:
+        """Fraction of the small grey frame that changed since the previous call (1.0 at first).
+
+        Stateful (keeps the previous frame): call it for every frame, in order, from one thread
+        (the decode-ahead thread does, so it overlaps inference).
+        """
         cfg = self.config
         h, w = image.shape[:2]
         # Nearest-neighbour subsampling is 10x cheaper than area averaging; the blur below removes its noise.
@@ -37,10 +45,14 @@ class MotionGate:
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
         previous, self._previous = self._previous, grey
         if previous is None or previous.shape != grey.shape:
-            self.changed_fraction = 1.0
-        else:
-            diff = cv2.absdiff(grey, previous)
-            self.changed_fraction = float(np.count_nonzero(diff > cfg.pixel_threshold)) / diff.size
+            return 1.0
+        diff = cv2.absdiff(grey, previous)
+        return float(np.count_nonzero(diff > cfg.pixel_threshold)) / diff.size
+
+    def decide(self, changed_fraction: float, t: float) -> bool:
+        """Run the detector? On motion, and at least every force_every_s."""
+        cfg = self.config
+        self.changed_fraction = changed_fraction
         if not cfg.enabled:
             return True
         due = self._last_forced_t is None or t - self._last_forced_t >= cfg.force_every_s

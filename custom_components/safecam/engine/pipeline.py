@@ -15,7 +15,7 @@ import numpy as np
 
 from .anonymize import Anonymizer, AnonymizerConfig
 from .config import SceneConfig
-from .detect import Detector
+from .detect import Detector, PreparedInput
 from .motion import MotionConfig, MotionGate
 from .scene.gates import GateCounter
 from .scene.zones import ZoneCounter, ZoneTiming
@@ -36,6 +36,12 @@ class PipelineConfig:
     zone_timing: ZoneTiming = field(default_factory=ZoneTiming)
     mask_score: float = 0.2  # raw detections masked even before a track confirms them
     count_grace_frames: int = 3  # a confirmed person still counts this many missed detections
+
+
+@dataclass(frozen=True, slots=True)
+class FramePrep:
+    changed_fraction: float
+    detector_input: PreparedInput
 
 
 @dataclass(slots=True)
@@ -99,7 +105,16 @@ class CameraPipeline:
                 self.gates.states[g.name].entries = old_gates[g.name].entries
                 self.gates.states[g.name].exits = old_gates[g.name].exits
 
-    def process(self, image: np.ndarray, t: float, index: int, *, render: bool = True) -> FrameResult:
+    def prepare(self, image: np.ndarray) -> FramePrep:
+        """Per-frame work that needs no tracking state: motion measure and detector input.
+
+        A decode-ahead thread calls it for every frame, in order, so it overlaps inference.
+        """
+        return FramePrep(self.motion.measure(image), self.detector.prepare(image))
+
+    def process(
+        self, image: np.ndarray, t: float, index: int, *, render: bool = True, prepared: FramePrep | None = None
+    ) -> FrameResult:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -110,13 +125,15 @@ class CameraPipeline:
             clock = now
 
         h, w = image.shape[:2]
-        detected = self.motion.should_detect(image, t) or self.tracker.has_tentative
+        if prepared is None:
+            prepared = self.prepare(image)
+        detected = self.motion.decide(prepared.changed_fraction, t) or self.tracker.has_tentative
         lap("motion")
         analysed = True
         detections = Detections.empty()
         if detected:
             try:
-                detections = self.detector(image)
+                detections = self.detector(image, prepared.detector_input)
                 self.last_error = None
             except Exception as err:  # noqa: BLE001 - any detector failure must fail closed, not crash
                 analysed = False

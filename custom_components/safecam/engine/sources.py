@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.client import HTTPResponse
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -95,6 +95,7 @@ class Frame:
     image: np.ndarray  # HxWx3 uint8 BGR
     t: float  # seconds: media time for files, monotonic time since open for live sources
     index: int  # running count of frames delivered by the source (0-based)
+    prepared: Any = None  # what BackgroundReader's `prepare` computed from this frame, if any
 
 
 class FrameSource(ABC):
@@ -881,8 +882,16 @@ class BackgroundReader(FrameSource):
     Files: a short queue, every frame kept, in order. Errors of the source are re-raised by `read()`.
     """
 
-    def __init__(self, source: FrameSource, *, latest_only: bool | None = None, depth: int = 2) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        latest_only: bool | None = None,
+        depth: int = 2,
+        prepare: Callable[[np.ndarray], Any] | None = None,
+    ) -> None:
         self.source = source
+        self._prepare = prepare  # per-frame work done here, ahead of the consumer (in frame order)
         self.latest_only = source.is_live if latest_only is None else latest_only
         self.name, self.is_live, self.t0, self.fps, self.size = source.name, source.is_live, source.t0, source.fps, source.size
         self._replaced = 0
@@ -926,6 +935,11 @@ class BackgroundReader(FrameSource):
                 except BaseException as err:  # noqa: BLE001 - handed to the reader thread, which re-raises
                     self._put(err)
                     return
+                if frame is not None and self._prepare is not None:
+                    try:
+                        frame.prepared = self._prepare(frame.image)
+                    except Exception:  # the consumer recomputes it inline
+                        _LOGGER.exception("frame preparation failed")
                 if not self._put(frame) or frame is None:
                     return
         finally:

@@ -194,7 +194,7 @@ class CameraWorker:
         else:
             source = open_source(self.source_url)
             self._on_source_state(True, None)
-        reader = BackgroundReader(throttle(source, self.fps))
+        reader = BackgroundReader(throttle(source, self.fps), prepare=pipeline.prepare)
         renderer = AsyncRenderer(pipeline, self._store_jpeg, latest_only=True)
         start = time.monotonic()
         media_offset = 0.0
@@ -209,7 +209,7 @@ class CameraWorker:
                     # A file is a demo camera: loop it seamlessly on one timeline.
                     reader.close()
                     media_offset += last_media_t + 1.0 / max(self.fps, 1.0)
-                    reader = BackgroundReader(throttle(open_source(self.source_url), self.fps))
+                    reader = BackgroundReader(throttle(open_source(self.source_url), self.fps), prepare=pipeline.prepare)
                     continue
                 if is_live:
                     t = time.monotonic() - start
@@ -220,7 +220,7 @@ class CameraWorker:
                     if delay > 0 and self._stop.wait(delay):
                         break
                 self._apply_pending(pipeline)
-                result = pipeline.process(frame.image, t, frame.index, render=False)
+                result = pipeline.process(frame.image, t, frame.index, render=False, prepared=frame.prepared)
                 renderer.submit(frame.image, result)
                 now = time.monotonic()
                 fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]
