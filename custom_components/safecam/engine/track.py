@@ -9,6 +9,7 @@ the motion gate skips detection on some frames (`predict` without `update`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import median
 
 import numpy as np
 
@@ -23,7 +24,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
     y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)  # = clip(.., 0, None), without its wrapper cost
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
@@ -51,12 +52,27 @@ def greedy_match(score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     return pairs
 
 
-def _xyxy_to_xyah(box: np.ndarray) -> np.ndarray:
-    w, h = box[2] - box[0], box[3] - box[1]
-    return np.array([box[0] + w / 2, box[1] + h / 2, w / max(h, 1e-6), h], np.float64)
+def _xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
+    """(M,4) xyxy -> (M,4) centre x, centre y, aspect w/h, height."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return np.stack([boxes[:, 0] + w / 2, boxes[:, 1] + h / 2, w / np.maximum(h, 1e-6), h], axis=1)
 
 
+def _xyah_to_xyxy(x: np.ndarray) -> np.ndarray:
+    """(N,>=4) Kalman states -> (N,4) xyxy boxes."""
+    h = np.maximum(x[:, 3], 1.0)
+    w = x[:, 2] * h
+    cx, cy = x[:, 0], x[:, 1]
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+# Constant-velocity Kalman filter on (cx, cy, aspect, height), velocities per second, kept for all
+# tracks at once: state X (N,8) and covariance P (N,8,8), row i belonging to Tracker._tracks[i].
+# The batched matmuls run the same per-matrix BLAS kernels as the old one-filter-per-track code,
+# so results are bit-identical to it.
 _I8 = np.eye(8)
+_DIAG8 = np.arange(8)
+_DIAG4 = np.arange(4)
 # Noise scales relative to box height (people far away move fewer pixels).
 _Q_SCALE = np.array([0.05, 0.05, 1e-2, 0.05, 0.5, 0.5, 1e-3, 0.5])
 _Q_H = np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)
@@ -64,41 +80,36 @@ _R_SCALE = np.array([0.05, 0.05, 1e-2, 0.05])
 _R_H = np.array([1, 1, 0, 1], bool)
 
 
-class KalmanBox:
-    """Constant-velocity Kalman filter on (cx, cy, aspect, height), velocities per second."""
+def _kalman_init(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """States (M,8) at rest and their covariances (M,8,8) for new tracks."""
+    z = _xyxy_to_xyah(boxes)
+    h = z[:, 3]
+    x = np.concatenate([z, np.zeros_like(z)], axis=1)
+    std = np.stack([0.1 * h, 0.1 * h, np.full_like(h, 1e-2), 0.1 * h, h, h, np.full_like(h, 1e-3), h], axis=1)
+    P = np.zeros((len(boxes), 8, 8))
+    P[:, _DIAG8, _DIAG8] = std**2
+    return x, P
 
-    def __init__(self, box: np.ndarray) -> None:
-        self.x = np.concatenate([_xyxy_to_xyah(box), np.zeros(4)])
-        h = self.x[3]
-        std = np.array([0.1 * h, 0.1 * h, 1e-2, 0.1 * h, 1.0 * h, 1.0 * h, 1e-3, 1.0 * h])
-        self.P = np.diag(std**2)
 
-    def predict(self, dt: float) -> None:
-        if dt <= 0:
-            return
-        F = _I8.copy()
-        F[:4, 4:] = _I8[:4, :4] * dt
-        q = np.where(_Q_H, _Q_SCALE * max(self.x[3], 1.0), _Q_SCALE) ** 2 * dt
-        self.x = F @ self.x
-        self.P = F @ self.P @ F.T
-        self.P[np.diag_indices(8)] += q
+def _kalman_predict(x: np.ndarray, P: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    F = _I8.copy()
+    F[:4, 4:] = _I8[:4, :4] * dt
+    q = np.where(_Q_H, _Q_SCALE * np.maximum(x[:, 3:4], 1.0), _Q_SCALE) ** 2 * dt
+    x = (F @ x[:, :, None])[:, :, 0]
+    P = F @ P @ F.T
+    P[:, _DIAG8, _DIAG8] += q
+    return x, P
 
-    def update(self, box: np.ndarray) -> None:
-        z = _xyxy_to_xyah(box)
-        S = self.P[:4, :4] + np.diag(np.where(_R_H, _R_SCALE * max(self.x[3], 1.0), _R_SCALE) ** 2)
-        K = np.linalg.solve(S, self.P[:4, :]).T  # P H^T S^-1, with H selecting the first 4 states
-        self.x = self.x + K @ (z - self.x[:4])
-        self.P = self.P - K @ self.P[:4, :]
 
-    def freeze_velocity(self) -> None:
-        self.x[4:] = 0.0
-
-    @property
-    def box(self) -> np.ndarray:
-        cx, cy, a, h = self.x[:4]
-        h = max(h, 1.0)
-        w = a * h
-        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+def _kalman_update(x: np.ndarray, P: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correct states (M,8) / covariances (M,8,8) with measured (M,4) xyxy boxes."""
+    z = _xyxy_to_xyah(boxes)
+    S = P[:, :4, :4].copy()
+    S[:, _DIAG4, _DIAG4] += np.where(_R_H, _R_SCALE * np.maximum(x[:, 3:4], 1.0), _R_SCALE) ** 2
+    K = np.linalg.solve(S, P[:, :4, :]).transpose(0, 2, 1)  # P H^T S^-1, H selecting the first 4 states
+    x = x + (K @ (z - x[:, :4])[:, :, None])[:, :, 0]
+    P = P - K @ P[:, :4, :]
+    return x, P
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +128,12 @@ class TrackerConfig:
 
 @dataclass(slots=True)
 class _TrackState:
+    """Bookkeeping of one track; its Kalman state and last observed box live in Tracker's arrays."""
+
     track_id: int
-    kf: KalmanBox
     score: float
     first_t: float
     last_seen_t: float
-    last_box: np.ndarray
     hits: int = 1
     confirmed: bool = False
     matched: bool = True
@@ -135,16 +146,25 @@ class Tracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
         self._tracks: list[_TrackState] = []
+        # Row i of these arrays belongs to self._tracks[i].
+        self._x: np.ndarray = np.zeros((0, 8))  # Kalman states
+        self._P: np.ndarray = np.zeros((0, 8, 8))  # Kalman covariances
+        self._last_box: np.ndarray = np.zeros((0, 4))  # last observed (not predicted) box
         self._next_id = 1
         self._t: float | None = None
+        self._out: list[Track] | None = None  # Track views of the current state, built once per frame
 
     def _advance(self, t: float) -> None:
         dt = 0.0 if self._t is None else max(0.0, t - self._t)
         self._t = t
-        for tr in self._tracks:
-            if not tr.matched and tr.stationary:
-                tr.kf.freeze_velocity()  # a lost still person stays where they were
-            tr.kf.predict(dt)
+        self._out = None
+        if not self._tracks:
+            return
+        frozen = [i for i, tr in enumerate(self._tracks) if not tr.matched and tr.stationary]
+        if frozen:
+            self._x[frozen, 4:] = 0.0  # a lost still person stays where they were
+        if dt > 0:
+            self._x, self._P = _kalman_predict(self._x, self._P, dt)
 
     def predict(self, t: float) -> list[Track]:
         """Advance tracks to time t without detections (motion gate skipped this frame)."""
@@ -160,8 +180,8 @@ class Tracker:
         for tr in self._tracks:
             tr.matched = False
 
-        active = [tr for tr in self._tracks if tr.confirmed]
-        tentative = [tr for tr in self._tracks if not tr.confirmed]
+        active = [i for i, tr in enumerate(self._tracks) if tr.confirmed]
+        tentative = [i for i, tr in enumerate(self._tracks) if not tr.confirmed]
         remaining_high = [int(i) for i in high]
 
         # Pass 1: confirmed (incl. lost) tracks vs high-score detections.
@@ -171,13 +191,18 @@ class Tracker:
         # Pass 3: tentative tracks vs the high detections left over.
         self._associate(tentative, boxes, scores, remaining_high, cfg.match_iou, t)
 
-        for i in remaining_high:
-            if scores[i] >= cfg.new_track_score:
-                self._tracks.append(_TrackState(self._next_id, KalmanBox(boxes[i]), float(scores[i]), t, t, boxes[i].copy()))
+        born = [i for i in remaining_high if scores[i] >= cfg.new_track_score]
+        if born:
+            for i in born:
+                self._tracks.append(_TrackState(self._next_id, float(scores[i]), t, t))
                 self._next_id += 1
+            x, P = _kalman_init(boxes[born])
+            self._x = np.concatenate([self._x, x])
+            self._P = np.concatenate([self._P, P])
+            self._last_box = np.concatenate([self._last_box, boxes[born]])
 
-        kept: list[_TrackState] = []
-        for tr in self._tracks:
+        kept: list[int] = []
+        for i, tr in enumerate(self._tracks):
             if tr.matched:
                 tr.lost_frames = 0
             else:
@@ -187,66 +212,80 @@ class Tracker:
                 limit = cfg.max_lost_stationary_s if tr.stationary else cfg.max_lost_s
                 if t - tr.last_seen_t > limit:
                     continue
-            kept.append(tr)
+            kept.append(i)
         if len(kept) > cfg.max_tracks:  # bounded state: drop the longest-lost first
-            kept.sort(key=lambda tr: tr.last_seen_t, reverse=True)
+            kept.sort(key=lambda i: self._tracks[i].last_seen_t, reverse=True)
             kept = kept[: cfg.max_tracks]
-        self._tracks = kept
+        if len(kept) < len(self._tracks):  # drop rows only when a track went (the usual frame keeps all)
+            self._tracks = [self._tracks[i] for i in kept]
+            self._x, self._P, self._last_box = self._x[kept], self._P[kept], self._last_box[kept]
+        self._out = None
         return self.tracks()
 
     def _associate(
         self,
-        tracks: list[_TrackState],
+        rows: list[int],
         boxes: np.ndarray,
         scores: np.ndarray,
         candidates: list[int],
         min_iou: float,
         t: float,
-    ) -> list[_TrackState]:
-        """Match tracks to candidate detections (consumed from `candidates`); return the unmatched tracks."""
-        if not tracks or not candidates:
-            return list(tracks)
-        track_boxes = np.stack([tr.kf.box for tr in tracks])
-        iou = iou_matrix(track_boxes, boxes[candidates])
-        matched_cols: set[int] = set()
-        matched_rows: set[int] = set()
-        for r, c in greedy_match(iou, min_iou):
-            tr, det = tracks[r], candidates[c]
-            box = boxes[det]
+    ) -> list[int]:
+        """Match track rows to candidate detections (consumed from `candidates`); return the unmatched rows."""
+        if not rows or not candidates:
+            return list(rows)
+        iou = iou_matrix(_xyah_to_xyxy(self._x[rows]), boxes[candidates])
+        pairs = greedy_match(iou, min_iou)
+        if not pairs:
+            return list(rows)
+        # One batched Kalman update for every track matched in this pass.
+        hit = [rows[r] for r, _ in pairs]
+        dets = [candidates[c] for _, c in pairs]
+        box = boxes[dets]
+        self._x[hit], self._P[hit] = _kalman_update(self._x[hit], self._P[hit], box)
+
+        # Speed in box heights per second, from observed (not predicted) positions.
+        last = self._last_box[hit]
+        moved = (box[:, :2] + box[:, 2:]) / 2 - (last[:, :2] + last[:, 2:]) / 2
+        per_height = (np.hypot(moved[:, 0], moved[:, 1]) / np.maximum(box[:, 3] - box[:, 1], 1.0)).tolist()
+        self._last_box[hit] = box
+
+        cfg = self.config
+        for k, (row, det) in enumerate(zip(hit, dets, strict=True)):
+            tr = self._tracks[row]
             dt = t - tr.last_seen_t
-            tr.kf.update(box)
-            if dt > 0:  # speed in box heights per second, from observed (not predicted) positions
-                moved = np.hypot(*((box[:2] + box[2:]) / 2 - (tr.last_box[:2] + tr.last_box[2:]) / 2))
-                tr.speeds.append(float(moved / max(box[3] - box[1], 1.0) / dt))
+            if dt > 0:
+                tr.speeds.append(per_height[k] / dt)
                 del tr.speeds[:-10]
-                tr.stationary = len(tr.speeds) >= 3 and float(np.median(tr.speeds)) < self.config.stationary_speed
-            tr.last_box = box.copy()
+                tr.stationary = len(tr.speeds) >= 3 and median(tr.speeds) < cfg.stationary_speed
             tr.score = float(scores[det])
             tr.last_seen_t = t
             tr.matched = True
             tr.hits += 1
-            if tr.hits >= self.config.min_hits:
+            if tr.hits >= cfg.min_hits:
                 tr.confirmed = True
-            matched_rows.add(r)
-            matched_cols.add(c)
-        for c in sorted(matched_cols, reverse=True):
+        for c in sorted((c for _, c in pairs), reverse=True):
             del candidates[c]
-        return [tr for r, tr in enumerate(tracks) if r not in matched_rows]
+        matched = {r for r, _ in pairs}
+        return [row for r, row in enumerate(rows) if r not in matched]
 
     def tracks(self, include_tentative: bool = False) -> list[Track]:
-        t = self._t or 0.0
-        return [
-            Track(
-                track_id=tr.track_id,
-                box=tuple(float(v) for v in tr.kf.box),  # type: ignore[arg-type]
-                score=tr.score,
-                confirmed=tr.confirmed,
-                age_s=t - tr.first_t,
-                lost_frames=tr.lost_frames,
-            )
-            for tr in self._tracks
-            if tr.confirmed or include_tentative
-        ]
+        if self._out is None:  # the pipeline asks twice per frame (update, then with tentatives)
+            t = self._t or 0.0
+            self._out = [
+                Track(
+                    track_id=tr.track_id,
+                    box=tuple(box),  # type: ignore[arg-type]
+                    score=tr.score,
+                    confirmed=tr.confirmed,
+                    age_s=t - tr.first_t,
+                    lost_frames=tr.lost_frames,
+                )
+                for tr, box in zip(self._tracks, _xyah_to_xyxy(self._x).tolist(), strict=True)
+            ]
+        if include_tentative:
+            return list(self._out)
+        return [tr for tr in self._out if tr.confirmed]
 
     @property
     def has_tentative(self) -> bool:
@@ -255,4 +294,6 @@ class Tracker:
 
     def reset(self) -> None:
         self._tracks.clear()
+        self._x, self._P, self._last_box = self._x[:0], self._P[:0], self._last_box[:0]
+        self._out = None
         self._t = None
