@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# The main job: set up, then run the safecam engine on a real demo clip with a zone and a gate.
-# Writes the JSON lines and the anonymized video to run/demo/ and prints the summary.
+# The main job: set up, then run a real Home Assistant with safecam on a looping demo camera
+# (a local RTSP stream of a real clip), one zone and one gate. Prints the URL and the login;
+# runs in the foreground until Ctrl-C, which stops Home Assistant and the camera.
+# Options go to scripts/ha/run_ha.py (--port, --config-dir, --source file, --background, --stop).
+# The engine-only demo (no Home Assistant) is scripts/demo_cli.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 SHARED="$(cd .. && pwd)/shared"
 export SAFECAM_MODEL_MIRROR="${SAFECAM_MODEL_MIRROR:-$SHARED/models}"
-CLIP="${1:-$SHARED/data/pedestrians/tud_stadtmitte.mp4}"
-mkdir -p run/demo
-.venv/bin/python -m custom_components.safecam.engine run "$CLIP" --config scripts/demo_scene.yaml \
-  --out-jsonl run/demo/result.jsonl --out-video run/demo/anonymized.mp4
-tail -n 1 run/demo/result.jsonl
-echo "JSON lines: run/demo/result.jsonl    anonymized video: run/demo/anonymized.mp4"
+exec .venv/bin/python scripts/ha/run_ha.py "$@"

@@ -1,0 +1,618 @@
+"""Run a real Home Assistant with safecam on a looping demo camera (the main demo and the browser test).
+
+    .venv/bin/python scripts/ha/run_ha.py                 # foreground: Ctrl-C stops everything
+    .venv/bin/python scripts/ha/run_ha.py --background    # leave it running, print how to stop it
+    .venv/bin/python scripts/ha/run_ha.py --stop          # stop a background instance by its PID files
+
+Steps: write a minimal configuration.yaml (no default_config: it would pip-install at runtime),
+symlink custom_components/safecam into the config dir, start a looping RTSP camera (GStreamer,
+scripts/ha/rtsp_loop.py; `--source file` uses the clip's path instead, which the integration
+loops itself), start `python -m homeassistant --skip-pip`, onboard through the REST API (or log
+in when already onboarded), add the camera through the config flow REST API, set a zone and a
+gate through the options flow, wait for the entities, and print URL, login and entity ids.
+
+Re-running with the same config dir is idempotent: onboarding, the entry and its scene are reused.
+Processes are started in their own sessions and stopped by PID (files <config>/hass.pid, rtsp.pid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests  # type: ignore[import-untyped]
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("SAFECAM_SHARED", REPO.parent / "shared"))
+DEMO_CLIP = SHARED / "data" / "pedestrians" / "intel_one_by_one_person_first60s.mp4"
+DEFAULT_CONFIG_DIR = REPO / "run" / "ha" / "config"
+RTSP_SERVER = Path(__file__).with_name("rtsp_loop.py")
+SYSTEM_PYTHON = "/usr/bin/python3"  # gi (GStreamer) is only importable from Debian's python3
+
+USERNAME, PASSWORD, DISPLAY_NAME = "safecam", "safecam-demo", "Safecam Demo"
+CAMERA_NAME = "Demo camera"
+FPS = 5
+# The Intel clip (768x432, 10 fps): people walk in from the bottom edge to a standing table in
+# the middle, stay a while and leave to the right. Zone: the floor around the table (people count
+# where their feet are). Gate: a line just above the bottom edge, drawn right to left so that
+# walking up into the picture (towards the table) counts as an entry; the engine CLI counts
+# 3 entries and 0-1 exits on one pass of the clip.
+DEMO_SCENE = """\
+zones:
+  - name: table
+    kind: area
+    polygon: [[0.42, 0.62], [0.8, 0.62], [0.8, 1.0], [0.42, 1.0]]
+gates:
+  - name: entrance
+    line: [[0.72, 0.97], [0.2, 0.97]]
+"""
+
+CONFIGURATION_YAML = """\
+# Written by scripts/ha/run_ha.py: a minimal config (no default_config, which installs packages at runtime).
+homeassistant:
+  name: safecam demo
+  latitude: 52.37
+  longitude: 4.89
+  elevation: 0
+  unit_system: metric
+  time_zone: Europe/Amsterdam
+  country: NL
+  currency: EUR
+frontend:
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+history:
+logbook:
+logger:
+  default: warning
+  logs:
+    custom_components.safecam: info
+"""
+
+
+class SetupError(RuntimeError):
+    """Something in the setup failed; the message says what."""
+
+
+def log(msg: str) -> None:
+    print(f"[run_ha] {msg}", flush=True)
+
+
+@dataclass
+class HaInstance:
+    config_dir: Path
+    port: int
+    hass: subprocess.Popen[bytes] | None = None
+    rtsp: subprocess.Popen[bytes] | None = None
+    source: str = ""
+    tokens: dict[str, Any] = field(default_factory=dict)
+    entry_id: str = ""
+    device_id: str = ""
+    entities: dict[str, str] = field(default_factory=dict)  # role -> entity id
+    all_entities: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def client_id(self) -> str:
+        return f"{self.url}/"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+    def api(self, method: str, path: str, timeout: float = 30, **kwargs: Any) -> Any:
+        """Authorized REST call; returns the JSON answer (or text); raises SetupError on HTTP errors."""
+        resp = requests.request(method, self.url + path, headers=self.headers, timeout=timeout, **kwargs)
+        if resp.status_code >= 400:
+            raise SetupError(f"{method} {path}: HTTP {resp.status_code} {resp.text[:500]}")
+        try:
+            return resp.json()
+        except ValueError:
+            return resp.text
+
+    def template(self, tpl: str) -> str:
+        """Render a template in HA (the answer is text, whatever it looks like)."""
+        resp = requests.post(self.url + "/api/template", headers=self.headers, json={"template": tpl}, timeout=30)
+        if resp.status_code >= 400:
+            raise SetupError(f"POST /api/template: HTTP {resp.status_code} {resp.text[:300]}")
+        return resp.text.strip()
+
+    def browser_tokens(self) -> dict[str, Any]:
+        """The `hassTokens` object the frontend keeps in localStorage (logs a browser in)."""
+        return {
+            **self.tokens,
+            "hassUrl": self.url,
+            "clientId": self.client_id,
+            "expires": int(time.time() * 1000) + int(self.tokens.get("expires_in", 1800)) * 1000,
+        }
+
+
+# ---- processes ----------------------------------------------------------------------------
+
+
+def port_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:port (TIME_WAIT leftovers do not count, as for the servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SetupError(f"{what} exited with code {proc.returncode} before listening on port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SetupError(f"{what} does not listen on port {port} after {timeout_s:.0f} s")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _pid_from_file(pidfile: Path, must_contain: str) -> int | None:
+    """The PID in pidfile if that process still runs and is the one we started (not a reused PID)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if must_contain in _cmdline(pid) else None
+
+
+def stop_pid(pid: int, what: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30.0) -> None:
+    """SIGTERM the process group it leads (its own session), SIGKILL after timeout_s; reaps our children."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    if proc is not None:
+        try:
+            proc.wait(timeout=timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    else:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        if not Path(f"/proc/{pid}").exists():
+            return
+    log(f"{what} (PID {pid}) did not stop in {timeout_s:.0f} s: killing it")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    if proc is not None:
+        proc.wait(timeout=10)
+
+
+def _stop_proc(proc: subprocess.Popen[bytes] | None, pidfile: Path, what: str) -> None:
+    if proc is None:
+        return
+    if proc.poll() is None:
+        stop_pid(proc.pid, what, proc)
+    with contextlib.suppress(FileNotFoundError):
+        if pidfile.read_text().strip() == str(proc.pid):
+            pidfile.unlink()
+
+
+def stop(inst: HaInstance) -> None:
+    """Stop what this instance started (hass first: it is the RTSP server's client)."""
+    _stop_proc(inst.hass, inst.config_dir / "hass.pid", "Home Assistant")
+    inst.hass = None
+    _stop_proc(inst.rtsp, inst.config_dir / "rtsp.pid", "RTSP server")
+    inst.rtsp = None
+
+
+def stop_by_pidfiles(config_dir: Path) -> bool:
+    """--stop: stop a background instance. True if something was running."""
+    found = False
+    for name, marker, what in (("hass.pid", "homeassistant", "Home Assistant"), ("rtsp.pid", "rtsp_loop.py", "RTSP server")):
+        pidfile = config_dir / name
+        pid = _pid_from_file(pidfile, marker)
+        if pid is not None:
+            found = True
+            log(f"stopping {what} (PID {pid})")
+            stop_pid(pid, what)
+        with contextlib.suppress(FileNotFoundError):
+            pidfile.unlink()
+    return found
+
+
+def start_rtsp(inst: HaInstance, clip: Path, rtsp_port: int) -> str:
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        raise SetupError(f"{SYSTEM_PYTHON} not found: the RTSP camera needs Debian's python3-gi (or use --source file)")
+    if not port_free(rtsp_port):
+        raise SetupError(f"port {rtsp_port} is in use (another demo running? try --stop, or --rtsp-port)")
+    import cv2  # here: only the RTSP camera needs it (the clip's frame rate)
+
+    cap = cv2.VideoCapture(str(clip))
+    fps = round(cap.get(cv2.CAP_PROP_FPS)) or 10
+    cap.release()
+    log_path = inst.config_dir / "rtsp.log"
+    with log_path.open("ab") as out:
+        inst.rtsp = subprocess.Popen(
+            [SYSTEM_PYTHON, str(RTSP_SERVER), str(clip), str(rtsp_port), str(fps)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    (inst.config_dir / "rtsp.pid").write_text(f"{inst.rtsp.pid}\n")
+    wait_for_port(rtsp_port, inst.rtsp, 60, f"RTSP server (log: {log_path})")
+    return f"rtsp://127.0.0.1:{rtsp_port}/demo"
+
+
+def prepare_config(config_dir: Path, port: int) -> None:
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "configuration.yaml").write_text(CONFIGURATION_YAML.format(port=port))
+    components = config_dir / "custom_components"
+    components.mkdir(exist_ok=True)
+    link = components / "safecam"
+    target = REPO / "custom_components" / "safecam"
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        raise SetupError(f"{link} exists and is not a symlink to {target}: remove it")
+    link.symlink_to(target, target_is_directory=True)
+
+
+def start_hass(inst: HaInstance, timeout_s: float = 120) -> None:
+    if not port_free(inst.port):
+        raise SetupError(f"port {inst.port} is in use (another Home Assistant? try --stop, or --port)")
+    env = dict(os.environ)
+    # The detector model from the shared mirror (no download needed); an explicit setting wins.
+    if "SAFECAM_MODEL_MIRROR" not in env and (SHARED / "models").is_dir():
+        env["SAFECAM_MODEL_MIRROR"] = str(SHARED / "models")
+    out_path = inst.config_dir / "hass.out"
+    with out_path.open("ab") as out:
+        inst.hass = subprocess.Popen(
+            [sys.executable, "-m", "homeassistant", "-c", str(inst.config_dir), "--skip-pip"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    (inst.config_dir / "hass.pid").write_text(f"{inst.hass.pid}\n")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if inst.hass.poll() is not None:
+            raise SetupError(f"Home Assistant exited with code {inst.hass.returncode}; see {out_path}")
+        try:
+            if requests.get(inst.url + "/", timeout=2, allow_redirects=False).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise SetupError(f"Home Assistant does not answer on {inst.url} after {timeout_s:.0f} s; see {out_path}")
+
+
+# ---- onboarding and login -----------------------------------------------------------------
+
+
+def _token_from_code(inst: HaInstance, code: str) -> dict[str, Any]:
+    resp = requests.post(
+        inst.url + "/auth/token",
+        data={"grant_type": "authorization_code", "code": code, "client_id": inst.client_id},
+        timeout=30,
+    )
+    if resp.status_code != 200:
+        raise SetupError(f"/auth/token: HTTP {resp.status_code} {resp.text[:300]}")
+    return dict(resp.json())
+
+
+def _login(inst: HaInstance) -> dict[str, Any]:
+    """Log in with username/password through the auth login flow (what the login page does)."""
+    flow = requests.post(
+        inst.url + "/auth/login_flow",
+        json={"client_id": inst.client_id, "handler": ["homeassistant", None], "redirect_uri": inst.client_id},
+        timeout=30,
+    ).json()
+    result = requests.post(
+        inst.url + f"/auth/login_flow/{flow['flow_id']}",
+        json={"client_id": inst.client_id, "username": USERNAME, "password": PASSWORD},
+        timeout=30,
+    ).json()
+    if result.get("type") != "create_entry":
+        raise SetupError(f"login as {USERNAME} failed ({result.get('errors')}): was this config dir made by another script?")
+    return _token_from_code(inst, result["result"])
+
+
+def onboard_or_login(inst: HaInstance, timeout_s: float = 60) -> None:
+    """Create the owner on a fresh instance, or log in; then finish any onboarding step left."""
+    deadline = time.monotonic() + timeout_s
+    while True:  # /api/onboarding answers once the onboarding integration is set up
+        try:
+            resp = requests.get(inst.url + "/api/onboarding", timeout=5)
+            if resp.status_code == 200:
+                steps = {s["step"]: s["done"] for s in resp.json()}
+                break
+            if resp.status_code == 404 and requests.get(inst.url + "/auth/providers", timeout=5).status_code == 200:
+                steps = {}  # fully onboarded: HA no longer registers the onboarding views
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise SetupError("the onboarding API did not answer")
+        time.sleep(0.5)
+    if not steps.get("user", True):
+        log(f"onboarding: creating the owner {USERNAME!r}")
+        resp = requests.post(
+            inst.url + "/api/onboarding/users",
+            json={
+                "client_id": inst.client_id,
+                "name": DISPLAY_NAME,
+                "username": USERNAME,
+                "password": PASSWORD,
+                "language": "en",
+            },
+            timeout=60,
+        )
+        if resp.status_code != 200:
+            raise SetupError(f"onboarding user: HTTP {resp.status_code} {resp.text[:300]}")
+        inst.tokens = _token_from_code(inst, resp.json()["auth_code"])
+    else:
+        log(f"already onboarded: logging in as {USERNAME!r}")
+        inst.tokens = _login(inst)
+    for step, body in (
+        ("core_config", {}),
+        ("analytics", {}),
+        ("integration", {"client_id": inst.client_id, "redirect_uri": inst.client_id}),
+    ):
+        if not steps.get(step, True):
+            inst.api("POST", f"/api/onboarding/{step}", json=body)
+
+
+# ---- the safecam entry ----------------------------------------------------------------------
+
+
+def _flow_step(inst: HaInstance, path: str, body: dict[str, Any], expect: str) -> dict[str, Any]:
+    result = inst.api("POST", path, json=body, timeout=90)
+    if result.get("type") != expect:
+        raise SetupError(f"{path}: expected {expect}, got {json.dumps(result)[:600]}")
+    return dict(result)
+
+
+def _suggested(form: dict[str, Any], name: str) -> str:
+    for item in form.get("data_schema", []):
+        if item.get("name") == name:
+            return str((item.get("description") or {}).get("suggested_value") or "")
+    return ""
+
+
+def _ensure_source(inst: HaInstance, source: str) -> None:
+    """A reused entry keeps its source unless it differs (other --source or --rtsp-port): reconfigure."""
+    base = "/api/config/config_entries/flow"
+    form = _flow_step(inst, base, {"handler": "safecam", "entry_id": inst.entry_id}, "form")
+    if _suggested(form, "url") == source:
+        inst.api("DELETE", f"{base}/{form['flow_id']}")
+        return
+    log(f"changing the source of {CAMERA_NAME!r} to {source} (reconfigure flow)")
+    done = _flow_step(inst, f"{base}/{form['flow_id']}", {"url": source}, "abort")
+    if done.get("reason") != "reconfigure_successful":
+        raise SetupError(f"reconfigure failed: {done.get('reason')}")
+
+
+def ensure_entry(inst: HaInstance, source: str) -> None:
+    """Add the demo camera (config flow) unless an entry with its name exists; set its scene."""
+    entries = inst.api("GET", "/api/config/config_entries/entry", params={"domain": "safecam"})
+    entry = next((e for e in entries if e["title"] == CAMERA_NAME), None)
+    if entry is None:
+        log(f"adding {CAMERA_NAME!r} (source {source}) through the config flow")
+        base = "/api/config/config_entries/flow"
+        flow = _flow_step(inst, base, {"handler": "safecam", "show_advanced_options": False}, "menu")
+        flow = _flow_step(inst, f"{base}/{flow['flow_id']}", {"next_step_id": "url"}, "form")
+        done = _flow_step(
+            inst,
+            f"{base}/{flow['flow_id']}",
+            {"name": CAMERA_NAME, "url": source, "fps": FPS, "anonymization": "body"},
+            "create_entry",
+        )
+        inst.entry_id = done["result"]["entry_id"]
+        configured = ""
+    else:
+        inst.entry_id = entry["entry_id"]
+        log(f"reusing the existing entry {CAMERA_NAME!r} ({inst.entry_id})")
+        _ensure_source(inst, source)
+        configured = "?"  # unknown: read it from the options form below
+    base = "/api/config/config_entries/options/flow"
+    flow = _flow_step(inst, base, {"handler": inst.entry_id}, "menu")
+    form = _flow_step(inst, f"{base}/{flow['flow_id']}", {"next_step_id": "scene"}, "form")
+    if configured == "?":
+        configured = _suggested(form, "scene")
+    if configured.strip():
+        inst.api("DELETE", f"{base}/{flow['flow_id']}")
+        log("zones/gates already configured: kept")
+        return
+    log("setting the zone 'table' and the gate 'entrance' through the options flow")
+    _flow_step(inst, f"{base}/{flow['flow_id']}", {"scene": DEMO_SCENE}, "create_entry")
+
+
+def remove_failed_onboarding_entries(inst: HaInstance) -> None:
+    """Onboarding adds integrations whose packages this venv lacks (--skip-pip: Google Translate TTS
+    needs gtts); their failed entries would only show up as errors in the UI."""
+    for entry in inst.api("GET", "/api/config/config_entries/entry"):
+        if entry.get("source") == "onboarding" and entry.get("state") != "loaded":
+            log(f"removing the failed onboarding entry {entry['title']!r} ({entry['domain']}: package not installed)")
+            inst.api("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
+
+
+def wait_for_entities(inst: HaInstance, timeout_s: float = 90) -> None:
+    """Until the people sensor shows a number (the engine runs) and the camera exists."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        ids = json.loads(inst.template("{{ integration_entities('safecam') | list | to_json }}"))
+        states = {s["entity_id"]: s for s in inst.api("GET", "/api/states") if s["entity_id"] in ids}
+        roles: dict[str, str] = {}
+        for eid, st in states.items():
+            name = st["attributes"].get("friendly_name", "")
+            if eid.startswith("camera."):
+                roles["camera"] = eid
+            elif name == f"{CAMERA_NAME} People":
+                roles["people"] = eid
+            elif name == f"{CAMERA_NAME} table people":
+                roles["zone_people"] = eid
+            elif name == f"{CAMERA_NAME} table occupied":
+                roles["zone_occupied"] = eid
+            elif name == f"{CAMERA_NAME} entrance entries":
+                roles["gate_entries"] = eid
+            elif name == f"{CAMERA_NAME} entrance exits":
+                roles["gate_exits"] = eid
+        people = states.get(roles.get("people", ""), {}).get("state", "")
+        last = f"entities {sorted(roles)}, people={people!r}"
+        if "camera" in roles and "zone_people" in roles and people.isdigit():
+            inst.entities, inst.all_entities = roles, sorted(ids)
+            inst.device_id = inst.template(f"{{{{ device_id('{roles['camera']}') }}}}")
+            return
+        time.sleep(1)
+    raise SetupError(f"safecam entities not ready after {timeout_s:.0f} s ({last}); see {inst.config_dir}/home-assistant.log")
+
+
+# ---- all together ---------------------------------------------------------------------------
+
+
+def start(
+    config_dir: Path = DEFAULT_CONFIG_DIR,
+    port: int = 8123,
+    source: str = "rtsp",
+    rtsp_port: int = 8554,
+    clip: Path = DEMO_CLIP,
+) -> HaInstance:
+    """Start everything and return the running instance; on failure stop what was started and raise."""
+    config_dir = Path(config_dir).resolve()
+    if not clip.is_file():
+        raise SetupError(f"demo clip not found: {clip} (clone the repo with ../shared beside it)")
+    config_dir.mkdir(parents=True, exist_ok=True)
+    if _pid_from_file(config_dir / "hass.pid", "homeassistant") is not None:
+        raise SetupError(f"Home Assistant from {config_dir} is already running: stop it with --stop")
+    inst = HaInstance(config_dir=config_dir, port=port)
+    try:
+        prepare_config(config_dir, port)
+        if source == "rtsp":
+            inst.source = start_rtsp(inst, clip, rtsp_port)
+            log(f"RTSP camera: {inst.source} (looping {clip.name})")
+        else:
+            inst.source = str(clip)
+        t0 = time.monotonic()
+        log(f"starting Home Assistant in {config_dir} (log: {config_dir / 'home-assistant.log'})")
+        start_hass(inst)
+        log(f"Home Assistant answers after {time.monotonic() - t0:.0f} s")
+        onboard_or_login(inst)
+        tokens_file = config_dir / ".safecam_tokens.json"  # access + refresh token, for scripts (curl)
+        tokens_file.touch(mode=0o600)
+        tokens_file.write_text(json.dumps(inst.tokens))
+        ensure_entry(inst, inst.source)
+        wait_for_entities(inst)
+        remove_failed_onboarding_entries(inst)
+    except BaseException:
+        stop(inst)
+        raise
+    return inst
+
+
+def describe(inst: HaInstance) -> str:
+    lines = [
+        "",
+        f"  Home Assistant with safecam:  {inst.url}",
+        f"  login:                        {USERNAME} / {PASSWORD}",
+        f"  camera source:                {inst.source}",
+        f"  safecam device page:          {inst.url}/config/devices/device/{inst.device_id}",
+        "  entities:",
+        *(f"    {eid}" for eid in inst.all_entities),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8123, help="Home Assistant HTTP port (default 8123)")
+    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR, help="default run/ha/config")
+    parser.add_argument(
+        "--source", choices=("rtsp", "file"), default="rtsp", help="looping RTSP camera (default) or the clip's path"
+    )
+    parser.add_argument("--rtsp-port", type=int, default=8554)
+    parser.add_argument("--clip", type=Path, default=DEMO_CLIP)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--background", "--no-wait", action="store_true", help="leave hass running and exit")
+    mode.add_argument("--stop", action="store_true", help="stop a background instance (by its PID files) and exit")
+    args = parser.parse_args(argv)
+    config_dir = args.config_dir.resolve()
+
+    if args.stop:
+        if not stop_by_pidfiles(config_dir):
+            log(f"nothing running from {config_dir}")
+        return 0
+
+    try:
+        inst = start(config_dir, args.port, args.source, args.rtsp_port, args.clip.resolve())
+    except SetupError as err:
+        log(f"FAILED: {err}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted: stopped")
+        return 130
+    print(describe(inst), flush=True)
+    if args.background:
+        log(f"running in the background; stop it with: .venv/bin/python scripts/ha/run_ha.py --stop --config-dir {config_dir}")
+        return 0
+
+    stopping = False
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    log("running; press Ctrl-C to stop Home Assistant and the camera")
+    try:
+        while not stopping:
+            if inst.hass is not None and inst.hass.poll() is not None:
+                log(f"Home Assistant exited with code {inst.hass.returncode}; see {config_dir / 'home-assistant.log'}")
+                break
+            if inst.rtsp is not None and inst.rtsp.poll() is not None:
+                log(f"the RTSP camera exited with code {inst.rtsp.returncode}; see {config_dir / 'rtsp.log'}")
+                break
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    log("stopping Home Assistant and the camera ...")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave them half-stopped
+    stop(inst)
+    log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

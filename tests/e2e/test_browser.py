@@ -1,0 +1,190 @@
+"""End to end: a real Home Assistant (subprocess) with safecam on a looping RTSP camera, and real Chromium.
+
+Starts everything through scripts/ha/run_ha.py (the code behind scripts/demo.sh) on free ports in a
+temp config dir, checks the entities and that the camera serves an anonymized picture (never a raw
+frame of the clip), then logs a real browser in (Playwright + Debian's /usr/bin/chromium) and takes
+screenshots of the device page, the camera's more-info dialog and the overview dashboard into
+test-artifacts/. Synchronous on purpose (no asyncio), and every process is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Generator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import requests  # type: ignore[import-untyped]
+
+from tests.servers.processes import gstreamer_missing
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RAW_DIFF_MIN = 2.0  # mean abs difference (0-255) the served picture keeps from every raw frame
+
+
+def _load_run_ha() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("safecam_run_ha", REPO / "scripts" / "ha" / "run_ha.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+run_ha = _load_run_ha()
+
+
+@pytest.fixture
+def ha(socket_enabled: None, tmp_path: Path) -> Generator[Any]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium)")
+    if why := gstreamer_missing():
+        pytest.skip(why)
+    ARTIFACTS.mkdir(exist_ok=True)
+    config_dir = tmp_path / "ha"
+    inst = None
+    try:
+        inst = run_ha.start(config_dir=config_dir, port=run_ha.free_port(), rtsp_port=run_ha.free_port())
+        yield inst
+    finally:
+        if inst is not None:
+            run_ha.stop(inst)
+        for log in ("home-assistant.log", "rtsp.log"):  # kept for a failing run (also after start() failed)
+            if (config_dir / log).is_file():
+                shutil.copy(config_dir / log, ARTIFACTS / f"e2e_{log}")
+
+
+def _states(inst: Any) -> dict[str, dict[str, Any]]:
+    return {s["entity_id"]: s for s in inst.api("GET", "/api/states")}
+
+
+def _min_diff_to_raw_frames(image: np.ndarray, clip: Path) -> tuple[float, int]:
+    """The smallest mean abs difference between image and any frame of the clip, and that frame's index."""
+    cap = cv2.VideoCapture(str(clip))
+    best, best_i, i = float("inf"), -1, 0
+    img = image.astype(np.int16)
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            assert frame.shape == image.shape, f"served picture {image.shape} vs clip {frame.shape}"
+            d = float(np.abs(img - frame.astype(np.int16)).mean())
+            if d < best:
+                best, best_i = d, i
+            i += 1
+    finally:
+        cap.release()
+    assert i > 500, f"read only {i} frames of {clip}"
+    return best, best_i
+
+
+def _anonymized_picture_with_people(inst: Any, timeout_s: float = 90) -> tuple[bytes, int]:
+    """A camera picture taken while the people sensor counts someone (before and after the fetch)."""
+    people_id = inst.entities["people"]
+    camera_id = inst.entities["camera"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = inst.api("GET", f"/api/states/{people_id}")["state"]
+        if before.isdigit() and int(before) >= 1:
+            resp = requests.get(f"{inst.url}/api/camera_proxy/{camera_id}", headers=inst.headers, timeout=30)
+            after = inst.api("GET", f"/api/states/{people_id}")["state"]
+            assert resp.status_code == 200, resp.text[:300]
+            assert resp.headers["Content-Type"].startswith("image/jpeg")
+            if after.isdigit() and int(after) >= 1:
+                return resp.content, int(after)
+        time.sleep(0.5)
+    pytest.fail(f"{people_id} never counted anyone in {timeout_s:.0f} s")
+
+
+def test_real_ha_and_browser(ha: Any) -> None:
+    t0 = time.monotonic()
+    inst = ha
+
+    # ---- the entities, through the REST API ------------------------------------------------------
+    states = _states(inst)
+    people = states[inst.entities["people"]]
+    assert people["state"].isdigit(), people
+    assert people["attributes"]["friendly_name"] == "Demo camera People"
+    assert inst.entities["camera"] in states
+    for role in ("zone_people", "zone_occupied", "gate_entries", "gate_exits"):
+        assert role in inst.entities, f"missing {role}: {inst.all_entities}"
+    assert inst.device_id and inst.device_id != "None"
+
+    # ---- the camera: an anonymized picture, never a raw frame -----------------------------------
+    jpeg, count = _anonymized_picture_with_people(inst)
+    (ARTIFACTS / "e2e_camera_proxy.jpg").write_bytes(jpeg)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "the camera did not serve a decodable JPEG"
+    diff, frame_index = _min_diff_to_raw_frames(image, run_ha.DEMO_CLIP)
+    print(f"camera picture with {count} people: min mean abs diff to a raw frame {diff:.2f} (frame {frame_index})")
+    assert diff > RAW_DIFF_MIN, f"the camera served (nearly) raw frame {frame_index} of the clip: diff {diff:.2f}"
+
+    # ---- a real browser ------------------------------------------------------------------------
+    from playwright.sync_api import expect, sync_playwright
+
+    tokens = json.dumps(inst.browser_tokens())
+    camera_id = inst.entities["camera"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.add_init_script(f"window.localStorage.setItem('hassTokens', JSON.stringify({tokens}));")
+            page = context.new_page()
+
+            # The safecam device page: the device name and its entities.
+            page.goto(f"{inst.url}/config/devices/device/{inst.device_id}", wait_until="load")
+            expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("People", exact=True).first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("table people", exact=True).first).to_be_visible()
+            expect(page.get_by_text("entrance entries", exact=True).first).to_be_visible()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ARTIFACTS / "e2e_device.png"))
+
+            # The camera's more-info dialog (what clicking the camera shows): the live anonymized view.
+            page.evaluate(
+                "id => document.querySelector('home-assistant').dispatchEvent(new CustomEvent('hass-more-info',"
+                " {detail: {entityId: id}, bubbles: true, composed: true}))",
+                camera_id,
+            )
+            dialog = page.locator("ha-more-info-dialog")
+            expect(dialog.get_by_text("Anonymized view").first).to_be_visible(timeout=15_000)
+            picture = dialog.locator("img").first
+            expect(picture).to_be_visible(timeout=15_000)
+            page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=picture.element_handle(), timeout=15_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ARTIFACTS / "e2e_camera_more_info.png"))
+
+            # The overview dashboard (auto-generated): the camera picture and the sensors.
+            page.goto(f"{inst.url}/lovelace/0", wait_until="load")
+            expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(ARTIFACTS / "e2e_overview.png"))
+            page.close()
+            context.close()
+        finally:
+            browser.close()
+    print(f"browser part done, {time.monotonic() - t0:.0f} s after the start of the test")
