@@ -11,7 +11,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import SafecamConfigEntry
 from .engine.worker import CameraState
-from .entity import SafecamEntity
+from .entity import SafecamEntity, ZoneEntity
 
 PARALLEL_UPDATES = 0  # push only
 
@@ -46,33 +46,29 @@ class ConnectedBinarySensor(_StateBinarySensor):
         self._attr_is_on = state is not None and state.connected
 
 
-class ZoneOccupiedBinarySensor(_StateBinarySensor):
+class ZoneOccupiedBinarySensor(ZoneEntity, _StateBinarySensor):
     """On while the engine's zone is occupied (with its on/off delays against flicker)."""
 
     _attr_translation_key = "zone_occupied"
     _attr_device_class = BinarySensorDeviceClass.OCCUPANCY
 
     def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
-        super().__init__(entry, f"zone_{zone}_occupied")
-        self._zone = zone
-        self._attr_translation_placeholders = {"zone": zone}
+        super().__init__(entry, zone, "occupied")
 
     def _update(self, state: CameraState | None) -> None:
-        zone = state.zones.get(self._zone) if state is not None else None
+        zone = self._zone_state(state)
         self._attr_is_on = bool(zone["occupied"]) if zone else None
 
 
-class ZoneIntrudedBinarySensor(_StateBinarySensor):
+class ZoneIntrudedBinarySensor(ZoneEntity, _StateBinarySensor):
     """Danger zones only: on (unsafe) while anyone is inside."""
 
     _attr_translation_key = "zone_intruded"
     _attr_device_class = BinarySensorDeviceClass.SAFETY
 
     def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
-        super().__init__(entry, f"zone_{zone}_intruded")
-        self._zone = zone
-        self._attr_translation_placeholders = {"zone": zone}
+        super().__init__(entry, zone, "intruded")
 
     def _update(self, state: CameraState | None) -> None:
-        zone = state.zones.get(self._zone) if state is not None else None
+        zone = self._zone_state(state)
         self._attr_is_on = int(zone["people"]) > 0 if zone else None

@@ -74,3 +74,15 @@ class SafecamEntity(Entity):
             return  # same availability, value changed too recently: a later push writes it
         self._shown, self._last_write = shown, now
         self.async_write_ha_state()
+
+
+class ZoneEntity(SafecamEntity):
+    """An entity about one zone of the camera (its name goes into the translated entity name)."""
+
+    def __init__(self, entry: SafecamConfigEntry, zone: str, key: str) -> None:
+        super().__init__(entry, f"zone_{zone}_{key}")
+        self._zone = zone
+        self._attr_translation_placeholders = {"zone": zone}
+
+    def _zone_state(self, state: CameraState | None) -> dict[str, Any] | None:
+        return state.zones.get(self._zone) if state is not None else None

@@ -20,7 +20,7 @@ from homeassistant.helpers.typing import StateType
 
 from .coordinator import SafecamConfigEntry
 from .engine.worker import CameraState
-from .entity import SafecamEntity
+from .entity import SafecamEntity, ZoneEntity
 
 PARALLEL_UPDATES = 0  # push only
 
@@ -104,17 +104,15 @@ class SafecamSensor(SafecamEntity, SensorEntity):
         return self._attr_native_value
 
 
-class ZonePeopleSensor(SafecamEntity, SensorEntity):
+class ZonePeopleSensor(ZoneEntity, SensorEntity):
     _attr_translation_key = "zone_people"
     _attr_state_class = SensorStateClass.MEASUREMENT
 
     def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
-        super().__init__(entry, f"zone_{zone}_people")
-        self._zone = zone
-        self._attr_translation_placeholders = {"zone": zone}
+        super().__init__(entry, zone, "people")
 
     def _update(self, state: CameraState | None) -> None:
-        zone = state.zones.get(self._zone) if state is not None else None
+        zone = self._zone_state(state)
         self._attr_native_value = int(zone["people"]) if zone else None
 
     def _shown_value(self) -> Any:
