@@ -73,3 +73,77 @@ def test_no_raw_frame_in_any_result_field(detector, shared_data):
         assert arr is not frame
         for x1, y1, x2, y2 in d.boxes[d.scores >= 0.5].astype(int):
             assert not np.array_equal(arr[y1:y2, x1:x2], frame[y1:y2, x1:x2])
+
+
+def test_cli_video_frames_are_never_the_raw_ones(tmp_path, shared_data):
+    """Disk: what `run --out-video` writes differs from the raw clip wherever a person is."""
+    clip = shared_data / "pedestrians" / "tud_campus.mp4"
+    out = tmp_path / "a.mp4"
+    args = ["run", str(clip), "--out-video", str(out), "--out-jsonl", str(tmp_path / "r.jsonl")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "custom_components.safecam.engine", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    raw = frames(clip)
+    written = frames(out)
+    assert len(written) == len(raw)
+    import json
+
+    records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines() if '"type": "frame"' in x]
+    checked = 0
+    for rec, a, r in zip(records, written, raw, strict=False):
+        h, w = r.shape[:2]
+        for tr in rec["tracks"]:
+            x1, y1, x2, y2 = (np.array(tr["box"]) * [w, h, w, h]).astype(int)
+            if (x2 - x1) * (y2 - y1) < 400:
+                continue
+            diff = np.abs(a[y1:y2, x1:x2].astype(int) - r[y1:y2, x1:x2].astype(int)).mean()
+            assert diff > 8, f"frame {rec['frame']}: a person region looks raw (mean diff {diff:.1f})"
+            checked += 1
+    assert checked > 50
+
+
+def test_worker_logs_and_files_carry_no_pixels(tmp_path, shared_data, caplog, monkeypatch):
+    """Logs and disk: a camera worker at DEBUG logging writes no image data anywhere."""
+    import logging
+    import threading
+    import time
+
+    from custom_components.safecam.engine.worker import CameraWorker
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    caplog.set_level(logging.DEBUG)
+    done = threading.Event()
+    frames_seen = []
+
+    def on_state(state, _events):
+        frames_seen.append(state.frames)
+        if state.frames >= 20:
+            done.set()
+
+    # A detector that fails every third call exercises the error and fail-closed log paths too.
+    real = Detector.from_catalog()
+    calls = {"n": 0}
+
+    def flaky(image, prepared=None):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise RuntimeError("simulated inference failure")
+        return real(image, prepared)
+
+    flaky.prepare = real.prepare  # type: ignore[attr-defined]
+    worker = CameraWorker("cam", str(shared_data / "pedestrians" / "tud_campus.mp4"), lambda: flaky, fps=25, on_state=on_state)
+    worker.start()
+    try:
+        assert done.wait(60)
+    finally:
+        worker.stop()
+    time.sleep(0.1)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "simulated inference failure" in text  # the failures were logged...
+    assert "\\xff\\xd8" not in text and "array([" not in text  # ...without pixels
+    assert max((len(r.getMessage()) for r in caplog.records), default=0) < 2000
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written == [], f"the worker wrote files: {written}"
