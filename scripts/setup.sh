@@ -16,11 +16,15 @@ fi
 
 PY="$(pyenv prefix 3.13.0 2>/dev/null)/bin/python3"
 [ -x "$PY" ] || { echo "Python 3.13.0 from pyenv is required (pyenv install 3.13.0)" >&2; exit 1; }
-command -v uv >/dev/null 2>&1 || "$PY" -m pip install -q uv==0.13.9
-UV="$(command -v uv || echo "$("$PY" -m site --user-base)/bin/uv")"
+if command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+else  # installed into pyenv's 3.13.0 and run as a module: no PATH or shim rehash needed
+  "$PY" -m pip install -q --disable-pip-version-check uv==0.13.9
+  UV=("$PY" -m uv)
+fi
 
 if [ ! -x .venv/bin/python ] || ! cmp -s requirements/lock.txt .venv/.safecam-lock 2>/dev/null; then
-  [ -x .venv/bin/python ] || "$UV" venv -q -p "$PY" .venv
-  "$UV" pip install -q -p .venv/bin/python --compile-bytecode -r requirements/lock.txt
+  [ -x .venv/bin/python ] || "${UV[@]}" venv -q -p "$PY" .venv
+  "${UV[@]}" pip install -q -p .venv/bin/python --compile-bytecode -r requirements/lock.txt
   cp requirements/lock.txt .venv/.safecam-lock
 fi
