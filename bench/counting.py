@@ -11,6 +11,8 @@ Run: .venv/bin/python bench/counting.py
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from common import MOT_CLIPS, PEDESTRIANS, emit, load_mot_gt, read_frames, table
 
@@ -40,7 +42,7 @@ def ground_truth_counts(clip: str, width: int, height: int) -> dict[str, dict[st
             p1, p2 = np.array(a), np.array(b)
             sides = [(_side(q, p1, p2), q) for q in path]
             sides = [(s, q) for s, q in sides if s != 0]
-            for (s0, q0), (s1, q1) in zip(sides, sides[1:], strict=False):
+            for (s0, q0), (s1, q1) in itertools.pairwise(sides):
                 if (s0 < 0) != (s1 < 0):
                     # path segment crosses the infinite line; check it is within the gate's extent
                     t = s0 / (s0 - s1)
