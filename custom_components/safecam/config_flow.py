@@ -247,9 +247,11 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             else:
                 url_in = user_input[CONF_URL].strip()
                 username = user_input.get(CONF_USERNAME)
-                # An empty password keeps the stored one (it is never sent back to the browser).
-                password = user_input.get(CONF_PASSWORD) or entry.data.get(CONF_PASSWORD)
                 unique_id = url_unique_id(url_in)
+                # An empty password keeps the stored one (it is never sent back to the browser),
+                # but only for the same camera: never hand one camera's password to another host.
+                same_camera = unique_id == entry.unique_id
+                password = user_input.get(CONF_PASSWORD) or (entry.data.get(CONF_PASSWORD) if same_camera else None)
                 data = {CONF_SOURCE_TYPE: SOURCE_URL, CONF_URL: url_in}
                 if username:
                     data[CONF_USERNAME] = username

@@ -147,9 +147,11 @@ class SafecamRuntime:
         if settings.fps != old.fps:
             # The frame rate is fixed for a worker's life: restart only the worker, keep the counts.
             old_worker = self.worker
-            self.worker = self._new_worker()
+            self.worker = new_worker = self._new_worker()
             await self.hass.async_add_executor_job(old_worker.stop)
             self._merge_totals(old_worker.state.gates)
+            if self._closed or self.worker is not new_worker:
+                return  # unloaded, or a newer options change replaced this worker while we waited
             self.worker.restore_gate_totals(self._restored)
             self.worker.start()
             self._behind_since = None

@@ -18,6 +18,7 @@ from .const import CONF_ENTITY_REGISTRY_ID, CONF_SOURCE_TYPE, DOMAIN, MODEL_NAME
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
 from .engine.models import ModelCorruptError, ModelError, resolve_model
+from .engine.sources import redact_url
 from .source import engine_url
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.CAMERA, Platform.EVENT, Platform.SENSOR]
@@ -82,7 +83,7 @@ async def _async_check_model(hass: HomeAssistant) -> None:
             is_fixable=False,
             severity=ir.IssueSeverity.ERROR,
             translation_key=key,
-            translation_placeholders={"model": MODEL_NAME, "error": str(err)},
+            translation_placeholders={"model": MODEL_NAME, "error": redact_url(str(err))},
         )
         placeholders = {"model": MODEL_NAME}
         if corrupt:

@@ -81,3 +81,29 @@ def test_worker_reports_a_dead_camera_and_never_serves_a_frame(socket_enabled):
         assert all("pw@" not in (s.error or "") for s in seen)
     finally:
         worker.stop()
+
+
+def test_gate_totals_survive_a_worker_loop_restart(shared_data):
+    """A new worker loop (after a failure or a restart) starts from what was counted, never from less."""
+    clip = shared_data / "pedestrians" / "tud_campus.mp4"
+    scene = parse_scene({"gates": [{"name": "mid", "line": [[0.5, 0.0], [0.5, 1.0]]}]})
+    states = []
+    worker = CameraWorker(
+        "c", str(clip), lambda: Detector.from_catalog(), scene=scene, fps=25, on_state=lambda s, e: states.append(s)
+    )
+    worker.restore_gate_totals({"mid": {"in": 100, "out": 50}})
+    worker.start()
+    worker.start()  # idempotent: still one thread
+    try:
+        assert sum(t.name == "safecam-c" for t in threading.enumerate()) == 1
+        assert _wait(lambda: any(s.gates.get("mid", {}).get("out", 0) > 50 for s in states))
+    finally:
+        worker.stop()
+    counted = max(s.gates["mid"]["out"] for s in states if s.gates)
+    states.clear()
+    worker.start()
+    try:
+        assert _wait(lambda: any(s.gates for s in states))
+        assert min(s.gates["mid"]["out"] for s in states if s.gates) >= counted
+    finally:
+        worker.stop()

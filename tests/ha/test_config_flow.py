@@ -323,6 +323,13 @@ async def test_reconfigure_keeps_password_and_refuses_duplicates(
     assert secured.data[CONF_USERNAME] == "admin2"
     assert secured.data[CONF_PASSWORD] == "s3cret"
 
+    # Moved to another camera without typing a password: the old one is not sent there.
+    third = clip.parent / "intel_one_by_one_person_first60s.mp4"
+    result = await secured.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_URL: str(third), CONF_USERNAME: "admin2"})
+    assert result["reason"] == "reconfigure_successful"
+    assert CONF_PASSWORD not in secured.data
+
 
 async def test_reconfigure_camera_entity(hass: HomeAssistant, cameras: None) -> None:
     entry = MockConfigEntry(

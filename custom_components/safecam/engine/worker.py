@@ -88,6 +88,9 @@ class CameraWorker:
 
     # ---- control -------------------------------------------------------------------------
     def start(self) -> None:
+        """Start the worker thread; a second call while it runs does nothing."""
+        if self._thread is not None and self._thread.is_alive():
+            return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"safecam-{self.camera}", daemon=True)
         self._thread.start()
@@ -96,6 +99,8 @@ class CameraWorker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # blocked in a camera open/read; it exits at its timeout
+                _LOGGER.warning("safecam camera %s: worker still stopping after %.0f s", self.camera, timeout)
             self._thread = None
         self._set_state(running=False)
 
@@ -205,7 +210,10 @@ class CameraWorker:
                 frame = reader.read()
                 if frame is None:
                     if is_live:
-                        break  # stopped
+                        if self._stop.is_set():
+                            break
+                        # A network source that ended (e.g. an mp4 over HTTP): restart with backoff.
+                        raise SourceError("ended", f"{redact_url(self.source_url)}: the stream ended")
                     # A file is a demo camera: loop it seamlessly on one timeline.
                     reader.close()
                     media_offset += last_media_t + 1.0 / max(self.fps, 1.0)
@@ -224,8 +232,10 @@ class CameraWorker:
                 renderer.submit(frame.image, result)
                 now = time.monotonic()
                 fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]
+                # A frame queued before a disconnect must not mark the camera connected again.
+                connected = bool(getattr(source, "connected", True))
                 state = self._set_state(
-                    connected=True,
+                    connected=connected,
                     running=True,
                     people=result.people,
                     zones=result.zones,
@@ -238,9 +248,15 @@ class CameraWorker:
                     frames=self.state.frames + 1,
                     error=pipeline.last_error,
                     error_reason="detector" if pipeline.last_error else None,
-                    disconnected_since=None,
+                    disconnected_since=None if connected else self.state.disconnected_since,
                 )
                 self._emit(state, result.events)
         finally:
             reader.close()
             renderer.close()
+            # Cumulative gate totals survive a loop restart: the next pipeline starts from them.
+            with self._lock:
+                for name, counts in pipeline.gates.snapshot().items():
+                    saved = self._restored_gates.setdefault(name, {"in": 0, "out": 0})
+                    saved["in"] = max(saved.get("in", 0), counts["in"])
+                    saved["out"] = max(saved.get("out", 0), counts["out"])
