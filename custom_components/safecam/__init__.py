@@ -29,6 +29,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> b
     return bool(await (await _entry_setup(hass)).async_setup_entry(hass, entry))
 
 
+async def async_remove_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> None:
+    """The camera was deleted: drop its repair issues, including ones kept across a restart."""
+    await (await _entry_setup(hass)).async_remove_entry(hass, entry)
+
+
 async def async_unload_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
     """Stop the camera's worker and unload its entities."""
     return bool(await (await _entry_setup(hass)).async_unload_entry(hass, entry))

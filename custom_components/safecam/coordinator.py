@@ -235,7 +235,9 @@ class SafecamRuntime:
                 reason = (state.error_reason if state is not None else None) or "unreachable"
                 self._create_issue("stream_unreachable", {"minutes": str(int(down_s // 60)), "reason": reason})
 
-        behind = connected and state is not None and state.frames > 0 and state.analysis_fps < BEHIND_FACTOR * self.settings.fps
+        # Against what the camera can deliver: a 6 fps stream is not "behind" a 15 fps setting.
+        target = min(self.settings.fps, state.target_fps or self.settings.fps) if state is not None else self.settings.fps
+        behind = connected and state is not None and state.frames > 0 and state.analysis_fps < BEHIND_FACTOR * target
         if not behind:
             self._behind_since = None
             self._delete_issue("engine_behind")

@@ -49,6 +49,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> b
     return True
 
 
+async def async_remove_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> None:
+    for key in ("stream_unreachable", "engine_behind"):
+        ir.async_delete_issue(hass, DOMAIN, f"{key}_{entry.entry_id}")
+
+
 async def async_unload_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
     if unload_ok := await hass.config_entries.async_unload_platforms(entry, PLATFORMS):
         await entry.runtime_data.async_stop()

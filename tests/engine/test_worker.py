@@ -107,3 +107,15 @@ def test_gate_totals_survive_a_worker_loop_restart(shared_data):
         assert min(s.gates["mid"]["out"] for s in states if s.gates) >= counted
     finally:
         worker.stop()
+
+
+def test_target_fps_is_capped_by_what_the_camera_sends(shared_data):
+    states = []
+    clip = shared_data / "pedestrians" / "tud_campus.mp4"  # 25 fps
+    worker = CameraWorker("f", str(clip), lambda: Detector.from_catalog(), fps=50, on_state=lambda s, e: states.append(s))
+    worker.start()
+    try:
+        assert _wait(lambda: any(s.frames > 0 for s in states))
+    finally:
+        worker.stop()
+    assert {s.target_fps for s in states if s.frames > 0} == {25.0}

@@ -358,3 +358,19 @@ async def test_engine_behind_repair_and_shutdown(
     await hass.async_block_till_done()
     assert not _safecam_threads()
     await _unload(hass, entry)
+
+
+async def test_removing_the_camera_removes_its_repairs(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry], clip: Path
+) -> None:
+    entry = make_entry(str(clip))
+    await _setup(hass, entry)
+    issue_id = f"stream_unreachable_{entry.entry_id}"
+    # As if kept across a restart: raised before, not by this runtime.
+    ir.async_create_issue(
+        hass, DOMAIN, issue_id, is_fixable=False, severity=ir.IssueSeverity.WARNING, translation_key="stream_unreachable"
+    )
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    assert not _safecam_threads()

@@ -42,6 +42,7 @@ class CameraState:
     zones: dict[str, dict[str, Any]] = field(default_factory=dict)
     gates: dict[str, dict[str, int]] = field(default_factory=dict)
     analysis_fps: float = 0.0
+    target_fps: float = 0.0  # what analysis aims at: the configured fps, or less if the camera sends less
     inference_ms: float = 0.0
     dropped_frames: int = 0
     frames: int = 0
@@ -243,6 +244,7 @@ class CameraWorker:
                     analysis_fps=round((len(fps_window) - 1) / max(fps_window[-1] - fps_window[0], 1e-6), 2)
                     if len(fps_window) > 1
                     else 0.0,
+                    target_fps=round(float(reader.fps or self.fps), 2),
                     inference_ms=round(result.timings_ms.get("detect", 0.0), 1),
                     dropped_frames=int(getattr(reader, "dropped", 0)),
                     frames=self.state.frames + 1,
