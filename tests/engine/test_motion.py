@@ -17,7 +17,7 @@ def test_still_scene_is_skipped_but_detection_is_forced_periodically(shared_data
     decisions = []
     for k in range(50):  # 10 s at 5 fps of the same frame with sensor noise
         noisy = np.clip(frame.astype(int) + rng.integers(-4, 5, frame.shape), 0, 255).astype(np.uint8)
-        decisions.append(gate.should_detect(noisy, k * 0.2))
+        decisions.append(gate.decide(gate.measure(noisy), k * 0.2))
     assert decisions[0]
     assert 4 <= sum(decisions) <= 7  # one forced detection every 2 s
 
@@ -25,7 +25,7 @@ def test_still_scene_is_skipped_but_detection_is_forced_periodically(shared_data
 def test_walking_people_always_trigger(shared_data):
     gate = MotionGate()
     clip = frames(shared_data / "pedestrians" / "tud_stadtmitte.mp4", 50)
-    assert all(gate.should_detect(f, i / 5) for i, f in enumerate(clip[::5]))
+    assert all(gate.decide(gate.measure(f), i / 5) for i, f in enumerate(clip[::5]))
 
 
 def test_standing_person_stays_counted_while_the_gate_skips(detector, shared_data):

@@ -29,9 +29,6 @@ class MotionGate:
         self._last_forced_t: float | None = None
         self.changed_fraction = 0.0
 
-    def should_detect(self, image: np.ndarray, t: float) -> bool:
-        return self.decide(self.measure(image), t)
-
     def measure(self, image: np.ndarray) -> float:
         """Fraction of the small grey frame that changed since the previous call (1.0 at first).
 

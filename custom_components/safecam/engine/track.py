@@ -291,9 +291,3 @@ class Tracker:
     def has_tentative(self) -> bool:
         """New people not confirmed yet: the detector should keep running until they are."""
         return any(not tr.confirmed for tr in self._tracks)
-
-    def reset(self) -> None:
-        self._tracks.clear()
-        self._x, self._P, self._last_box = self._x[:0], self._P[:0], self._last_box[:0]
-        self._out = None
-        self._t = None

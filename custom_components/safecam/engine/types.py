@@ -36,11 +36,6 @@ class Detections:
         ids = self.track_ids[index] if len(self.track_ids) == len(self) else self.track_ids
         return Detections(self.boxes[index], self.scores[index], self.classes[index], ids)
 
-    @property
-    def bottom_centres(self) -> FloatArray:
-        """A person's floor position: the bottom-centre of their box (N, 2)."""
-        return np.stack([(self.boxes[:, 0] + self.boxes[:, 2]) / 2, self.boxes[:, 3]], axis=1)
-
 
 @dataclass(slots=True, frozen=True)
 class Track:
