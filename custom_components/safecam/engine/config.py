@@ -6,13 +6,19 @@ rejects the same mistakes with the same one-line message.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .geometry import GeometryError, validate_line, validate_polygon
 
-ZONE_KINDS = ("danger", "restricted", "area")
+ZONE_KINDS = ("danger", "restricted", "area", "equipment")
+# Optional sections, each parsed and validated by the module that owns the capability:
+# key -> "module:function" (relative to this package), called as fn(data, zones) -> parsed object,
+# raising ConfigError. Imported lazily so a camera without the section never imports its module.
+SECTION_PARSERS: dict[str, str] = {}
 _TOP_KEYS = {"zones", "gates"}
 _ZONE_KEYS = {"name", "polygon", "kind"}
 _GATE_KEYS = {"name", "line"}
@@ -39,12 +45,25 @@ class GateConfig:
 class SceneConfig:
     zones: tuple[ZoneConfig, ...] = field(default_factory=tuple)
     gates: tuple[GateConfig, ...] = field(default_factory=tuple)
+    sections: dict[str, Any] = field(default_factory=dict)  # parsed optional sections (SECTION_PARSERS)
+    raw_sections: dict[str, Any] = field(default_factory=dict)  # as written, for as_dict()
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "zones": [{"name": z.name, "polygon": [list(p) for p in z.polygon], "kind": z.kind} for z in self.zones],
             "gates": [{"name": g.name, "line": [list(p) for p in g.line]} for g in self.gates],
         }
+        out.update(self.raw_sections)
+        return out
+
+    def section(self, key: str) -> Any:
+        """The parsed section, or None when the config has none."""
+        return self.sections.get(key)
+
+
+def _section_parser(key: str) -> Callable[[object, tuple[ZoneConfig, ...]], Any]:
+    module, func = SECTION_PARSERS[key].split(":")
+    return getattr(importlib.import_module(module, __package__), func)  # type: ignore[no-any-return]
 
 
 def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:
@@ -70,7 +89,7 @@ def parse_scene(data: object) -> SceneConfig:
         return SceneConfig()
     if not isinstance(data, dict):
         raise ConfigError("config: expected a mapping with 'zones' and/or 'gates'")
-    _unknown(data, _TOP_KEYS, "config")
+    _unknown(data, _TOP_KEYS | set(SECTION_PARSERS), "config")
     for key in ("zones", "gates"):
         if key in data and data[key] is not None and not isinstance(data[key], list):
             raise ConfigError(f"config: '{key}' must be a list")
@@ -103,7 +122,13 @@ def parse_scene(data: object) -> SceneConfig:
         except GeometryError as err:
             raise ConfigError(str(err)) from None
         gates.append(GateConfig(name, ((float(pts[0][0]), float(pts[0][1])), (float(pts[1][0]), float(pts[1][1])))))
-    return SceneConfig(tuple(zones), tuple(gates))
+    sections: dict[str, Any] = {}
+    raw_sections: dict[str, Any] = {}
+    for key in SECTION_PARSERS:
+        if data.get(key) is not None:
+            sections[key] = _section_parser(key)(data[key], tuple(zones))
+            raw_sections[key] = data[key]
+    return SceneConfig(tuple(zones), tuple(gates), sections, raw_sections)
 
 
 def load_scene(path: str | Path) -> SceneConfig:

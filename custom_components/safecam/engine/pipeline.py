@@ -17,6 +17,8 @@ from .anonymize import Anonymizer, AnonymizerConfig
 from .config import SceneConfig
 from .detect import Detector, PreparedInput
 from .motion import MotionConfig, MotionGate
+from .scene import build_analyzers
+from .scene.base import AnalysisFrame, Analyzer
 from .scene.gates import GateCounter
 from .scene.zones import ZoneCounter, ZoneTiming
 from .track import Tracker, TrackerConfig, iou_matrix
@@ -59,6 +61,7 @@ class FrameResult:
     analysed: bool  # analysis succeeded; False means the anonymized image is fully obscured
     timings_ms: dict[str, float]
     mask_boxes: list[MaskBox] = field(default_factory=list)  # what the anonymizer covers (pixels)
+    analytics: dict[str, dict[str, Any]] = field(default_factory=dict)  # analyzer name -> snapshot
     anonymized: np.ndarray | None = None
 
     def frame_record(self) -> dict[str, Any]:
@@ -79,6 +82,7 @@ class FrameResult:
             ],
             "zones": self.zones,
             "gates": self.gates,
+            **({"analytics": self.analytics} if self.analytics else {}),
         }
 
 
@@ -92,6 +96,7 @@ class CameraPipeline:
         self.anonymizer = Anonymizer(self.config.anonymizer)
         self.zones = ZoneCounter(self.scene.zones, self.config.camera, self.config.zone_timing)
         self.gates = GateCounter(self.scene.gates)
+        self.analyzers: list[Analyzer] = build_analyzers(self.scene, self.config.camera)
         self.last_error: str | None = None
 
     def set_scene(self, scene: SceneConfig) -> None:
@@ -100,6 +105,7 @@ class CameraPipeline:
         self.scene = scene
         self.zones = ZoneCounter(scene.zones, self.config.camera, self.config.zone_timing)
         self.gates = GateCounter(scene.gates)
+        self.analyzers = build_analyzers(scene, self.config.camera)
         for g in scene.gates:
             if g.name in old_gates:
                 self.gates.states[g.name].entries = old_gates[g.name].entries
@@ -154,9 +160,18 @@ class CameraPipeline:
                 SafetyEvent("gate_crossing", t, self.config.camera, track_id, None, None, {"gate": gate, "direction": direction})
             )
         self.gates.prune({tr.track_id for tr in tracks})
+        zones = self.zones.snapshot()
+        all_tracks = self.tracker.tracks(include_tentative=True)
+        analytics: dict[str, dict[str, Any]] = {}
+        if self.analyzers:
+            ok = detected and analysed
+            cam = self.config.camera
+            frame = AnalysisFrame(cam, index, t, image, w, h, ok, detections, counted, all_tracks, positions, zones)
+            for analyzer in self.analyzers:
+                events += analyzer.update(frame)
+                analytics[analyzer.name] = analyzer.snapshot()
         lap("scene")
 
-        all_tracks = self.tracker.tracks(include_tentative=True)
         mask_boxes: list[MaskBox] = [(*tr.box, tr.lost_frames) for tr in all_tracks]
         # Raw detections too (a person not tracked yet is still masked), except those a
         # track box already covers: masking twice costs time and changes nothing.
@@ -172,13 +187,14 @@ class CameraPipeline:
             height=h,
             people=len(counted),
             tracks=counted,
-            zones=self.zones.snapshot(),
+            zones=zones,
             gates=self.gates.snapshot(),
             events=events,
             detected=detected,
             analysed=analysed,
             timings_ms=timings,
             mask_boxes=mask_boxes,
+            analytics=analytics,
         )
         if render:
             result.anonymized = self.render(image, result)

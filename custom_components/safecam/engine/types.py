@@ -49,6 +49,19 @@ class Track:
     lost_frames: int  # 0 when matched to a detection this frame
 
 
+# Event types a site owner sees (HA event entity, MQTT, CLI). "gate_crossing" is internal.
+EVENT_TYPES = (
+    "intrusion",
+    "approach",
+    "fall",
+    "immobile",
+    "distancing",
+    "congestion",
+    "machine_activity",
+    "ppe_violation",
+)
+
+
 @dataclass(slots=True, frozen=True)
 class SafetyEvent:
     """Something a site owner is told about (intrusion, fall, ...)."""
@@ -60,6 +73,8 @@ class SafetyEvent:
     zone: str | None = None
     confidence: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # JPEG of the *anonymized* frame the event happened on (the worker attaches it); never raw.
+    snapshot: bytes | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -24,7 +24,7 @@ from .detect import Detector
 from .pipeline import CameraPipeline, FrameResult, PipelineConfig
 from .render import AsyncRenderer
 from .sources import BackgroundReader, ReconnectingSource, SourceError, open_source, redact_url, throttle
-from .types import SafetyEvent
+from .types import EVENT_TYPES, SafetyEvent
 
 _LOGGER = logging.getLogger(__name__)
 STALE_AFTER_S = 5.0  # an anonymized frame older than this is not served as live
@@ -41,6 +41,7 @@ class CameraState:
     people: int = 0
     zones: dict[str, dict[str, Any]] = field(default_factory=dict)
     gates: dict[str, dict[str, int]] = field(default_factory=dict)
+    analytics: dict[str, dict[str, Any]] = field(default_factory=dict)  # analyzer name -> snapshot
     analysis_fps: float = 0.0
     target_fps: float = 0.0  # what analysis aims at: the configured fps, or less if the camera sends less
     inference_ms: float = 0.0
@@ -165,6 +166,14 @@ class CameraWorker:
             with self._lock:
                 self._jpeg, self._jpeg_time = buf.tobytes(), time.monotonic()
 
+    def _with_snapshots(self, pipeline: CameraPipeline, image: np.ndarray, result: FrameResult) -> list[SafetyEvent]:
+        """Safety events carry a JPEG of the anonymized frame they happened on (for notifications)."""
+        if not any(ev.event_type in EVENT_TYPES for ev in result.events):
+            return result.events
+        ok, buf = cv2.imencode(".jpg", pipeline.render(image, result), [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
+        jpeg = buf.tobytes() if ok else None
+        return [replace(ev, snapshot=jpeg) if ev.event_type in EVENT_TYPES else ev for ev in result.events]
+
     def _on_source_state(self, connected: bool, reason: str | None) -> None:
         now = time.monotonic()
         since = None if connected else (self.state.disconnected_since or now)
@@ -230,6 +239,7 @@ class CameraWorker:
                         break
                 self._apply_pending(pipeline)
                 result = pipeline.process(frame.image, t, frame.index, render=False, prepared=frame.prepared)
+                events = self._with_snapshots(pipeline, frame.image, result)
                 renderer.submit(frame.image, result)
                 now = time.monotonic()
                 fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]
@@ -241,6 +251,7 @@ class CameraWorker:
                     people=result.people,
                     zones=result.zones,
                     gates=result.gates,
+                    analytics=result.analytics,
                     analysis_fps=round((len(fps_window) - 1) / max(fps_window[-1] - fps_window[0], 1e-6), 2)
                     if len(fps_window) > 1
                     else 0.0,
@@ -252,7 +263,7 @@ class CameraWorker:
                     error_reason="detector" if pipeline.last_error else None,
                     disconnected_since=None if connected else self.state.disconnected_since,
                 )
-                self._emit(state, result.events)
+                self._emit(state, events)
         finally:
             reader.close()
             renderer.close()
