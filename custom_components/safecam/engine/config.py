@@ -63,7 +63,8 @@ class SceneConfig:
 
 def _section_parser(key: str) -> Callable[[object, tuple[ZoneConfig, ...]], Any]:
     module, func = SECTION_PARSERS[key].split(":")
-    return getattr(importlib.import_module(module, __package__), func)  # type: ignore[no-any-return]
+    parser: Callable[[object, tuple[ZoneConfig, ...]], Any] = getattr(importlib.import_module(module, __package__), func)
+    return parser
 
 
 def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:
