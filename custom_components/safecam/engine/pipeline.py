@@ -180,6 +180,11 @@ class CameraPipeline:
             covered = iou_matrix(raw, np.array([tr.box for tr in all_tracks], np.float32)).max(axis=1) >= 0.7
             raw = raw[~covered]
         mask_boxes += [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), 0) for b in raw]
+        # Analyzers may know of people the tracker has let go (a worker lying on the floor).
+        for analyzer in self.analyzers:
+            extra = getattr(analyzer, "mask_boxes", None)
+            if extra is not None:
+                mask_boxes += [(*box, 0) for box in extra()]
         result = FrameResult(
             index=index,
             t=t,

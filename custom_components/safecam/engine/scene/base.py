@@ -42,3 +42,7 @@ class Analyzer(Protocol):
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe current state (no pixels), e.g. {"person_down": False, "zones": {...}}."""
         ...
+
+    # Optional: `def mask_boxes(self) -> list[tuple[float, float, float, float]]` (pixels) - people this
+    # analyzer knows of that the tracker may have dropped (e.g. someone lying down); the anonymizer
+    # covers them too. The pipeline looks it up with getattr.
