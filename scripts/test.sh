@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export SAFECAM_MODEL_MIRROR="${SAFECAM_MODEL_MIRROR:-$(cd .. && pwd)/shared/models}"
-.venv/bin/ruff check custom_components bench tests models scripts
-.venv/bin/ruff format --check custom_components bench tests models scripts
+.venv/bin/ruff check custom_components bench tests models scripts addon
+.venv/bin/ruff format --check custom_components bench tests models scripts addon
 .venv/bin/mypy --no-incremental custom_components/safecam
 .venv/bin/python -m pytest "$@"

@@ -10,14 +10,35 @@ importing OpenCV/numpy.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from types import ModuleType
 
     from homeassistant.core import HomeAssistant
+    from homeassistant.helpers.typing import ConfigType
 
     from .coordinator import SafecamConfigEntry
+
+from .const import DOMAIN  # plain constants, no Home Assistant import
+
+
+def __getattr__(name: str) -> Any:
+    """CONFIG_SCHEMA, built on first use: config_validation is Home Assistant's, the engine must import without it."""
+    if name == "CONFIG_SCHEMA":
+        from homeassistant.helpers import config_validation as cv
+
+        return cv.config_entry_only_config_schema(DOMAIN)  # set up from the UI only; YAML gets a warning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions (safecam.reset_counters) and the zone editor once, for every camera."""
+    services = await hass.async_add_import_executor_job(importlib.import_module, f"{__name__}.services")
+    services.async_setup_services(hass)
+    panel = await hass.async_add_import_executor_job(importlib.import_module, f"{__name__}.panel")
+    await panel.async_setup_panel(hass)  # the zone and gate editor (sidebar panel + websocket commands)
+    return True
 
 
 async def _entry_setup(hass: HomeAssistant) -> ModuleType:

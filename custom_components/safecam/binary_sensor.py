@@ -1,4 +1,4 @@
-"""Binary sensors: zone occupied, danger zone intruded, camera stream connected."""
+"""Binary sensors: zone occupied, danger zone intruded, person down, PPE violation, congestion, camera connected."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import SafecamConfigEntry
+from .coordinator import SafecamConfigEntry, analytics_of, safety_zone
 from .engine.worker import CameraState
 from .entity import SafecamEntity, ZoneEntity
 
@@ -21,16 +21,25 @@ async def async_setup_entry(
     entry: SafecamConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    scene = entry.runtime_data.settings.scene
+    settings = entry.runtime_data.settings
+    scene, analytics = settings.scene, settings.analytics
     entities: list[BinarySensorEntity] = [ConnectedBinarySensor(entry)]
     entities += [ZoneOccupiedBinarySensor(entry, z.name) for z in scene.zones]
-    entities += [ZoneIntrudedBinarySensor(entry, z.name) for z in scene.zones if z.kind == "danger"]
+    entities += [ZoneIntrudedBinarySensor(entry, z.name) for z in scene.zones if z.kind in ("danger", "restricted")]
+    if analytics.falls:
+        entities.append(PersonDownBinarySensor(entry))
+    if analytics.ppe:
+        entities.append(PpeViolationBinarySensor(entry))
+    if analytics.distancing:
+        entities.append(DistancingBinarySensor(entry))
+    entities += [ZoneCongestionHighBinarySensor(entry, zone) for zone in analytics.congestion_zones]
+    entities += [ZoneMachineActiveBinarySensor(entry, zone) for zone in analytics.machine_zones]
     async_add_entities(entities)
 
 
 class _StateBinarySensor(SafecamEntity, BinarySensorEntity):
     def _shown_value(self) -> Any:
-        return self._attr_is_on
+        return self._attr_is_on, getattr(self, "_attr_extra_state_attributes", None)
 
 
 class ConnectedBinarySensor(_StateBinarySensor):
@@ -61,14 +70,104 @@ class ZoneOccupiedBinarySensor(ZoneEntity, _StateBinarySensor):
 
 
 class ZoneIntrudedBinarySensor(ZoneEntity, _StateBinarySensor):
-    """Danger zones only: on (unsafe) while anyone is inside."""
+    """Danger zones: on (unsafe) while someone is inside.
+
+    With the safety analyzer running, its `intruded` state decides (it knows the zone's arming
+    schedule: a disarmed zone is not intruded) and `armed` is an attribute; without it, anyone
+    inside the zone counts.
+    """
 
     _attr_translation_key = "zone_intruded"
     _attr_device_class = BinarySensorDeviceClass.SAFETY
 
     def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
         super().__init__(entry, zone, "intruded")
+        self._attr_extra_state_attributes = {}
 
     def _update(self, state: CameraState | None) -> None:
+        if (safety := safety_zone(state, self._zone)) is not None and "intruded" in safety:
+            self._attr_is_on = bool(safety["intruded"])
+            armed = safety.get("armed")
+            self._attr_extra_state_attributes = {} if armed is None else {"armed": bool(armed)}
+            return
         zone = self._zone_state(state)
         self._attr_is_on = int(zone["people"]) > 0 if zone else None
+        self._attr_extra_state_attributes = {}
+
+
+class PersonDownBinarySensor(_StateBinarySensor):
+    """On (unsafe) while the fall analyzer sees someone down; attributes count the down and the immobile."""
+
+    _attr_translation_key = "person_down"
+    _attr_device_class = BinarySensorDeviceClass.SAFETY
+
+    def __init__(self, entry: SafecamConfigEntry) -> None:
+        super().__init__(entry, "person_down")
+        self._attr_extra_state_attributes = {}
+
+    def _update(self, state: CameraState | None) -> None:
+        falls = analytics_of(state, "falls")
+        if falls is None:
+            self._attr_is_on, self._attr_extra_state_attributes = None, {}
+            return
+        down, immobile = falls.get("down") or [], falls.get("immobile") or []
+        self._attr_is_on = bool(falls.get("person_down"))
+        zones = sorted({str(p["zone"]) for p in (*down, *immobile) if isinstance(p, dict) and p.get("zone")})
+        self._attr_extra_state_attributes = {"people_down": len(down), "people_immobile": len(immobile), "zones": zones}
+
+
+class PpeViolationBinarySensor(_StateBinarySensor):
+    """On (unsafe) while someone lacks the PPE the scene's `ppe:` section requires."""
+
+    _attr_translation_key = "ppe_violation"
+    _attr_device_class = BinarySensorDeviceClass.SAFETY
+
+    def __init__(self, entry: SafecamConfigEntry) -> None:
+        super().__init__(entry, "ppe_violation")
+
+    def _update(self, state: CameraState | None) -> None:
+        ppe = analytics_of(state, "ppe")
+        self._attr_is_on = bool(ppe.get("violation_active")) if ppe is not None else None
+
+
+class DistancingBinarySensor(_StateBinarySensor):
+    """On (unsafe) while people stay closer than the configured distance (needs a calibration)."""
+
+    _attr_translation_key = "distancing"
+    _attr_device_class = BinarySensorDeviceClass.SAFETY
+
+    def __init__(self, entry: SafecamConfigEntry) -> None:
+        super().__init__(entry, "distancing")
+
+    def _update(self, state: CameraState | None) -> None:
+        safety = analytics_of(state, "safety")
+        active = safety.get("distancing_active") if safety is not None else None
+        self._attr_is_on = None if active is None else bool(active)
+
+
+class ZoneCongestionHighBinarySensor(ZoneEntity, _StateBinarySensor):
+    """On while the zone's congestion level is high (unknown while the engine cannot tell)."""
+
+    _attr_translation_key = "zone_congestion_high"
+    _attr_device_class = BinarySensorDeviceClass.PROBLEM
+
+    def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
+        super().__init__(entry, zone, "congestion_high")
+
+    def _update(self, state: CameraState | None) -> None:
+        level = (safety_zone(state, self._zone) or {}).get("congestion")
+        self._attr_is_on = None if level is None else level == "high"
+
+
+class ZoneMachineActiveBinarySensor(ZoneEntity, _StateBinarySensor):
+    """Equipment zones: on while the safety analyzer sees the machine working."""
+
+    _attr_translation_key = "zone_machine_active"
+    _attr_device_class = BinarySensorDeviceClass.RUNNING
+
+    def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
+        super().__init__(entry, zone, "machine_active")
+
+    def _update(self, state: CameraState | None) -> None:
+        active = (safety_zone(state, self._zone) or {}).get("machine_active")
+        self._attr_is_on = None if active is None else bool(active)

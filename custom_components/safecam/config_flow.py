@@ -28,6 +28,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     EntitySelector,
     EntitySelectorConfig,
     NumberSelector,
@@ -59,7 +60,9 @@ from .const import (
     SOURCE_URL,
 )
 from .coordinator import SafecamConfigEntry
-from .engine.config import ConfigError, SceneConfig, parse_scene
+from .engine.calibration import parse_calibration
+from .engine.config import SECTION_PARSERS, ConfigError, SceneConfig, parse_scene
+from .engine.scene.ppe_rules import ITEMS as PPE_ITEMS
 from .engine.sources import redact_url
 from .source import check_model, engine_url, entity_unique_id, is_supported, probe_source, url_unique_id
 
@@ -98,12 +101,139 @@ RECONFIGURE_ENTITY_SCHEMA = vol.Schema({vol.Required(CONF_ENTITY_ID): _CAMERA})
 SCENE_EXAMPLE = (
     "zones:\n"
     "  - name: crossing\n"
-    "    kind: danger   # danger | restricted | area\n"
+    "    kind: danger   # danger | restricted | area | equipment\n"
     "    polygon: [[0.1, 0.6], [0.9, 0.6], [0.9, 1.0], [0.1, 1.0]]\n"
     "gates:\n"
     "  - name: door\n"
     "    line: [[0.5, 0.3], [0.5, 1.0]]\n"
+    # The optional sections the engine knows (safety, calibration, falls, ppe, ...), one line.
+    f"# optional sections: {', '.join(SECTION_PARSERS)}\n"
 )
+
+
+# Calibration form: image points (normalized) and either floor points (m) or a rectangle's size (m).
+CONF_IMAGE_POINTS = "image_points"
+CONF_FLOOR_POINTS = "floor_points"
+CONF_WIDTH_M = "width_m"
+CONF_DEPTH_M = "depth_m"
+_METRES = NumberSelector(NumberSelectorConfig(min=0.2, max=500, step=0.01, unit_of_measurement="m", mode=NumberSelectorMode.BOX))
+CALIBRATION_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_IMAGE_POINTS): _TEXT,
+        vol.Optional(CONF_WIDTH_M): _METRES,
+        vol.Optional(CONF_DEPTH_M): _METRES,
+        vol.Optional(CONF_FLOOR_POINTS): _TEXT,
+    }
+)
+CALIBRATION_EXAMPLE = "[[0.2, 0.9], [0.8, 0.9], [0.7, 0.5], [0.3, 0.5]]"
+
+
+def _points_text(points: Any) -> str:
+    return "[" + ", ".join(f"[{x:g}, {y:g}]" for x, y in points) + "]"
+
+
+def _points(text: str, what: str) -> Any:
+    """A list of [x, y] points typed into a form (YAML/JSON flow list); the engine checks its shape."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"calibration {what}: write the points as [[x, y], [x, y], [x, y], [x, y]]") from None
+
+
+def calibration_section(user_input: dict[str, Any]) -> dict[str, Any] | None:
+    """The calibration form -> the scene's `calibration:` section (None: no calibration). ConfigError if incomplete."""
+    image = str(user_input.get(CONF_IMAGE_POINTS) or "").strip()
+    floor = str(user_input.get(CONF_FLOOR_POINTS) or "").strip()
+    width, depth = user_input.get(CONF_WIDTH_M), user_input.get(CONF_DEPTH_M)
+    if not image:
+        if floor or width or depth:
+            raise ConfigError("calibration image: mark the 4 points in the image too")
+        return None
+    section: dict[str, Any] = {"image": _points(image, "image")}
+    if floor:
+        if width or depth:
+            raise ConfigError("calibration: give either the rectangle's width and depth or 4 floor points, not both")
+        section["floor"] = _points(floor, "floor")
+    elif width and depth:
+        section["rectangle_m"] = [float(width), float(depth)]
+    else:
+        raise ConfigError("calibration: give the rectangle's width and depth (metres), or 4 floor points")
+    return section
+
+
+def calibration_form(section: Any) -> dict[str, Any]:
+    """The stored `calibration:` section -> the form's suggested values."""
+    if not isinstance(section, dict) or "image" not in section:
+        return {}
+    form: dict[str, Any] = {CONF_IMAGE_POINTS: _points_text(section["image"])}
+    if "rectangle_m" in section:
+        form[CONF_WIDTH_M], form[CONF_DEPTH_M] = section["rectangle_m"]
+    elif "floor" in section:
+        form[CONF_FLOOR_POINTS] = _points_text(section["floor"])
+    return form
+
+
+# Safety thresholds form: field -> (scene section, key in it). An empty field leaves the key out: the
+# engine's default applies. A section the form would leave empty is not created.
+SAFETY_FIELDS: dict[str, tuple[str, str]] = {
+    "approach_m": ("safety", "approach_m"),
+    "distancing_m": ("safety", "distancing_m"),
+    "distancing_s": ("safety", "distancing_s"),
+    "immobile_s": ("falls", "immobile_s"),
+    "ppe_required": ("ppe", "required"),
+}
+CONF_FALLS = "falls"  # the form's "detect falls" switch: the `falls:` section exists and is enabled
+_DISTANCE = NumberSelector(NumberSelectorConfig(min=0, max=100, step=0.1, unit_of_measurement="m", mode=NumberSelectorMode.BOX))
+_SECONDS = NumberSelector(NumberSelectorConfig(min=0, max=3600, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX))
+SAFETY_SCHEMA = vol.Schema(
+    {
+        vol.Optional("approach_m"): _DISTANCE,
+        vol.Optional("distancing_m"): _DISTANCE,
+        vol.Optional("distancing_s"): _SECONDS,
+        vol.Optional(CONF_FALLS, default=False): BooleanSelector(),
+        vol.Optional("immobile_s"): _SECONDS,
+        vol.Optional("ppe_required"): SelectSelector(
+            SelectSelectorConfig(options=list(PPE_ITEMS), multiple=True, translation_key="ppe_item", mode=SelectSelectorMode.LIST)
+        ),
+    }
+)
+
+
+def apply_safety_form(scene: dict[str, Any], user_input: dict[str, Any]) -> dict[str, Any]:
+    """The stored scene with the safety form's values written into their sections (not validated here)."""
+    out = dict(scene)
+    if isinstance(out.get("falls"), bool):  # `falls: true/false` is short for {enabled: ...}
+        out["falls"] = {} if out["falls"] else {"enabled": False}
+    for name, (section, key) in SAFETY_FIELDS.items():
+        current = out.get(section)
+        data = dict(current) if isinstance(current, dict) else {}
+        value = user_input.get(name)
+        if value is None or value == "" or value == []:
+            data.pop(key, None)
+        else:
+            data[key] = value
+        if data or current is not None:
+            out[section] = data
+    falls = out.get("falls")
+    if user_input.get(CONF_FALLS):
+        out["falls"] = {k: v for k, v in (falls or {}).items() if k != "enabled"}  # enabled is the default
+    elif falls is not None:
+        out["falls"] = {**falls, "enabled": False}  # off, its other settings kept
+    ppe = out.get("ppe")
+    if ppe is not None and not ppe.get("required") and not ppe.get("zones"):
+        del out["ppe"]  # nothing required anywhere: no PPE check (and no PPE model loaded)
+    return out
+
+
+def safety_form(scene: dict[str, Any]) -> dict[str, Any]:
+    """The form's suggested values: what the scene's sections set (the rest shows empty: engine defaults)."""
+    falls = scene.get("falls")
+    form: dict[str, Any] = {CONF_FALLS: falls is True or (isinstance(falls, dict) and falls.get("enabled", True) is not False)}
+    for name, (section, key) in SAFETY_FIELDS.items():
+        data = scene.get(section)
+        if isinstance(data, dict) and data.get(key) is not None:
+            form[name] = data[key]
+    return form
 
 
 def _settings(user_input: dict[str, Any]) -> dict[str, Any]:
@@ -122,8 +252,13 @@ def parse_scene_text(text: str) -> SceneConfig:
 
 
 def scene_text(scene: dict[str, Any] | None) -> str:
-    """The stored scene as compact YAML for the options form (points as JSON-style flow lists)."""
-    if not scene or not (scene.get("zones") or scene.get("gates")):
+    """The stored scene as compact YAML for the options form (points as JSON-style flow lists).
+
+    Optional sections (falls, ppe, safety, calibration, ...) follow as block YAML, so editing the
+    zones never drops them.
+    """
+    sections = {k: v for k, v in (scene or {}).items() if k not in ("zones", "gates") and v is not None}
+    if not scene or not (scene.get("zones") or scene.get("gates") or sections):
         return ""
 
     def points(pts: list[list[float]]) -> str:
@@ -142,7 +277,10 @@ def scene_text(scene: dict[str, Any] | None) -> str:
         lines.append("gates:")
         for g in gates:
             lines += [f"  - name: {json.dumps(g['name'], ensure_ascii=False)}", f"    line: {points(g['line'])}"]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" if lines else ""
+    if sections:
+        text += yaml.safe_dump(sections, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    return text
 
 
 async def async_validate_source(hass: HomeAssistant, url: str) -> str | None:
@@ -280,7 +418,7 @@ class SafecamOptionsFlow(OptionsFlow):
     """Detection settings and the scene (zones/gates); applied without restarting HA."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        return self.async_show_menu(step_id="init", menu_options=["detection", "scene"])
+        return self.async_show_menu(step_id="init", menu_options=["detection", "scene", "calibration", "safety"])
 
     async def async_step_detection(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         if user_input is not None:
@@ -310,4 +448,60 @@ class SafecamOptionsFlow(OptionsFlow):
             data_schema=self.add_suggested_values_to_schema(schema, {CONF_SCENE: text}),
             errors=errors,
             description_placeholders={"error": error, "example": SCENE_EXAMPLE},
+        )
+
+    # ---- sections of the scene, as forms (the scene YAML step edits them all) ----------------
+    def _scene_dict(self) -> dict[str, Any]:
+        return dict(self.config_entry.options.get(CONF_SCENE) or {})
+
+    def _save_scene(self, scene: dict[str, Any]) -> ConfigFlowResult:
+        """Validated by the caller through parse_scene; stored the way the scene step stores it."""
+        return self.async_create_entry(data={**self.config_entry.options, CONF_SCENE: parse_scene(scene).as_dict()})
+
+    async def async_step_safety(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Common safety thresholds, written into the scene's sections (the scene step shows them all)."""
+        errors: dict[str, str] = {}
+        error = ""
+        if user_input is not None:
+            scene = apply_safety_form(self._scene_dict(), user_input)
+            try:
+                parse_scene(scene)
+            except ConfigError as err:
+                errors["base"] = "invalid_safety"
+                error = str(err)
+            else:
+                return self._save_scene(scene)
+        suggested = user_input if user_input is not None else safety_form(self._scene_dict())
+        return self.async_show_form(
+            step_id="safety",
+            data_schema=self.add_suggested_values_to_schema(SAFETY_SCHEMA, suggested),
+            errors=errors,
+            description_placeholders={"error": error},
+        )
+
+    async def async_step_calibration(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ground-plane calibration: 4 floor points in the image and where they are on the floor (metres)."""
+        errors: dict[str, str] = {}
+        error = ""
+        if user_input is not None:
+            scene = self._scene_dict()
+            try:
+                section = calibration_section(user_input)
+                if section is None:
+                    scene.pop("calibration", None)
+                else:
+                    parse_calibration(section, ())  # the engine's checks, with its one-line message
+                    scene["calibration"] = section
+                parse_scene(scene)
+            except ConfigError as err:
+                errors["base"] = "invalid_calibration"
+                error = str(err)
+            else:
+                return self._save_scene(scene)
+        suggested = user_input if user_input is not None else calibration_form(self._scene_dict().get("calibration"))
+        return self.async_show_form(
+            step_id="calibration",
+            data_schema=self.add_suggested_values_to_schema(CALIBRATION_SCHEMA, suggested),
+            errors=errors,
+            description_placeholders={"error": error, "example": CALIBRATION_EXAMPLE},
         )

@@ -22,7 +22,7 @@ ANONYMIZATION_BODY: Final = "body"
 ANONYMIZATION_FULL_FRAME: Final = "full_frame"
 ANONYMIZATION_HEAD: Final = "head"
 ANONYMIZATION_MODES: Final = (ANONYMIZATION_BODY, ANONYMIZATION_FULL_FRAME, ANONYMIZATION_HEAD)
-DEFAULT_ANONYMIZATION: Final = ANONYMIZATION_BODY
+DEFAULT_ANONYMIZATION: Final = ANONYMIZATION_FULL_FRAME  # bench/privacy_audit.py: the only mode with no face leak
 CONF_SCENE: Final = "scene"  # {"zones": [...], "gates": [...]} as engine.config.SceneConfig.as_dict()
 
 # Engine ------------------------------------------------------------------------------------
@@ -31,7 +31,11 @@ PROBE_TIMEOUT_S: Final = 10
 
 # Safety events the event entity fires. Later issues add fall, ppe_violation, approach,
 # immobile, distancing, congestion, ... (DESIGN.md section 4) as the engine learns them.
-EVENT_TYPES: Final = ["intrusion"]
+
+# Safety analytics (engine analyzers "falls", "safety", "ppe"; CameraState.analytics[name]) -----
+SAFETY_ZONE_KINDS: Final = ("danger", "equipment")  # a zone of these kinds builds the safety analyzer
+CONGESTION_LEVELS: Final = ("low", "medium", "high")
+METRIC_RULES_STATES: Final = ("enabled", "disabled")  # metre-based rules need a ground-plane calibration
 
 # Repairs -------------------------------------------------------------------------------------
 STREAM_UNREACHABLE_AFTER_S: Final = 5 * 60

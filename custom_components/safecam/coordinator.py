@@ -21,7 +21,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 
 from .const import (
-    ANONYMIZATION_FULL_FRAME,
+    ANONYMIZATION_MODES,
     BEHIND_AFTER_S,
     BEHIND_FACTOR,
     CONF_ANONYMIZATION,
@@ -32,12 +32,14 @@ from .const import (
     DOMAIN,
     HEALTH_CHECK_INTERVAL_S,
     MODEL_NAME,
+    SAFETY_ZONE_KINDS,
     STREAM_UNREACHABLE_AFTER_S,
 )
 from .engine.config import SceneConfig, parse_scene
 from .engine.detect import Detector
 from .engine.types import SafetyEvent
 from .engine.worker import CameraState, CameraWorker
+from .snapshots import SnapshotStore
 
 type SafecamConfigEntry = ConfigEntry[SafecamRuntime]
 type GateTotals = dict[str, dict[str, int]]
@@ -54,16 +56,69 @@ class Settings:
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Settings:
         """Raises engine.config.ConfigError for a stored scene the engine no longer accepts."""
+        anonymization = str(options.get(CONF_ANONYMIZATION, DEFAULT_ANONYMIZATION))
         return cls(
             fps=int(options.get(CONF_FPS, DEFAULT_FPS)),
-            anonymization=str(options.get(CONF_ANONYMIZATION, DEFAULT_ANONYMIZATION)),
+            anonymization=anonymization if anonymization in ANONYMIZATION_MODES else DEFAULT_ANONYMIZATION,
             scene=parse_scene(options.get(CONF_SCENE)),
         )
 
     @property
-    def layout(self) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-        """What decides which entities exist: zone names and kinds, gate names."""
-        return tuple((z.name, z.kind) for z in self.scene.zones), tuple(g.name for g in self.scene.gates)
+    def analytics(self) -> AnalyticsLayout:
+        """Which analytics entities the scene makes meaningful (the engine builds the same analyzers)."""
+        return AnalyticsLayout.of(self.scene)
+
+    @property
+    def layout(self) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...], AnalyticsLayout, tuple[str, ...]]:
+        """What decides which entities exist: zone names and kinds, gate names, the enabled analytics."""
+        zones = tuple((z.name, z.kind) for z in self.scene.zones)
+        return zones, tuple(g.name for g in self.scene.gates), self.analytics, self.occupancy_zones
+
+    @property
+    def occupancy_zones(self) -> tuple[str, ...]:
+        """Zones with occupancy and dwell sensors: those under the scene's `occupancy:` section."""
+        occupancy = self.scene.section("occupancy")  # engine.scene.occupancy.OccupancyConfig, or None
+        return tuple(z.name for z in self.scene.zones if occupancy is not None and z.name in occupancy.zones)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsLayout:
+    """The analytics entities of a camera, derived from its scene config like engine.scene.build_analyzers does."""
+
+    falls: bool = False  # person down (analytics["falls"])
+    ppe: bool = False  # PPE violation, people without PPE (analytics["ppe"])
+    safety: bool = False  # safety rules: intruded/armed, metric rules status (analytics["safety"])
+    distancing: bool = False
+    congestion_zones: tuple[str, ...] = ()
+    machine_zones: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, scene: SceneConfig) -> AnalyticsLayout:
+        rules = scene.section("safety")  # engine.scene.safety.SafetyConfig, or None
+        safety = rules is not None or any(z.kind in SAFETY_ZONE_KINDS for z in scene.zones)
+        falls = scene.section("falls")  # engine.scene.falls.FallsConfig, or None (falls off)
+        return cls(
+            falls=falls is not None and bool(falls.enabled),
+            ppe=scene.section("ppe") is not None,
+            safety=safety,
+            # Worker pairs closer than distancing_m, or anyone near hazardous equipment.
+            distancing=rules is not None and (rules.distancing_m is not None or bool(rules.hazardous)),
+            congestion_zones=tuple(z.name for z in scene.zones if rules is not None and z.name in rules.congestion),
+            machine_zones=tuple(z.name for z in scene.zones if z.kind == "equipment"),
+        )
+
+
+def analytics_of(state: CameraState | None, name: str) -> dict[str, Any] | None:
+    """One analyzer's snapshot (CameraState.analytics[name]), None before it reported."""
+    snapshot = state.analytics.get(name) if state is not None else None
+    return snapshot if isinstance(snapshot, dict) else None
+
+
+def safety_zone(state: CameraState | None, zone: str) -> dict[str, Any] | None:
+    """The safety analyzer's state of one zone, if it reports that zone."""
+    zones = (analytics_of(state, "safety") or {}).get("zones")
+    found = zones.get(zone) if isinstance(zones, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def _detector() -> Detector:
@@ -85,6 +140,7 @@ class SafecamRuntime:
         self._event_listeners: list[Callable[[SafetyEvent], None]] = []
         self._restored: GateTotals = {}
         self._placeholders: dict[str, bytes] = {}
+        self.snapshots = SnapshotStore()  # last event snapshots (anonymized), served by snapshots.SnapshotView
         self._generation = 0
         self._started = False
         self._closed = False
@@ -99,6 +155,7 @@ class SafecamRuntime:
     def _new_worker(self) -> CameraWorker:
         self._generation += 1
         generation = self._generation
+        self._seq_floor = 0  # states of this worker older than its last counter reset are dropped
 
         def on_state(state: CameraState, events: list[SafetyEvent]) -> None:
             # Worker thread. A late push from a stopped worker or after unload is dropped.
@@ -114,6 +171,7 @@ class SafecamRuntime:
             scene=self.settings.scene,
             fps=self.settings.fps,
             on_state=on_state,
+            anonymization=self.settings.anonymization,
         )
 
     async def async_start(self) -> None:
@@ -158,6 +216,8 @@ class SafecamRuntime:
         elif settings.scene != old.scene:
             await self.hass.async_add_executor_job(self.worker.set_scene, settings.scene)
         if settings.anonymization != old.anonymization:
+            if settings.fps == old.fps:  # (a new worker already started with the new mode)
+                await self.hass.async_add_executor_job(self.worker.set_anonymization, settings.anonymization)
             self.async_notify()  # the camera entity's picture changes
 
     def _merge_totals(self, totals: GateTotals) -> None:
@@ -175,6 +235,23 @@ class SafecamRuntime:
         else:
             self.worker.restore_gate_totals(totals)
 
+    async def async_reset_counters(self, gates: set[str] | None = None) -> None:
+        """Gate totals (all, or the named gates) back to zero, in the engine and in HA.
+
+        The worker publishes the reset state at once; states it queued before carry the old
+        totals and are dropped, so a sensor never jumps back up (a total_increasing meter reset).
+        """
+        names = {g.name for g in self.settings.scene.gates} if gates is None else set(gates)
+        for name in names & set(self._restored):
+            self._restored[name] = {"in": 0, "out": 0}
+        worker = self.worker
+        state = await self.hass.async_add_executor_job(worker.reset_counters, names)
+        if self._closed or worker is not self.worker:
+            return  # unloaded, or the worker was replaced meanwhile (it started from the totals kept above)
+        self._seq_floor = state.seq
+        self.state = state
+        self.async_notify()
+
     # ---- frames (executor) ----------------------------------------------------------------
     def _placeholder(self, text: str) -> bytes:
         if text not in self._placeholders:
@@ -183,9 +260,6 @@ class SafecamRuntime:
 
     def snapshot_jpeg(self) -> bytes:
         """The anonymized frame, or an obscured placeholder; never a raw frame. Blocking."""
-        if self.settings.anonymization == ANONYMIZATION_FULL_FRAME:
-            # The engine masks bodies only so far; "full frame" must not show less than it promises.
-            return self._placeholder("full-frame anonymization")
         return self.worker.latest_jpeg() or self._placeholder("no anonymized frame")
 
     # ---- push hub -------------------------------------------------------------------------
@@ -206,7 +280,7 @@ class SafecamRuntime:
 
     @callback
     def _async_push(self, generation: int, state: CameraState, events: list[SafetyEvent]) -> None:
-        if self._closed or generation != self._generation:
+        if self._closed or generation != self._generation or state.seq < self._seq_floor:
             return
         self.state = state
         self.async_notify()

@@ -1,10 +1,11 @@
-"""Diagnostics: settings, engine state and health. Credentials redacted, no pixels."""
+"""Diagnostics: settings, engine state (with the analytics snapshots) and health. Credentials redacted, no pixels."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+import numpy as np
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_PASSWORD, CONF_URL, CONF_USERNAME
 from homeassistant.core import HomeAssistant
@@ -16,13 +17,17 @@ TO_REDACT = {CONF_URL, CONF_USERNAME, CONF_PASSWORD, "source_url", "unique_id"}
 
 
 def _scrub(value: Any) -> Any:
-    """Credentials inside any URL-looking string (error messages, ...) go too."""
+    """Credentials inside any URL-looking string (error messages, ...) go too; never pixels or bytes."""
     if isinstance(value, str):
         return redact_url(value)
     if isinstance(value, dict):
         return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview) or (isinstance(value, np.ndarray) and value.size > 16):
+        return "<omitted>"  # an analyzer snapshot must not carry images; if one does, it stops here
+    if isinstance(value, np.ndarray | np.generic):
+        return _scrub(value.tolist())
     return value
 
 
@@ -36,6 +41,7 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: Safecam
             "fps": runtime.settings.fps,
             "anonymization": runtime.settings.anonymization,
             "scene": runtime.settings.scene.as_dict(),
+            "analytics": dataclasses.asdict(runtime.settings.analytics),  # which analytics entities exist
         },
         "worker": {"camera": worker.camera, "fps": worker.fps, "source_url": runtime.source_url},
         "state": dataclasses.asdict(state) if state is not None else None,

@@ -21,7 +21,7 @@ from .engine.models import ModelCorruptError, ModelError, resolve_model
 from .engine.sources import redact_url
 from .source import engine_url
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.CAMERA, Platform.EVENT, Platform.SENSOR]
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.CAMERA, Platform.EVENT, Platform.IMAGE, Platform.SENSOR]
 MODEL_ISSUES = ("model_missing", "model_corrupt")
 
 

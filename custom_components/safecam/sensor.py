@@ -18,7 +18,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
-from .coordinator import SafecamConfigEntry
+from .const import CONGESTION_LEVELS, METRIC_RULES_STATES
+from .coordinator import SafecamConfigEntry, analytics_of, safety_zone
 from .engine.worker import CameraState
 from .entity import SafecamEntity, ZoneEntity
 
@@ -85,6 +86,9 @@ async def async_setup_entry(
     entities: list[SensorEntity] = [SafecamSensor(entry, d) for d in CAMERA_SENSORS]
     entities += [ZonePeopleSensor(entry, z.name) for z in scene.zones]
     entities += [GateCountSensor(entry, g.name, direction) for g in scene.gates for direction in ("in", "out")]
+    occupancy_zones = entry.runtime_data.settings.occupancy_zones
+    entities += [ZoneOccupancySensor(entry, z) for z in occupancy_zones] + [ZoneDwellSensor(entry, z) for z in occupancy_zones]
+    entities += safety_sensors(entry)
     async_add_entities(entities)
 
 
@@ -157,3 +161,136 @@ class GateCountSensor(SafecamEntity, RestoreSensor):
 
     def _shown_value(self) -> Any:
         return self._attr_native_value
+
+
+# ---- Occupancy and dwell (analytics["occupancy"]; zones listed under the scene's `occupancy:`) ----
+
+
+def _occupancy_zone(state: CameraState | None, zone: str) -> dict[str, Any] | None:
+    snapshot = state.analytics.get("occupancy") if state is not None else None
+    zones = snapshot.get("zones") if isinstance(snapshot, dict) else None
+    found = zones.get(zone) if isinstance(zones, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+class ZoneOccupancySensor(ZoneEntity, SensorEntity):
+    """People in the zone: entries minus exits through its gates (corrected by what is seen), else the people seen."""
+
+    _attr_translation_key = "zone_occupancy"
+    _attr_state_class = SensorStateClass.MEASUREMENT
+
+    def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
+        super().__init__(entry, zone, "occupancy")
+        self._attr_extra_state_attributes = {}
+
+    def _update(self, state: CameraState | None) -> None:
+        zone = _occupancy_zone(state, self._zone)
+        self._attr_native_value = int(zone["occupancy"]) if zone is not None else None
+        self._attr_extra_state_attributes = {"source": zone["source"]} if zone is not None else {}
+
+    def _shown_value(self) -> Any:
+        return self._attr_native_value, self._attr_extra_state_attributes
+
+
+class ZoneDwellSensor(ZoneEntity, SensorEntity):
+    """How long the person who has been in the zone longest has been there (0 when empty)."""
+
+    _attr_translation_key = "zone_longest_dwell"
+    _attr_device_class = SensorDeviceClass.DURATION
+    _attr_native_unit_of_measurement = UnitOfTime.SECONDS
+    _attr_state_class = SensorStateClass.MEASUREMENT
+    _attr_suggested_display_precision = 0
+    _min_write_interval = 5.0  # it grows every frame; a state write per frame would flood the recorder
+
+    def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
+        super().__init__(entry, zone, "longest_dwell")
+
+    def _update(self, state: CameraState | None) -> None:
+        zone = _occupancy_zone(state, self._zone)
+        self._attr_native_value = round(float(zone["longest_dwell_s"])) if zone is not None else None
+
+    def _shown_value(self) -> Any:
+        return self._attr_native_value
+
+
+# ---- Safety analytics (falls, PPE, safety rules): analytics["ppe"], analytics["safety"], fail-closed frames ----
+
+
+def _ppe_without(state: CameraState) -> StateType:
+    ppe = analytics_of(state, "ppe")
+    return int(ppe.get("people_without_ppe") or 0) if ppe is not None else None
+
+
+FAIL_CLOSED_FRAMES = SafecamSensorDescription(
+    key="fail_closed_frames",
+    translation_key="fail_closed_frames",
+    state_class=SensorStateClass.TOTAL_INCREASING,
+    entity_category=EntityCategory.DIAGNOSTIC,
+    value_fn=lambda s: s.fail_closed_frames,
+    always_available=True,
+    min_write_interval=10.0,
+)
+PEOPLE_WITHOUT_PPE = SafecamSensorDescription(
+    key="people_without_ppe",
+    translation_key="people_without_ppe",
+    state_class=SensorStateClass.MEASUREMENT,
+    value_fn=_ppe_without,
+)
+
+
+def safety_sensors(entry: SafecamConfigEntry) -> list[SensorEntity]:
+    """The safety analytics sensors this camera's scene makes meaningful."""
+    analytics = entry.runtime_data.settings.analytics
+    entities: list[SensorEntity] = [SafecamSensor(entry, FAIL_CLOSED_FRAMES)]
+    if analytics.ppe:
+        entities.append(SafecamSensor(entry, PEOPLE_WITHOUT_PPE))
+    if analytics.safety:
+        entities.append(MetricRulesSensor(entry))
+    entities += [ZoneCongestionSensor(entry, zone) for zone in analytics.congestion_zones]
+    return entities
+
+
+class MetricRulesSensor(SafecamEntity, SensorEntity):
+    """Whether the metre-based safety rules run (they need a ground-plane calibration); `reason` says why not."""
+
+    _attr_translation_key = "metric_rules"
+    _attr_device_class = SensorDeviceClass.ENUM
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
+    _always_available = True  # a configuration fact, true while the stream is down
+
+    def __init__(self, entry: SafecamConfigEntry) -> None:
+        super().__init__(entry, "metric_rules")
+        self._attr_options = list(METRIC_RULES_STATES)
+        self._attr_extra_state_attributes = {}
+
+    def _update(self, state: CameraState | None) -> None:
+        status = (analytics_of(state, "safety") or {}).get("metric_rules")
+        if not isinstance(status, str):
+            return  # keep the last known status (the analyzer reports it with every frame)
+        state_, _, reason = status.partition(":")
+        self._attr_native_value = state_.strip() if state_.strip() in METRIC_RULES_STATES else None
+        self._attr_extra_state_attributes = {"reason": reason.strip()} if reason.strip() else {}
+
+    def _shown_value(self) -> Any:
+        return self._attr_native_value, self._attr_extra_state_attributes
+
+
+class ZoneCongestionSensor(ZoneEntity, SensorEntity):
+    """The zone's congestion level (low/medium/high; thresholds in people or people per m²); `density_per_m2` attribute."""
+
+    _attr_translation_key = "zone_congestion"
+    _attr_device_class = SensorDeviceClass.ENUM
+
+    def __init__(self, entry: SafecamConfigEntry, zone: str) -> None:
+        super().__init__(entry, zone, "congestion")
+        self._attr_options = list(CONGESTION_LEVELS)
+        self._attr_extra_state_attributes = {}
+
+    def _update(self, state: CameraState | None) -> None:
+        zone = safety_zone(state, self._zone) or {}
+        level, density = zone.get("congestion"), zone.get("density_per_m2")
+        self._attr_native_value = level if level in CONGESTION_LEVELS else None
+        self._attr_extra_state_attributes = {} if density is None else {"density_per_m2": round(float(density), 2)}
+
+    def _shown_value(self) -> Any:
+        return self._attr_native_value, self._attr_extra_state_attributes

@@ -12,9 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from custom_components.safecam.engine.anonymize import MODES, AnonymizerConfig
 from custom_components.safecam.engine.detect import Detector
 from custom_components.safecam.engine.models import create_session, resolve_model
-from custom_components.safecam.engine.pipeline import CameraPipeline
+from custom_components.safecam.engine.pipeline import CameraPipeline, PipelineConfig
 
 from .mot import frames
 
@@ -37,15 +38,27 @@ def test_cli_anonymize_image_leaves_no_face(tmp_path, shared_data, face_auditor)
 
 
 def test_anonymized_video_frames_leave_no_face(detector, shared_data, face_auditor):
-    pipeline = CameraPipeline(detector)
-    raw_faces = anon_faces = 0
+    """Every face the auditor sees in a raw frame is gone in the anonymized one (in every mode).
+
+    Counted per face (IoU >= 0.3), as bench/privacy_audit.py does: in full_frame the soft figures
+    can make a handbag or a poster look like a face to YuNet, which shows nobody.
+    """
+    from custom_components.safecam.engine.track import iou_matrix
+
+    pipelines = {m: CameraPipeline(detector, config=PipelineConfig(anonymizer=AnonymizerConfig(mode=m))) for m in MODES}
+    raw_faces = 0
+    leaked = dict.fromkeys(MODES, 0)
     for i, frame in enumerate(frames(shared_data / "pedestrians" / "tud_stadtmitte.mp4")):
-        res = pipeline.process(frame, i / 25, i)
+        results = {m: p.process(frame, i / 25, i, render=i % 6 == 0) for m, p in pipelines.items()}
         if i % 6 == 0:
-            raw_faces += len(face_auditor(frame)[0])
-            anon_faces += len(face_auditor(res.anonymized)[0])
+            faces = face_auditor(frame)[0]
+            raw_faces += len(faces)
+            for m, res in results.items():
+                found = face_auditor(res.anonymized)[0]
+                if len(faces) and len(found):
+                    leaked[m] += int((iou_matrix(faces, found).max(axis=1) >= 0.3).sum())
     assert raw_faces >= 10
-    assert anon_faces == 0
+    assert leaked == dict.fromkeys(MODES, 0)
 
 
 def test_detector_failure_fails_closed(shared_data, face_auditor):
@@ -98,8 +111,17 @@ def test_cli_video_frames_are_never_the_raw_ones(tmp_path, shared_data):
             x1, y1, x2, y2 = (np.array(tr["box"]) * [w, h, w, h]).astype(int)
             if (x2 - x1) * (y2 - y1) < 400:
                 continue
-            diff = np.abs(a[y1:y2, x1:x2].astype(int) - r[y1:y2, x1:x2].astype(int)).mean()
-            assert diff > 8, f"frame {rec['frame']}: a person region looks raw (mean diff {diff:.1f})"
+
+            # The head (top of the box) is flat blocks; the body (full_frame: a soft figure) has no
+            # detail left. Detail: mean difference between neighbouring pixels (mp4v adds some).
+            def detail(img: np.ndarray, rows: slice, cols: slice) -> float:
+                return float(np.abs(np.diff(img[rows, cols].astype(int), axis=1)).mean())
+
+            top, body, cols = slice(y1, y1 + (y2 - y1) // 5), slice(y1, y2), slice(x1, x2)
+            head_a, head_r = detail(a, top, cols), detail(r, top, cols)
+            assert head_a < 0.5 * head_r, f"frame {rec['frame']}: a head keeps its detail ({head_a:.1f} vs {head_r:.1f})"
+            body_a, body_r = detail(a, body, cols), detail(r, body, cols)
+            assert body_a < 0.8 * body_r, f"frame {rec['frame']}: a person keeps its detail ({body_a:.1f} vs {body_r:.1f})"
             checked += 1
     assert checked > 50
 
@@ -147,3 +169,79 @@ def test_worker_logs_and_files_carry_no_pixels(tmp_path, shared_data, caplog, mo
     assert max((len(r.getMessage()) for r in caplog.records), default=0) < 2000
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == [], f"the worker wrote files: {written}"
+
+
+def test_every_image_output_comes_from_the_anonymizer(tmp_path, shared_data, monkeypatch):
+    """One path: the camera JPEG (camera entity, MQTT/HTTP snapshots and MJPEG read the same
+    `latest_jpeg`), event snapshots (notifications), and the CLI's `anonymize` (image, video) and
+    `run --out-video` files are all images the Anonymizer returned, and none is a raw frame."""
+    import threading
+
+    from custom_components.safecam.engine import cli
+    from custom_components.safecam.engine.anonymize import Anonymizer
+    from custom_components.safecam.engine.config import parse_scene
+    from custom_components.safecam.engine.worker import CameraWorker
+
+    def small(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+    produced: list[np.ndarray] = []  # everything the anonymizer handed out (small copies)
+    apply = Anonymizer.apply
+
+    def spy(self, image, boxes, *, analysed=True):
+        out = apply(self, image, boxes, analysed=analysed)
+        produced.append(small(out))
+        return out
+
+    monkeypatch.setattr(Anonymizer, "apply", spy)
+    clip = shared_data / "pedestrians" / "tud_campus.mp4"
+    photo = shared_data / GROUP
+    raw = [small(f) for f in frames(clip)] + [small(cv2.imread(str(photo)))]
+
+    # The camera worker: live JPEGs and the snapshots of safety events (a danger zone over everything).
+    scene = parse_scene({"zones": [{"name": "pit", "kind": "danger", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]})
+    jpegs: list[bytes] = []
+    snapshots: list[bytes] = []
+    done = threading.Event()
+    worker: CameraWorker
+
+    def on_state(state, events):
+        snapshots.extend(ev.snapshot for ev in events if ev.snapshot)
+        if (jpeg := worker.latest_jpeg()) is not None:
+            jpegs.append(jpeg)
+        if state.frames >= 40:
+            done.set()
+
+    worker = CameraWorker("cam", str(clip), Detector.from_catalog, scene=scene, fps=25, on_state=on_state)
+    worker.start()
+    try:
+        assert done.wait(90)
+    finally:
+        worker.stop()
+    assert len(jpegs) >= 20 and snapshots  # live frames and at least one intrusion snapshot
+    outputs = [("camera jpeg", cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)) for j in jpegs]
+    outputs += [("event snapshot", cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)) for j in snapshots]
+
+    # The command line: anonymize an image and a video, and run --out-video.
+    args = [
+        ["anonymize", str(photo), str(tmp_path / "photo.png")],
+        ["anonymize", str(clip), str(tmp_path / "anon.mp4")],
+        ["run", str(clip), "--out-video", str(tmp_path / "run.mp4"), "--out-jsonl", str(tmp_path / "r.jsonl")],
+    ]
+    for a in args:
+        assert cli.main(a) == 0
+    outputs.append(("cli anonymize image", cv2.imread(str(tmp_path / "photo.png"))))
+    outputs += [("cli anonymize video", f) for f in frames(tmp_path / "anon.mp4")[::5]]
+    outputs += [("cli run --out-video", f) for f in frames(tmp_path / "run.mp4")[::5]]
+
+    assert len(produced) > 100
+    stack = np.stack([p for p in produced if p.shape == (120, 160, 3)])
+    raw_stack = np.stack([r for r in raw if r.shape == (120, 160, 3)])
+    for source, image in outputs:
+        s = small(image)
+        if s.shape != (120, 160, 3):
+            continue
+        from_anonymizer = np.abs(stack - s).mean(axis=(1, 2, 3)).min()
+        from_raw = np.abs(raw_stack - s).mean(axis=(1, 2, 3)).min()
+        assert from_anonymizer < 3.0, f"{source}: not an image the anonymizer made (mean diff {from_anonymizer:.1f})"
+        assert from_raw > 3 * from_anonymizer + 2, f"{source}: too close to a raw frame ({from_raw:.1f})"

@@ -1,4 +1,4 @@
-"""Zones (counts, inertia, intrusion) and gates (direction, hysteresis, jumps, re-entries)."""
+"""Zones (counts, inertia) and gates (direction, hysteresis, jumps, re-entries)."""
 
 from __future__ import annotations
 
@@ -45,19 +45,6 @@ def test_brief_flicker_does_not_occupy():
     assert not z.states["pit"].occupied
 
 
-def test_danger_zone_intrusion_once_per_entry():
-    z = _zone("danger")
-    ev = z.update(np.array([[0.4, 0.4]]), [7], 0.0)
-    assert [(e.event_type, e.track_id, e.zone) for e in ev] == [("intrusion", 7, "pit")]
-    assert z.update(np.array([[0.45, 0.4]]), [7], 0.2) == []
-    assert z.update(np.array([[0.9, 0.4]]), [7], 0.4) == []
-    assert len(z.update(np.array([[0.4, 0.4]]), [7], 0.6)) == 1  # re-entry alerts again
-
-
-def test_area_zone_raises_no_intrusion():
-    assert _zone("area").update(np.array([[0.4, 0.4]]), [1], 0.0) == []
-
-
 def _gate():
     # Vertical line at x = 0.5 from top to bottom: p2 - p1 = (0, 0.8); s > 0 means x < 0.5.
     return GateCounter((GateConfig("door", ((0.5, 0.1), (0.5, 0.9))),))
@@ -75,13 +62,13 @@ def test_gate_direction_follows_the_cross_product():
     # (p2-p1) x (q-p1) = 0*(qy-0.1) - 0.8*(qx-0.5): positive for x < 0.5.
     assert _walk(g, 1, [0.7, 0.6, 0.4, 0.3]) == [("door", 1, "in")]
     assert _walk(g, 2, [0.3, 0.7]) == [("door", 2, "out")]
-    assert g.snapshot() == {"door": {"in": 1, "out": 1}}
+    assert g.snapshot() == {"door": {"in": 1, "out": 1, "net": 0}}
 
 
 def test_jitter_on_the_line_never_counts():
     g = _gate()
     _walk(g, 1, [0.6, 0.505, 0.497, 0.503, 0.496, 0.504, 0.6])
-    assert g.snapshot()["door"] == {"in": 0, "out": 0}
+    assert g.snapshot()["door"] == {"in": 0, "out": 0, "net": 0}
 
 
 def test_fast_walker_jumping_over_the_line_counts():
@@ -97,7 +84,7 @@ def test_passing_beside_the_segment_does_not_count():
 def test_re_entry_counts_again_and_simultaneous_crossings_each_count():
     g = _gate()
     _walk(g, 1, [0.7, 0.3, 0.7, 0.3])
-    assert g.snapshot()["door"] == {"in": 2, "out": 1}
+    assert g.snapshot()["door"] == {"in": 2, "out": 1, "net": 1}
     g.update(np.array([[0.7, 0.3], [0.7, 0.6]]), [5, 6])
     out = g.update(np.array([[0.3, 0.3], [0.3, 0.6]]), [5, 6])
     assert sorted(out) == [("door", 5, "in"), ("door", 6, "in")]

@@ -44,9 +44,12 @@ EXPECTED_ENTITIES = {
     "binary_sensor.demo_walkway_occupied",
     CAMERA,
     "event.demo_safety_event",
+    "image.demo_heatmap",
     "sensor.demo_analysis_rate",
     "sensor.demo_dropped_frames",
+    "sensor.demo_fail_closed_frames",
     "sensor.demo_inference_time",
+    "sensor.demo_metric_rules",  # the walkway is a danger zone: the safety rules run
     "sensor.demo_middle_entries",
     "sensor.demo_middle_exits",
     "sensor.demo_people",
@@ -160,12 +163,12 @@ async def test_live_camera(
     _assert_not_raw(buf[start : buf.find(b"\xff\xd9", start) + 2], raw)
     resp.close()
 
-    # Full-frame anonymization shows nothing of the scene ---------------------------------------
+    # Full-frame anonymization: the mode reaches the running engine; still never a raw frame -------
     hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_ANONYMIZATION: "full_frame"})
     await hass.async_block_till_done()
     assert entry.runtime_data is runtime
-    placeholder = (await async_get_image(hass, CAMERA)).content
-    assert placeholder == await hass.async_add_executor_job(runtime.worker.placeholder_jpeg, "full-frame anonymization")
+    assert runtime.worker._anonymizer.mode == "full_frame"
+    _assert_not_raw((await async_get_image(hass, CAMERA)).content, raw)
     hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_ANONYMIZATION: "body"})
     await hass.async_block_till_done()
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
+from .anonymize import DEFAULT_MODE, MODES, AnonymizerConfig
 from .config import ConfigError, SceneConfig, load_scene
 from .detect import Detector, DetectorConfig
 from .models import ModelError
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--tiles", type=int, default=0, choices=[0, 2], help="extra tiles for small people (0 = whole frame only)"
         )
+        sp.add_argument("--mode", default=DEFAULT_MODE, choices=MODES, help=f"anonymization mode (default {DEFAULT_MODE})")
 
     run = sub.add_parser("run", help="analyse a video file, RTSP or HTTP stream; print JSON lines")
     run.add_argument("source", help="video file, rtsp://, http(s):// MJPEG or snapshot URL")
@@ -55,10 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, default=None, help="stop after N analysed frames (live streams)")
     common(run)
 
-    anon = sub.add_parser("anonymize", help="anonymize an image or a video with the default anonymization")
+    serve = sub.add_parser("serve", help="run the cameras of a config file as a service publishing over MQTT (add-on mode)")
+    serve.add_argument("--config", required=True, help="YAML: engine_id, mqtt, http, cameras (see engine/serve.py)")
+
+    anon = sub.add_parser("anonymize", help="anonymize an image or a video (the same anonymizer as every other output)")
     anon.add_argument("input")
     anon.add_argument("output")
     common(anon)
+
+    ppe = sub.add_parser("ppe", help="hard hat and vest per detected person in still images; one JSON line per image")
+    ppe.add_argument("images", nargs="+", metavar="IMAGE")
+    ppe.add_argument("--model-dir", help="folder with the model files (else $SAFECAM_MODEL_MIRROR, the cache, or download)")
+    ppe.add_argument("--provider", default="auto", choices=["openvino", "cpu", "auto"], help="onnxruntime execution provider")
     return p
 
 
@@ -92,7 +102,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     if args.fps is not None and args.fps <= 0:
         raise ConfigError("--fps must be positive")
     source = open_source(args.source)
-    pipeline = CameraPipeline(_detector(args), scene, PipelineConfig(camera=args.camera))
+    config = PipelineConfig(camera=args.camera, anonymizer=AnonymizerConfig(mode=args.mode))
+    pipeline = CameraPipeline(_detector(args), scene, config)
     # Decode (and prepare) ahead in a thread: that work overlaps inference.
     frames = BackgroundReader(throttle(source, args.fps) if args.fps else source, prepare=pipeline.prepare)
     video_fps = args.fps or source.fps or 10.0
@@ -137,6 +148,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         "mean_fps": round(analysed / elapsed, 2) if elapsed > 0 else 0.0,
         "stage_ms_mean": {k: round(v / max(analysed, 1), 2) for k, v in stage_ms.items()},
         "gates": pipeline.gates.snapshot(),
+        # Zone occupancy and dwell at the end (the `occupancy:` section), as in the last frame line.
+        **({"occupancy": last.analytics["occupancy"]} if last is not None and "occupancy" in last.analytics else {}),
         "events": dict(events),
         "dropped_frames": getattr(frames, "dropped", 0),
     }
@@ -146,7 +159,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
 
 def anonymize(args: argparse.Namespace) -> int:
     """Same anonymizer as every other output; motion gate off so every frame is detected."""
-    pipeline = CameraPipeline(_detector(args), config=PipelineConfig(motion=MotionConfig(enabled=False)))
+    config = PipelineConfig(motion=MotionConfig(enabled=False), anonymizer=AnonymizerConfig(mode=args.mode))
+    pipeline = CameraPipeline(_detector(args), config=config)
     if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
         image = cv2.imread(args.input, cv2.IMREAD_COLOR)
         if image is None:
@@ -168,14 +182,34 @@ def anonymize(args: argparse.Namespace) -> int:
     return 0
 
 
+def ppe_images(args: argparse.Namespace, out: IO[str]) -> int:
+    """`ppe IMAGE...`: {"image", "persons": [{"box" (normalized), "helmet", "vest", "score"}]} per image."""
+    from .ppe import PPEClassifier, detect_ppe
+
+    detector = Detector.from_catalog("yolox_nano", model_dir=args.model_dir, provider=args.provider)
+    classifier = PPEClassifier.from_catalog(model_dir=args.model_dir, provider=args.provider)
+    for path in args.images:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise OSError(f"cannot read image {path}")
+        out.write(json.dumps({"image": path, "persons": detect_ppe(image, detector, classifier)}) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "serve":
+            from .serve import main as serve_main  # imports aiomqtt only for the service
+
+            return serve_main(args.config)
         if args.command == "run":
             if args.out_jsonl:
                 with open(args.out_jsonl, "w", encoding="utf-8") as fh:
                     return run(args, fh)
             return run(args, sys.stdout)
+        if args.command == "ppe":
+            return ppe_images(args, sys.stdout)
         return anonymize(args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -18,7 +18,14 @@ ZONE_KINDS = ("danger", "restricted", "area", "equipment")
 # Optional sections, each parsed and validated by the module that owns the capability:
 # key -> "module:function" (relative to this package), called as fn(data, zones) -> parsed object,
 # raising ConfigError. Imported lazily so a camera without the section never imports its module.
-SECTION_PARSERS: dict[str, str] = {}
+SECTION_PARSERS: dict[str, str] = {
+    "privacy": ".anonymize:parse_privacy",
+    "calibration": ".calibration:parse_calibration",
+    "safety": ".scene.safety:parse_safety",
+    "falls": ".scene.falls:parse_falls",
+    "occupancy": ".scene.occupancy:parse_occupancy",
+    "ppe": ".scene.ppe_rules:parse_ppe",
+}
 _TOP_KEYS = {"zones", "gates"}
 _ZONE_KEYS = {"name", "polygon", "kind"}
 _GATE_KEYS = {"name", "line"}
@@ -72,16 +79,24 @@ def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{what}: 'name' must be a non-empty string")
     name = name.strip()
+    if not name.isprintable():
+        raise ConfigError(f"{what}: name {_shown(name)} must be one line of printable characters")
     if name in seen:
         raise ConfigError(f"{what}: duplicate name '{name}' (zone and gate names must be unique)")
     seen.add(name)
     return name
 
 
+def _shown(value: object) -> str:
+    """A user-supplied value quoted on one line (errors must stay one line)."""
+    return repr(value) if not isinstance(value, str) or not value.isprintable() else f"'{value}'"
+
+
 def _unknown(keys: object, allowed: set[str], what: str) -> None:
-    extra = sorted(set(keys) - allowed) if isinstance(keys, dict) else []
+    plain = [k if isinstance(k, str) and k.isprintable() else repr(k) for k in keys] if isinstance(keys, dict) else []
+    extra = sorted(k for k in plain if k not in allowed)
     if extra:
-        raise ConfigError(f"{what}: unknown key(s) {', '.join(map(str, extra))} (allowed: {', '.join(sorted(allowed))})")
+        raise ConfigError(f"{what}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
 
 
 def parse_scene(data: object) -> SceneConfig:
@@ -105,7 +120,7 @@ def parse_scene(data: object) -> SceneConfig:
         what = f"zone '{name}'"
         kind = item.get("kind", "area")
         if kind not in ZONE_KINDS:
-            raise ConfigError(f"{what}: kind '{kind}' is not one of {', '.join(ZONE_KINDS)}")
+            raise ConfigError(f"{what}: kind {_shown(kind)} is not one of {', '.join(ZONE_KINDS)}")
         try:
             pts = validate_polygon(item.get("polygon"), f"{what} polygon")
         except GeometryError as err:
@@ -129,6 +144,8 @@ def parse_scene(data: object) -> SceneConfig:
         if data.get(key) is not None:
             sections[key] = _section_parser(key)(data[key], tuple(zones))
             raw_sections[key] = data[key]
+            # A section that names gates checks them here (parsers see only the zones).
+            getattr(sections[key], "check_gates", lambda _gates: None)(tuple(gates))
     return SceneConfig(tuple(zones), tuple(gates), sections, raw_sections)
 
 

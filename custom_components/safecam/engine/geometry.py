@@ -48,7 +48,10 @@ def _points(value: object, what: str) -> np.ndarray:
             or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in p)
         ):
             raise GeometryError(f"{what}: point {i + 1} is not [x, y] numbers")
-        x, y = float(p[0]), float(p[1])
+        try:
+            x, y = float(p[0]), float(p[1])
+        except OverflowError:
+            raise GeometryError(f"{what}: point {i + 1} is outside 0..1 (coordinates are normalized)") from None
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise GeometryError(f"{what}: point {i + 1} ({x}, {y}) is outside 0..1 (coordinates are normalized)")
         pts.append((x, y))

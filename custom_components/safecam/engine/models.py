@@ -8,6 +8,8 @@ Resolution order for a catalog name (first verified copy wins):
   b. ``$SAFECAM_MODEL_MIRROR`` when it is a folder
   c. the user cache: ``$SAFECAM_CACHE_DIR`` or ``$XDG_CACHE_HOME/safecam/models`` or
      ``~/.cache/safecam/models``
+  c2. the repository's own models/ folder, for models we train and commit (catalog ``bundled``:
+     a path relative to ``<repo>/models``; absent when only custom_components/ is installed)
   d. download into the cache, from ``$SAFECAM_MODEL_MIRROR/<file>`` when the mirror is an
      http(s) URL (it then *replaces* the upstream URL: sites set it to stay off the
      internet), else from the catalog ``url``.
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 CATALOG_PATH = Path(__file__).with_name("model_catalog.json")
+BUNDLED_DIR = Path(__file__).resolve().parents[3] / "models"  # <repo>/models (engine -> safecam -> custom_components)
 MIRROR_ENV = "SAFECAM_MODEL_MIRROR"
 CACHE_ENV = "SAFECAM_CACHE_DIR"
 PROVIDERS = {"openvino": "OpenVINOExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -91,6 +94,7 @@ class ModelSpec:
     input: InputSpec | None
     output: str
     source: str
+    bundled: str | None = None  # path under BUNDLED_DIR when the repository ships the file
 
     def describe(self) -> str:
         return f"{self.file} (sha256 {self.sha256}, {self.size_bytes} bytes)"
@@ -250,8 +254,8 @@ def resolve_model(
     spec = get_spec(name)
     dirs = search_dirs(model_dir)
     bad: list[str] = []
-    for d in dirs:
-        path = d / spec.file
+    paths = [d / spec.file for d in dirs] + ([BUNDLED_DIR / spec.bundled] if spec.bundled else [])
+    for path in paths:
         if not path.is_file():
             continue
         if (reason := _verify(spec, path)) is None:

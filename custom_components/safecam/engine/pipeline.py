@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .anonymize import Anonymizer, AnonymizerConfig
+from .anonymize import Anonymizer, AnonymizerConfig, MaskBox, MaskMemory
 from .config import SceneConfig
 from .detect import Detector, PreparedInput
 from .motion import MotionConfig, MotionGate
@@ -26,7 +26,6 @@ from .types import Detections, SafetyEvent, Track
 
 _LOGGER = logging.getLogger(__name__)
 STAGES = ("motion", "detect", "track", "scene", "anonymize")
-MaskBox = tuple[float, float, float, float, int]  # x1, y1, x2, y2 (pixels), frames since last detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +36,7 @@ class PipelineConfig:
     anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
     zone_timing: ZoneTiming = field(default_factory=ZoneTiming)
     mask_score: float = 0.2  # raw detections masked even before a track confirms them
+    mask_grace_s: float = 2.0  # a mask outlives its track (or an untracked detection) by this long
     count_grace_frames: int = 3  # a confirmed person still counts this many missed detections
 
 
@@ -58,7 +58,7 @@ class FrameResult:
     gates: dict[str, dict[str, int]]
     events: list[SafetyEvent]
     detected: bool  # the detector ran on this frame (not skipped by the motion gate)
-    analysed: bool  # analysis succeeded; False means the anonymized image is fully obscured
+    analysed: bool  # analysis succeeded; False means the anonymized image is fully obscured (fail closed)
     timings_ms: dict[str, float]
     mask_boxes: list[MaskBox] = field(default_factory=list)  # what the anonymizer covers (pixels)
     analytics: dict[str, dict[str, Any]] = field(default_factory=dict)  # analyzer name -> snapshot
@@ -93,7 +93,8 @@ class CameraPipeline:
         self.scene = scene or SceneConfig()
         self.tracker = Tracker(self.config.tracker)
         self.motion = MotionGate(self.config.motion)
-        self.anonymizer = Anonymizer(self.config.anonymizer)
+        self.anonymizer = Anonymizer(self.config.anonymizer, self.scene.section("privacy"))
+        self.masks = MaskMemory(self.config.mask_grace_s)
         self.zones = ZoneCounter(self.scene.zones, self.config.camera, self.config.zone_timing)
         self.gates = GateCounter(self.scene.gates)
         self.analyzers: list[Analyzer] = build_analyzers(self.scene, self.config.camera)
@@ -106,6 +107,7 @@ class CameraPipeline:
         self.zones = ZoneCounter(scene.zones, self.config.camera, self.config.zone_timing)
         self.gates = GateCounter(scene.gates)
         self.analyzers = build_analyzers(scene, self.config.camera)
+        self.anonymizer.set_privacy(scene.section("privacy"))
         for g in scene.gates:
             if g.name in old_gates:
                 self.gates.states[g.name].entries = old_gates[g.name].entries
@@ -133,7 +135,9 @@ class CameraPipeline:
         h, w = image.shape[:2]
         if prepared is None:
             prepared = self.prepare(image)
-        detected = self.motion.decide(prepared.changed_fraction, t) or self.tracker.has_tentative
+        # After a detector failure it runs on every frame (and frames stay obscured) until it works again.
+        failed_before = self.last_error is not None
+        detected = self.motion.decide(prepared.changed_fraction, t) or self.tracker.has_tentative or failed_before
         lap("motion")
         analysed = True
         detections = Detections.empty()
@@ -172,19 +176,7 @@ class CameraPipeline:
                 analytics[analyzer.name] = analyzer.snapshot()
         lap("scene")
 
-        mask_boxes: list[MaskBox] = [(*tr.box, tr.lost_frames) for tr in all_tracks]
-        # Raw detections too (a person not tracked yet is still masked), except those a
-        # track box already covers: masking twice costs time and changes nothing.
-        raw = detections.boxes[detections.scores >= self.config.mask_score]
-        if len(raw) and all_tracks:
-            covered = iou_matrix(raw, np.array([tr.box for tr in all_tracks], np.float32)).max(axis=1) >= 0.7
-            raw = raw[~covered]
-        mask_boxes += [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), 0) for b in raw]
-        # Analyzers may know of people the tracker has let go (a worker lying on the floor).
-        for analyzer in self.analyzers:
-            extra = getattr(analyzer, "mask_boxes", None)
-            if extra is not None:
-                mask_boxes += [(*box, 0) for box in extra()]
+        mask_boxes = self._mask_boxes(t, detections, all_tracks)
         result = FrameResult(
             index=index,
             t=t,
@@ -212,3 +204,25 @@ class CameraPipeline:
         Separate from process() so a worker can render in another thread, overlapping inference.
         """
         return self.anonymizer.apply(image, result.mask_boxes, analysed=result.analysed)
+
+    def set_anonymization(self, config: AnonymizerConfig) -> None:
+        """Another mode (or settings) from the next rendered frame on; static privacy masks stay."""
+        self.anonymizer = Anonymizer(config, self.scene.section("privacy"))
+
+    def _mask_boxes(self, t: float, detections: Detections, all_tracks: list[Track]) -> list[MaskBox]:
+        """Everything the anonymizer must cover: every live track (tentative and lost ones too),
+        raw detections no track covers yet, people analyzers know of, and all of these for a grace
+        period after they were last seen (MaskMemory)."""
+        tracked: dict[int, MaskBox] = {tr.track_id: (*tr.box, tr.lost_frames) for tr in all_tracks}
+        raw = detections.boxes[detections.scores >= self.config.mask_score]
+        if len(raw) and all_tracks:
+            # Masking twice costs time and changes nothing.
+            covered = iou_matrix(raw, np.array([tr.box for tr in all_tracks], np.float32)).max(axis=1) >= 0.7
+            raw = raw[~covered]
+        loose: list[MaskBox] = [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), 0) for b in raw]
+        # Analyzers may know of people the tracker has let go (a worker lying on the floor).
+        for analyzer in self.analyzers:
+            extra = getattr(analyzer, "mask_boxes", None)
+            if extra is not None:
+                loose += [(*box, 0) for box in extra()]
+        return self.masks.update(t, tracked, loose)

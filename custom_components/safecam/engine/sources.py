@@ -38,7 +38,7 @@ import numpy as np
 
 _LOGGER = logging.getLogger(__name__)
 
-Reason = Literal["unreachable", "not_video", "auth_failed", "unsupported", "ended"]
+Reason = Literal["unreachable", "not_video", "auth_failed", "unsupported", "ended", "frozen"]
 REASONS: frozenset[str] = frozenset(get_args(Reason))
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -49,6 +49,16 @@ _TEXT_ART_FOURCCS = frozenset({"ansi", "xbin"})
 _MAX_HTTP_BODY = 32 * 1024 * 1024  # a snapshot or one MJPEG part larger than this is not a camera image
 _READ_CHUNK = 64 * 1024
 _MAX_FPS = 240.0  # RTSP often reports 90000 (the RTP clock) or 0 as fps; treat such values as unknown
+FROZEN_AFTER_S = 120.0  # a live picture that has not changed for this long is a fault (camera or encoder hung)
+# "Unchanged" = against the picture at the start of the stretch, the mean difference is below half a
+# grey level and at most 0.1 % of the samples differ by more than 12 levels. A stalled stream that is
+# re-encoded (a proxy repeating its last frame) differs only by requantization at each I-frame
+# (measured: mean 0.3, max 9); light changes, people and sensor noise move a working camera out of
+# it within the window. The window must be long: a still, empty, well-lit scene looks the same.
+_FROZEN_MEAN = 0.5
+_FROZEN_OUTLIER_LEVELS = 12
+_FROZEN_OUTLIER_FRACTION = 0.001
+_FROZEN_STRIDE = 8  # sample every 8th pixel in both directions: cheap, still thousands of samples
 
 
 # --- redaction -------------------------------------------------------------------------------------
@@ -731,6 +741,47 @@ def throttle(source: FrameSource, fps: float) -> ThrottledSource:
     return ThrottledSource(source, fps)
 
 
+# --- frozen picture ---------------------------------------------------------------------------------
+
+
+def picture_sample(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image[::_FROZEN_STRIDE, ::_FROZEN_STRIDE])
+
+
+def same_picture(a: np.ndarray | None, b: np.ndarray) -> bool:
+    """Two `picture_sample`s show the same picture (equal size, differences within requantization noise)."""
+    if a is None or a.shape != b.shape:
+        return False
+    diff = cv2.absdiff(a, b)
+    outliers = int(np.count_nonzero(diff > _FROZEN_OUTLIER_LEVELS))
+    return float(diff.mean()) <= _FROZEN_MEAN and outliers <= _FROZEN_OUTLIER_FRACTION * diff.size
+
+
+class FrozenDetector:
+    """Tells when a live picture has stopped changing for `after_s` seconds (a camera or encoder that
+    hangs but keeps sending its last image). Frames are compared with the first picture of the
+    current stretch, so a slow drift still counts as change. A change of size is a change."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self._reference: np.ndarray | None = None
+        self._changed_at = 0.0
+
+    def reset(self, now: float) -> None:
+        self._reference, self._changed_at = None, now
+
+    def same_as_before(self, image: np.ndarray, now: float) -> bool:
+        """Whether `image` shows the picture of the current stretch; a different one starts a new stretch."""
+        sample = picture_sample(image)
+        same = same_picture(self._reference, sample)
+        if not same:
+            self._reference, self._changed_at = sample, now
+        return same
+
+    def frozen_for(self, now: float) -> float:
+        return now - self._changed_at
+
+
 # --- reconnect --------------------------------------------------------------------------------------
 
 StateCallback = Callable[[bool, str | None], None]
@@ -745,6 +796,12 @@ class ReconnectingSource(FrameSource):
     timeline (`t` since this object was created) and one running `index` across reconnects.
     Files are not reconnected: open errors raise, the end of the file returns None.
     "unsupported" is permanent and raises. Read from one thread; stop from any via `stop_event`.
+
+    A live picture that stays the same for `frozen_after_s` is a fault too ("frozen"): the source
+    reconnects, and frames equal to the frozen picture are not delivered (analysing a stale image
+    would report stale people), until the picture changes again.
+    `busy_s()` says how long the current open or read has been running (0 outside one), so a
+    watchdog can tell a hung library call from a camera that is merely down.
     """
 
     HEALTHY_S = 30.0  # a connection that lasted this long resets the backoff
@@ -758,6 +815,7 @@ class ReconnectingSource(FrameSource):
         on_state: StateCallback | None = None,
         stop_event: threading.Event | None = None,
         timeout_s: float = 10.0,
+        frozen_after_s: float | None = FROZEN_AFTER_S,
     ) -> None:
         self.url = url
         self.name = redact_url(url.strip())
@@ -777,6 +835,14 @@ class ReconnectingSource(FrameSource):
         self._is_file = _scheme(url.strip()) not in LIVE_SCHEMES
         self.is_live = not self._is_file
         self.t0 = time.monotonic()
+        self._frozen = FrozenDetector(frozen_after_s) if frozen_after_s and not self._is_file else None
+        self._frozen_sample: np.ndarray | None = None  # the picture that froze, until a different one arrives
+        self._busy_since: float | None = None
+
+    def busy_s(self) -> float:
+        """Seconds the current open or read of the camera has been running; 0 when none is."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     @property
     def connected(self) -> bool:
@@ -804,21 +870,28 @@ class ReconnectingSource(FrameSource):
         self.stop_event.wait(delay)
 
     def _fail(self, err: SourceError) -> None:
-        was_connected = self._src is not None
         if self._src is not None:
             self._src.close()
             self._src = None
             if time.monotonic() - self._connected_at >= self.HEALTHY_S:
                 self._attempt = 0
-        if was_connected or self.last_error is None or self.last_error.reason != err.reason:
+        if self._state != (False, err.reason):  # once per outage and reason, not per retry
             _LOGGER.warning("%s (%s); reconnecting", err, err.reason)  # the message names the source
         self.last_error = err
         self._report(False, err.reason)
         self._backoff()
 
+    def _timed(self, call: Callable[[], Any]) -> Any:
+        """`call()` with `busy_s()` counting while it runs (not while backing off)."""
+        self._busy_since = time.monotonic()
+        try:
+            return call()
+        finally:
+            self._busy_since = None
+
     def _connect(self) -> bool:
         try:
-            src = open_source(self.url, timeout_s=self.timeout_s)
+            src: FrameSource = self._timed(lambda: open_source(self.url, timeout_s=self.timeout_s))
         except SourceError as err:
             if self._is_file or err.reason == "unsupported":
                 raise
@@ -834,8 +907,29 @@ class ReconnectingSource(FrameSource):
             self.reconnects += 1
             _LOGGER.info("%s: reconnected (%d reconnects)", self.name, self.reconnects)
         self._ever_connected = True
-        self._report(True, None)
+        if self._frozen is not None:
+            self._frozen.reset(self._connected_at)
+        if self._frozen_sample is None:  # still frozen: "connected" only once the picture moves again
+            self._report(True, None)
         return True
+
+    def _stale(self, image: np.ndarray) -> bool:
+        """Frozen-picture bookkeeping for one frame; True when it must not be delivered."""
+        if self._frozen is None:
+            return False
+        now = time.monotonic()
+        same = self._frozen.same_as_before(image, now)
+        if self._frozen_sample is not None and not same_picture(self._frozen_sample, picture_sample(image)):
+            _LOGGER.info("%s: the picture moves again", self.name)
+            self._frozen_sample = None
+            self._report(True, None)
+            return False
+        if same and self._frozen.frozen_for(now) >= self._frozen.after_s:
+            self._frozen_sample = picture_sample(image)
+            secs = self._frozen.frozen_for(now)
+            self._fail(SourceError("frozen", f"{self.name}: the picture has not changed for {secs:.0f} s"))
+            return True
+        return self._frozen_sample is not None
 
     def read(self) -> Frame | None:
         while not self.stop_event.is_set() and not self._closed:
@@ -844,7 +938,7 @@ class ReconnectingSource(FrameSource):
             src = self._src
             assert src is not None
             try:
-                frame = src.read()
+                frame: Frame | None = self._timed(src.read)
             except SourceError as err:
                 if not src.is_live:
                     raise
@@ -854,6 +948,8 @@ class ReconnectingSource(FrameSource):
                 if not src.is_live:
                     return None  # end of a file (or of a still image)
                 self._fail(SourceError("ended", f"{self.name}: the stream ended"))
+                continue
+            if src.is_live and self._stale(frame.image):
                 continue
             # One timeline and one running index across reconnects; files keep their media time.
             t = frame.t + (src.t0 - self.t0) if src.is_live else frame.t
@@ -889,8 +985,11 @@ class BackgroundReader(FrameSource):
         latest_only: bool | None = None,
         depth: int = 2,
         prepare: Callable[[np.ndarray], Any] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.source = source
+        # read() gives up (returns None) once this is set, even while the source thread is stuck in a read.
+        self._stop_event = stop_event
         self._prepare = prepare  # per-frame work done here, ahead of the consumer (in frame order)
         self.latest_only = source.is_live if latest_only is None else latest_only
         self.name, self.is_live, self.t0, self.fps, self.size = source.name, source.is_live, source.t0, source.fps, source.size
@@ -948,9 +1047,9 @@ class BackgroundReader(FrameSource):
     def read(self) -> Frame | None:
         with self._cond:
             while not self._items:
-                if self._closed:
+                if self._closed or (self._stop_event is not None and self._stop_event.is_set()):
                     return None
-                self._cond.wait()
+                self._cond.wait(0.5 if self._stop_event is not None else None)
             item = self._items.popleft()
             self._cond.notify_all()
         if isinstance(item, BaseException):

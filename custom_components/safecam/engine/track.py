@@ -1,6 +1,7 @@
 """ByteTrack-style multi-person tracker: Kalman motion model, IoU association in two passes
-(high-score detections first, then low-score ones for tracks the first pass left), tentative
-tracks confirmed after a few hits, and stationary-aware loss handling.
+(high-score detections first, then low-score ones for tracks the first pass left), a recovery
+pass in buffered-IoU space for tracks whose prediction drifted while hidden, tentative tracks
+confirmed after a few hits (or two far enough apart in time), and stationary-aware loss handling.
 
 Time-based (seconds), not frame-based, so it behaves the same at 2 fps and at 25 fps and when
 the motion gate skips detection on some frames (`predict` without `update`).
@@ -28,6 +29,12 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+
+
+def buffered_boxes(boxes: np.ndarray, buffer: float) -> np.ndarray:
+    """(N,4) xyxy boxes grown by `buffer` times their width/height on every side (C-BIoU's matching space)."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return boxes + np.stack([-w, -h, w, h], axis=1) * buffer
 
 
 def greedy_match(score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -119,7 +126,17 @@ class TrackerConfig:
     new_track_score: float = 0.6
     match_iou: float = 0.2
     low_match_iou: float = 0.4
+    # Recovery pass: tracks still unmatched after the IoU passes vs high-score detections still
+    # unclaimed, on boxes buffered by this fraction of their size (Cascaded Buffered IoU, Yang et
+    # al. 2023). Bridges an occlusion during which the Kalman prediction drifted off the person,
+    # which IoU alone turns into a lost track plus a newborn one (a broken path: a gate crossing
+    # made while hidden is lost). Only same-size boxes pair up.
+    recover_buffer: float = 0.5
+    recover_iou: float = 0.3
+    recover_height_ratio: float = 1.3
     min_hits: int = 3  # detections before a track is confirmed (kills one-frame false positives)
+    confirm_span_s: float = 0.15  # ...or 2 detections at least this far apart (low frame rates)
+    max_lost_tentative_s: float = 0.25  # a tentative track missed for longer than this was noise
     max_lost_s: float = 1.5  # a moving person not re-detected for this long is gone
     max_lost_stationary_s: float = 10.0  # a person standing still is kept much longer
     stationary_speed: float = 0.15  # box heights per second
@@ -187,9 +204,13 @@ class Tracker:
         # Pass 1: confirmed (incl. lost) tracks vs high-score detections.
         unmatched_active = self._associate(active, boxes, scores, remaining_high, cfg.match_iou, t)
         # Pass 2: tracks still unmatched vs low-score detections (occluded, partly visible).
-        self._associate(unmatched_active, boxes, scores, [int(i) for i in low], cfg.low_match_iou, t)
+        still_lost = self._associate(unmatched_active, boxes, scores, [int(i) for i in low], cfg.low_match_iou, t)
         # Pass 3: tentative tracks vs the high detections left over.
-        self._associate(tentative, boxes, scores, remaining_high, cfg.match_iou, t)
+        unmatched_tentative = self._associate(tentative, boxes, scores, remaining_high, cfg.match_iou, t)
+        # Pass 4: recovery of whatever is still unmatched, in buffered matching space.
+        if cfg.recover_buffer > 0:
+            left = still_lost + unmatched_tentative
+            self._associate(left, boxes, scores, remaining_high, cfg.recover_iou, t, buffer=cfg.recover_buffer)
 
         born = [i for i in remaining_high if scores[i] >= cfg.new_track_score]
         if born:
@@ -207,8 +228,8 @@ class Tracker:
                 tr.lost_frames = 0
             else:
                 tr.lost_frames += 1
-                if not tr.confirmed:
-                    continue  # a tentative track that missed a frame was noise
+                if not tr.confirmed and t - tr.last_seen_t > cfg.max_lost_tentative_s:
+                    continue  # a tentative track unseen for longer than that was noise
                 limit = cfg.max_lost_stationary_s if tr.stationary else cfg.max_lost_s
                 if t - tr.last_seen_t > limit:
                     continue
@@ -230,11 +251,19 @@ class Tracker:
         candidates: list[int],
         min_iou: float,
         t: float,
+        buffer: float = 0.0,
     ) -> list[int]:
         """Match track rows to candidate detections (consumed from `candidates`); return the unmatched rows."""
         if not rows or not candidates:
             return list(rows)
-        iou = iou_matrix(_xyah_to_xyxy(self._x[rows]), boxes[candidates])
+        predicted, offered = _xyah_to_xyxy(self._x[rows]), boxes[candidates]
+        if buffer > 0:
+            iou = iou_matrix(buffered_boxes(predicted, buffer), buffered_boxes(offered, buffer))
+            ratio = (predicted[:, 3] - predicted[:, 1])[:, None] / np.maximum(offered[:, 3] - offered[:, 1], 1.0)[None, :]
+            limit = self.config.recover_height_ratio
+            iou[(ratio > limit) | (ratio < 1 / limit)] = 0.0
+        else:
+            iou = iou_matrix(predicted, offered)
         pairs = greedy_match(iou, min_iou)
         if not pairs:
             return list(rows)
@@ -262,7 +291,7 @@ class Tracker:
             tr.last_seen_t = t
             tr.matched = True
             tr.hits += 1
-            if tr.hits >= cfg.min_hits:
+            if tr.hits >= cfg.min_hits or (tr.hits >= 2 and cfg.confirm_span_s > 0 and t - tr.first_t >= cfg.confirm_span_s):
                 tr.confirmed = True
         for c in sorted((c for _, c in pairs), reverse=True):
             del candidates[c]
@@ -281,11 +310,27 @@ class Tracker:
                     age_s=t - tr.first_t,
                     lost_frames=tr.lost_frames,
                 )
-                for tr, box in zip(self._tracks, _xyah_to_xyxy(self._x).tolist(), strict=True)
+                for tr, box in zip(self._tracks, self._boxes().tolist(), strict=True)
             ]
         if include_tentative:
             return list(self._out)
         return [tr for tr in self._out if tr.confirmed]
+
+    def _boxes(self) -> np.ndarray:
+        """Each track's box: the filtered size, standing where it was detected this frame (else predicted).
+
+        The feet (bottom-centre) are what zones and gates use. The filtered position lags and
+        overshoots: someone who walks up to a line and stops there would be placed past it and
+        counted. A detection is only as noisy as the detector, which gate hysteresis absorbs.
+        """
+        boxes = _xyah_to_xyxy(self._x)
+        seen = np.array([tr.last_seen_t == self._t for tr in self._tracks], bool)
+        if seen.any():
+            observed, filtered = self._last_box[seen], boxes[seen]
+            w, h = filtered[:, 2] - filtered[:, 0], filtered[:, 3] - filtered[:, 1]
+            cx, bottom = (observed[:, 0] + observed[:, 2]) / 2, observed[:, 3]
+            boxes[seen] = np.stack([cx - w / 2, bottom - h, cx + w / 2, bottom], axis=1)
+        return boxes
 
     @property
     def has_tentative(self) -> bool:

@@ -11,20 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
-from .anonymize import placeholder
+from .anonymize import AnonymizerConfig, placeholder
 from .config import SceneConfig
 from .detect import Detector
 from .pipeline import CameraPipeline, FrameResult, PipelineConfig
 from .render import AsyncRenderer
-from .sources import BackgroundReader, ReconnectingSource, SourceError, open_source, redact_url, throttle
+from .sources import FROZEN_AFTER_S, BackgroundReader, ReconnectingSource, SourceError, open_source, redact_url, throttle
 from .types import EVENT_TYPES, SafetyEvent
+from .watchdog import Watchdog
 
 _LOGGER = logging.getLogger(__name__)
 STALE_AFTER_S = 5.0  # an anonymized frame older than this is not served as live
@@ -50,6 +51,9 @@ class CameraState:
     error: str | None = None
     error_reason: str | None = None
     disconnected_since: float | None = None  # monotonic seconds
+    fail_closed_frames: int = 0  # frames served fully obscured because analysis failed (fail closed)
+    watchdog_restarts: int = 0  # loop runs abandoned because a step hung (reported with error_reason "hung")
+    frame_ts: float | None = None  # wall clock (time.time()) when the analysed frame arrived (files: became due)
 
 
 StateCallback = Callable[[CameraState, list[SafetyEvent]], None]
@@ -67,6 +71,9 @@ class CameraWorker:
         on_state: StateCallback | None = None,
         jpeg_quality: int = 80,
         restart_backoff_max_s: float = 60.0,
+        hang_after_s: float = 60.0,
+        frozen_after_s: float = FROZEN_AFTER_S,
+        anonymization: str | AnonymizerConfig | None = None,
     ) -> None:
         self.camera = camera
         self.source_url = source_url
@@ -77,6 +84,12 @@ class CameraWorker:
         self._jpeg_quality = jpeg_quality
         self._backoff_max = restart_backoff_max_s
         self._stop = threading.Event()
+        # The current loop thread's own stop: set by stop(), or by the watchdog when it abandons a hung run.
+        self._run_stop = threading.Event()
+        self._hang_after_s = hang_after_s
+        self._frozen_after_s = frozen_after_s
+        self._watch: Watchdog | None = None  # the current loop run's bounded steps
+        self._supervisor: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._jpeg: bytes | None = None
@@ -86,6 +99,9 @@ class CameraWorker:
         # so callers never wait for an inference and the pipeline is only touched by its thread.
         self._pending_scene: SceneConfig | None = None
         self._pending_restore = False
+        self._pending_reset: set[str] = set()  # gates reset by reset_counters, not yet zeroed in the pipeline
+        self._anonymizer = self._anonymizer_config(anonymization)
+        self._pending_anonymizer: AnonymizerConfig | None = None
         self.state = CameraState(camera)
 
     # ---- control -------------------------------------------------------------------------
@@ -94,11 +110,21 @@ class CameraWorker:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"safecam-{self.camera}", daemon=True)
+        self._spawn()
+        self._supervisor = threading.Thread(target=self._supervise, name=f"watchdog-safecam-{self.camera}", daemon=True)
+        self._supervisor.start()
+
+    def _spawn(self) -> None:
+        self._run_stop = run_stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(run_stop,), name=f"safecam-{self.camera}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self._supervisor is not None:  # first: it may be starting a new run right now
+            self._supervisor.join(timeout)
+            self._supervisor = None
+        self._run_stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():  # blocked in a camera open/read; it exits at its timeout
@@ -111,11 +137,39 @@ class CameraWorker:
         with self._lock:
             self._scene = self._pending_scene = scene
 
+    @staticmethod
+    def _anonymizer_config(value: str | AnonymizerConfig | None) -> AnonymizerConfig:
+        if isinstance(value, AnonymizerConfig):
+            return value
+        return AnonymizerConfig() if value is None else AnonymizerConfig(mode=value)
+
+    def set_anonymization(self, value: str | AnonymizerConfig) -> None:
+        """Another anonymization mode (full_frame, body, head) from the next frame on, without restarting."""
+        config = self._anonymizer_config(value)  # raises ValueError on an unknown mode, in the caller's thread
+        with self._lock:
+            self._anonymizer = self._pending_anonymizer = config
+
     def restore_gate_totals(self, totals: dict[str, dict[str, int]]) -> None:
         """Cumulative gate counters survive restarts: HA hands back what it last recorded."""
         with self._lock:
             self._restored_gates = {k: dict(v) for k, v in totals.items()}
             self._pending_restore = True
+
+    def reset_counters(self, gates: Iterable[str] | None = None) -> CameraState:
+        """Gate totals (all, or the named gates) back to zero; returns the state that shows it.
+
+        From this call on, every published state shows the reset totals: the pipeline is zeroed
+        between frames, and a frame already in flight publishes zeros for these gates too.
+        """
+        with self._lock:
+            names = set(gates) if gates is not None else {g.name for g in self._scene.gates} | set(self.state.gates)
+            self._pending_reset |= names
+            for name in names:
+                if name in self._restored_gates:
+                    self._restored_gates[name] = {"in": 0, "out": 0}
+            zeroed = {**self.state.gates, **{name: {"in": 0, "out": 0, "net": 0} for name in names}}
+            self.state = replace(self.state, seq=self.state.seq + 1, gates=zeroed)
+            return self.state
 
     # ---- outputs ------------------------------------------------------------------------
     def latest_jpeg(self, max_age_s: float = STALE_AFTER_S) -> bytes | None:
@@ -132,6 +186,9 @@ class CameraWorker:
     # ---- internals ----------------------------------------------------------------------
     def _set_state(self, **changes: Any) -> CameraState:
         with self._lock:
+            if self._pending_reset and "gates" in changes:  # counted before a reset the pipeline has not applied yet
+                zero = {"in": 0, "out": 0, "net": 0}
+                changes["gates"] = {n: dict(zero) if n in self._pending_reset else c for n, c in changes["gates"].items()}
             self.state = replace(self.state, seq=self.state.seq + 1, **changes)
             return self.state
 
@@ -147,10 +204,16 @@ class CameraWorker:
         with self._lock:
             scene, self._pending_scene = self._pending_scene, None
             restore, self._pending_restore = self._pending_restore, False
+            anonymizer, self._pending_anonymizer = self._pending_anonymizer, None
+            if anonymizer is not None:
+                pipeline.set_anonymization(anonymizer)
             if scene is not None:
                 pipeline.set_scene(scene)
             if restore:
                 self._apply_restored(pipeline)
+            if self._pending_reset:
+                pipeline.gates.reset(self._pending_reset)
+                self._pending_reset = set()
 
     def _apply_restored(self, pipeline: CameraPipeline) -> None:
         for name, st in pipeline.gates.states.items():
@@ -180,54 +243,101 @@ class CameraWorker:
         state = self._set_state(connected=connected, error_reason=None if connected else reason, disconnected_since=since)
         self._emit(state, [])
 
-    def _run(self) -> None:
+    def _supervise(self) -> None:
+        """Watchdog thread: a loop run stuck in one step for hang_after_s is abandoned and replaced."""
+        while not self._stop.wait(min(1.0, self._hang_after_s / 4)):
+            watch = self._watch
+            late = watch.overdue() if watch is not None else None
+            if late is None or self._stop.is_set():
+                continue
+            step, secs = late
+            msg = f"the {step} step has not returned for {secs:.0f} s; worker loop restarted"
+            _LOGGER.warning("safecam camera %s: %s", self.camera, msg)
+            # The hung thread cannot be killed: it is told to stop and publishes nothing if it ever
+            # returns. The new run starts from the totals last published, so no count is lost.
+            self._run_stop.set()
+            with self._lock:
+                self._watch = None
+                for name, counts in self.state.gates.items():
+                    saved = self._restored_gates.setdefault(name, {"in": 0, "out": 0})
+                    saved["in"] = max(saved.get("in", 0), int(counts.get("in", 0)))
+                    saved["out"] = max(saved.get("out", 0), int(counts.get("out", 0)))
+            now = time.monotonic()
+            state = self._set_state(
+                connected=False,
+                error=msg,
+                error_reason="hung",
+                disconnected_since=self.state.disconnected_since or now,
+                watchdog_restarts=self.state.watchdog_restarts + 1,
+            )
+            self._emit(state, [])
+            self._spawn()
+
+    def _run(self, stop: threading.Event) -> None:
         backoff = 1.0
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
-                self._loop()
+                self._loop(stop)
                 backoff = 1.0
             except Exception as err:  # noqa: BLE001 - restart the loop on any failure, with backoff
                 reason = err.reason if isinstance(err, SourceError) else "error"
                 msg = redact_url(f"{type(err).__name__}: {err}")
                 _LOGGER.warning("safecam camera %s failed (%s); restarting in %.0f s", self.camera, msg, backoff)
+                if stop.is_set():
+                    break  # abandoned as hung (the watchdog reported it), or stopped
                 state = self._set_state(error=msg, error_reason=reason, connected=False, running=False)
                 self._emit(state, [])
-                if self._stop.wait(backoff):
+                if stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, self._backoff_max)
 
-    def _loop(self) -> None:
-        pipeline = CameraPipeline(self._detector_factory(), self._scene, PipelineConfig(camera=self.camera))
+    def _loop(self, stop: threading.Event) -> None:
         with self._lock:
-            self._pending_scene, self._pending_restore = None, False
+            config = PipelineConfig(camera=self.camera, anonymizer=self._anonymizer)
+        pipeline = CameraPipeline(self._detector_factory(), self._scene, config)
+        with self._lock:
+            self._pending_scene, self._pending_restore, self._pending_anonymizer = None, False, None
+            self._pending_reset = set()  # a new pipeline starts from the totals kept, already reset
             self._apply_restored(pipeline)
         # Network URLs are cameras (reconnect forever); paths and file:// are demo clips (loop).
         is_live = "://" in self.source_url and not self.source_url.lower().startswith("file://")
         self._set_state(running=True, error=None, error_reason=None)
+        watch = Watchdog(self._hang_after_s)
         if is_live:
-            source: Any = ReconnectingSource(self.source_url, on_state=self._on_source_state, stop_event=self._stop)
+
+            def on_source_state(connected: bool, reason: str | None) -> None:
+                if not stop.is_set():  # an abandoned run's source stays quiet
+                    self._on_source_state(connected, reason)
+
+            source: Any = ReconnectingSource(
+                self.source_url, on_state=on_source_state, stop_event=stop, frozen_after_s=self._frozen_after_s
+            )
+            watch.probe("camera read", source.busy_s)
         else:
             source = open_source(self.source_url)
             self._on_source_state(True, None)
-        reader = BackgroundReader(throttle(source, self.fps), prepare=pipeline.prepare)
+        self._watch = watch
+        reader = BackgroundReader(throttle(source, self.fps), prepare=pipeline.prepare, stop_event=stop)
         renderer = AsyncRenderer(pipeline, self._store_jpeg, latest_only=True)
         start = time.monotonic()
         media_offset = 0.0
         last_media_t = 0.0
         fps_window: list[float] = []
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 frame = reader.read()
                 if frame is None:
+                    if stop.is_set():
+                        break
                     if is_live:
-                        if self._stop.is_set():
-                            break
                         # A network source that ended (e.g. an mp4 over HTTP): restart with backoff.
                         raise SourceError("ended", f"{redact_url(self.source_url)}: the stream ended")
                     # A file is a demo camera: loop it seamlessly on one timeline.
                     reader.close()
                     media_offset += last_media_t + 1.0 / max(self.fps, 1.0)
-                    reader = BackgroundReader(throttle(open_source(self.source_url), self.fps), prepare=pipeline.prepare)
+                    reader = BackgroundReader(
+                        throttle(open_source(self.source_url), self.fps), prepare=pipeline.prepare, stop_event=stop
+                    )
                     continue
                 if is_live:
                     t = time.monotonic() - start
@@ -235,11 +345,15 @@ class CameraWorker:
                     last_media_t = frame.t
                     t = media_offset + frame.t
                     delay = t - (time.monotonic() - start)  # pace files in real time
-                    if delay > 0 and self._stop.wait(delay):
+                    if delay > 0 and stop.wait(delay):
                         break
+                frame_ts = time.time()
                 self._apply_pending(pipeline)
-                result = pipeline.process(frame.image, t, frame.index, render=False, prepared=frame.prepared)
-                events = self._with_snapshots(pipeline, frame.image, result)
+                with watch.section("analysis"):
+                    result = pipeline.process(frame.image, t, frame.index, render=False, prepared=frame.prepared)
+                    events = self._with_snapshots(pipeline, frame.image, result)
+                if stop.is_set():
+                    break  # stopped, or abandoned as hung while this frame was analysed: publish nothing
                 renderer.submit(frame.image, result)
                 now = time.monotonic()
                 fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]
@@ -259,6 +373,8 @@ class CameraWorker:
                     inference_ms=round(result.timings_ms.get("detect", 0.0), 1),
                     dropped_frames=int(getattr(reader, "dropped", 0)),
                     frames=self.state.frames + 1,
+                    fail_closed_frames=self.state.fail_closed_frames + (not result.analysed),
+                    frame_ts=frame_ts,
                     error=pipeline.last_error,
                     error_reason="detector" if pipeline.last_error else None,
                     disconnected_since=None if connected else self.state.disconnected_since,
@@ -268,8 +384,15 @@ class CameraWorker:
             reader.close()
             renderer.close()
             # Cumulative gate totals survive a loop restart: the next pipeline starts from them.
+            # (An abandoned run leaves them alone: the watchdog kept what it had published.)
             with self._lock:
-                for name, counts in pipeline.gates.snapshot().items():
-                    saved = self._restored_gates.setdefault(name, {"in": 0, "out": 0})
-                    saved["in"] = max(saved.get("in", 0), counts["in"])
-                    saved["out"] = max(saved.get("out", 0), counts["out"])
+                if self._watch is watch:
+                    self._watch = None
+                if self._run_stop is stop:
+                    if self._pending_reset:
+                        pipeline.gates.reset(self._pending_reset)
+                        self._pending_reset = set()
+                    for name, counts in pipeline.gates.snapshot().items():
+                        saved = self._restored_gates.setdefault(name, {"in": 0, "out": 0})
+                        saved["in"] = max(saved.get("in", 0), counts["in"])
+                        saved["out"] = max(saved.get("out", 0), counts["out"])

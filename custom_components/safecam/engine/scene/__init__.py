@@ -16,4 +16,28 @@ def build_analyzers(scene: SceneConfig, camera: str) -> list[Analyzer]:
     scene enables them, so a camera that needs no pose or PPE model loads none.
     """
     analyzers: list[Analyzer] = []
+    # Intrusion needs no extra config: any danger, restricted or equipment zone brings the safety rules.
+    if scene.section("safety") is not None or any(z.kind in ("danger", "restricted", "equipment") for z in scene.zones):
+        from .safety import SafetyAnalyzer
+
+        analyzers.append(SafetyAnalyzer.from_scene(scene, camera))
+    # Falls / man-down only when configured (`falls: {}` or `falls: true`): the pose model has no public download.
+    if (falls := scene.section("falls")) is not None and falls.enabled:
+        from .falls import FallsAnalyzer
+
+        analyzers.append(FallsAnalyzer.from_scene(falls, scene, camera))
+    # Occupancy (gate flows) and dwell for the zones listed under `occupancy:`.
+    if (occupancy := scene.section("occupancy")) is not None and occupancy.zones:
+        from .occupancy import OccupancyAnalyzer
+
+        analyzers.append(OccupancyAnalyzer.from_scene(scene, occupancy))
+    # PPE (hard hat, vest) only when configured: loads our own classifier (models/ppe).
+    if (ppe := scene.section("ppe")) is not None:
+        from ..ppe import PPEAnalyzer
+
+        analyzers.append(PPEAnalyzer(ppe, camera))
+    # Heatmap for every camera: counts on a coarse grid, cheap; its history outlives rebuilds.
+    from .heatmap import HeatmapAnalyzer
+
+    analyzers.append(HeatmapAnalyzer(camera))
     return analyzers

@@ -3,10 +3,16 @@
 Direction: s(q) = (p2 - p1) x (q - p1) in normalized image coordinates (x right, y down);
 `in` is a crossing from s < 0 to s > 0, `out` from s > 0 to s < 0.
 
+Position: the bottom-centre of the person's box (their feet), normalized; the pipeline passes the
+people it counts (confirmed tracks, incl. a few frames of prediction through a missed detection),
+so unconfirmed tracks never count.
+
 Hysteresis: a track's side only changes once its position is clearly away from the line
-(more than `margin`), so jitter on the line never counts; the crossing is checked on the path
-from the last clearly-sided position, so a jump over the line between analysed frames still counts.
-Only confirmed tracks count; re-entries count again.
+(more than `margin`, a distance in normalized units), so jitter on the line never counts; the
+crossing is checked on the path from the last clearly-sided position, so a jump over the line
+between analysed frames (low fps, a fast walker, a few frames hidden) still counts, and a walk round
+the end of the segment does not. Re-entries count again; people crossing in the same frame each
+count; per-track state lives while the tracker keeps the track (`prune`).
 """
 
 from __future__ import annotations
@@ -66,5 +72,11 @@ class GateCounter:
                 if tid not in live_track_ids:
                     del st._side[tid]
 
+    def reset(self, names: set[str] | None = None) -> None:
+        """Totals back to zero (all gates, or the named ones); where people stand is kept."""
+        for name, st in self.states.items():
+            if names is None or name in names:
+                st.entries = st.exits = 0
+
     def snapshot(self) -> dict[str, dict[str, int]]:
-        return {n: {"in": s.entries, "out": s.exits} for n, s in self.states.items()}
+        return {n: {"in": s.entries, "out": s.exits, "net": s.entries - s.exits} for n, s in self.states.items()}

@@ -46,9 +46,6 @@ class ZoneCounter:
             st = self.states[zone.name]
             inside = points_in_polygon(positions, polygon) if len(positions) else np.zeros(0, bool)
             ids = frozenset(tid for tid, ok in zip(track_ids, inside, strict=True) if ok)
-            if zone.kind == "danger":
-                for tid in sorted(ids - st.track_ids):
-                    events.append(SafetyEvent("intrusion", t, self.camera, tid, zone.name))
             st.track_ids, st.people = ids, len(ids)
             raw = st.people > 0
             if raw == st.occupied:

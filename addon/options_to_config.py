@@ -1,0 +1,150 @@
+"""Add-on options -> the engine's serve config.
+
+    python3 options_to_config.py /data/options.json /data/engine.yaml
+
+Reads the options the Supervisor wrote, asks the Supervisor for the MQTT service (the Mosquitto add-on)
+unless `mqtt_host` is set, and writes the YAML that `python -m custom_components.safecam.engine serve`
+reads (mode 0600: it holds passwords). Problems exit with code 2 and one line, never a password.
+Standard library + PyYAML only (both are in the image).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+INGRESS_PROXY = "172.30.32.2"  # the Supervisor's ingress gateway; it authenticates the Home Assistant user itself
+HTTP_PORT = 8099  # config.yaml ingress_port
+SUPERVISOR = os.environ.get("SUPERVISOR_URL", "http://supervisor")
+
+
+class OptionsError(ValueError):
+    """One line for the add-on log."""
+
+
+def mqtt_service(token: str | None, base_url: str = SUPERVISOR) -> dict[str, Any]:
+    """The broker the Supervisor offers (services: mqtt:need): host, port, ssl, username, password."""
+    if not token:
+        raise OptionsError("no MQTT broker: set mqtt_host, or run as an add-on with the Mosquitto broker add-on installed")
+    request = urllib.request.Request(f"{base_url}/services/mqtt", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            body = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "code", None) or type(err).__name__
+        raise OptionsError(
+            f"the Supervisor has no MQTT service ({reason}): install and start the Mosquitto broker add-on"
+        ) from None
+    data = body.get("data") if isinstance(body, dict) else None
+    if body.get("result") != "ok" or not isinstance(data, dict) or not data.get("host"):
+        raise OptionsError("the Supervisor returned no MQTT broker: install and start the Mosquitto broker add-on")
+    return data
+
+
+def _stream_token(options: dict[str, Any], data_dir: Path) -> str:
+    """The option, else one generated once and kept in /data (direct access needs it; ingress does not)."""
+    if options.get("stream_token"):
+        return str(options["stream_token"])
+    path = data_dir / "stream_token"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    token = secrets.token_urlsafe(24)
+    path.write_text(token, encoding="utf-8")
+    path.chmod(0o600)
+    return token
+
+
+def _scene(camera: dict[str, Any], managed_by_ha: bool) -> dict[str, Any] | None:
+    if managed_by_ha:
+        return None  # zones and gates come from Home Assistant over MQTT (set_scene) and persist in /data
+    text = camera.get("scene") or ""
+    try:
+        scene = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise OptionsError(f"camera '{camera.get('name')}': scene is not valid YAML{where}") from None
+    if not isinstance(scene, dict):
+        raise OptionsError(f"camera '{camera.get('name')}': scene must be a mapping with zones and/or gates")
+    return scene
+
+
+def build_config(options: dict[str, Any], mqtt: dict[str, Any] | None, data_dir: Path) -> dict[str, Any]:
+    """The serve config for these options; `mqtt` is the Supervisor's service (None when mqtt_host is set)."""
+    if options.get("mqtt_host"):
+        broker: dict[str, Any] = {
+            "host": options["mqtt_host"],
+            "port": int(options.get("mqtt_port") or 1883),
+            "tls": bool(options.get("mqtt_tls", False)),
+        }
+        if options.get("mqtt_username"):
+            broker |= {"username": options["mqtt_username"], "password": options.get("mqtt_password") or None}
+    elif mqtt is not None:
+        broker = {"host": mqtt["host"], "port": int(mqtt.get("port") or 1883), "tls": bool(mqtt.get("ssl", False))}
+        if mqtt.get("username"):
+            broker |= {"username": mqtt["username"], "password": mqtt.get("password") or None}
+    else:
+        raise OptionsError("no MQTT broker configured")
+    if options.get("mqtt_discovery", True):
+        broker["discovery_prefix"] = "homeassistant"
+    managed_by_ha = options.get("scene_source") == "home_assistant"
+    cameras = []
+    for camera in options.get("cameras") or []:
+        entry: dict[str, Any] = {"name": camera["name"], "url": camera["url"]}
+        for key in ("id", "username", "password", "fps", "anonymization"):
+            if camera.get(key) not in (None, ""):
+                entry[key] = camera[key]
+        entry["scene"] = _scene(camera, managed_by_ha)
+        cameras.append(entry)
+    if not cameras:
+        raise OptionsError("no cameras configured: add at least one under 'cameras' in the add-on configuration")
+    config: dict[str, Any] = {
+        "engine_id": options.get("engine_id") or "safecam",
+        "mqtt": broker,
+        "http": {"port": HTTP_PORT, "token": _stream_token(options, data_dir), "trusted_peers": [INGRESS_PROXY]},
+        "cameras": cameras,
+        "provider": options.get("provider") or "auto",
+        "state_file": str(data_dir / "state.json"),
+        "state_interval_s": options.get("state_interval", 10),
+        "snapshot_interval_s": options.get("snapshot_interval", 30),
+        "log_level": options.get("log_level") or "info",
+    }
+    if options.get("threads"):
+        config["threads"] = int(options["threads"])
+    if options.get("model_dir"):
+        config["model_dir"] = options["model_dir"]
+    return config
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: options_to_config.py OPTIONS.json ENGINE.yaml", file=sys.stderr)
+        return 2
+    options_path, out_path = Path(argv[0]), Path(argv[1])
+    try:
+        try:
+            options = json.loads(options_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise OptionsError(f"cannot read the add-on options {options_path} ({type(err).__name__})") from None
+        service = None if options.get("mqtt_host") else mqtt_service(os.environ.get("SUPERVISOR_TOKEN"))
+        config = build_config(options, service, out_path.parent)
+    except OptionsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(config, fh, sort_keys=False)
+    os.chmod(out_path, 0o600)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

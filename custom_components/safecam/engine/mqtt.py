@@ -1,0 +1,566 @@
+"""MQTT transport of the engine service (add-on mode): the topic/payload contract and the bridge to the broker.
+
+Contract (version 1; docs/mqtt.md is the long form). P = "<topic_prefix>/<engine_id>", prefix "safecam":
+
+    topic                        payload                      retained  QoS  when
+    P/availability               "online" | "offline"         yes       1    on connect / clean stop; "offline" is the last will
+    P/info                       engine JSON                  yes       1    on connect
+    P/<camera>/config            layout JSON                  yes       1    on connect, after a set_scene
+    P/<camera>/state             state JSON                   yes       0    on change (analytics <= 1/s), or state_interval_s
+    P/<camera>/event             safety event JSON            no        1    per event; queued (bounded) while offline
+    P/<camera>/event_snapshot    JPEG, anonymized             yes       1    just before an event that has a snapshot
+    P/<camera>/snapshot          JPEG, anonymized             yes       0    every snapshot_interval_s
+    P/<camera>/command/<cmd>     JSON, to the engine          -         -    cmd: arm | disarm | reset_counters | set_scene
+    P/<camera>/command_result    JSON, from the engine        no        1    one per command: {id, command, ok, error}
+
+info:   {contract, engine_id, version, boot, started, cameras: [camera ids], http: {port, stream, snapshot} | null}
+config: {contract, camera, name, fps, anonymization, scene: {zones: [{name, kind, polygon}], gates: [{name, line}], ...},
+         scene_source: "config" | "mqtt"}   (coordinates normalized 0..1, x right, y down)
+state:  {contract, camera, seq, boot, ts, frame_ts, connected, running, people, zones: {name: {people, occupied}},
+         gates: {name: {in, out}}, armed: {zone: bool}, analytics: {analyzer: snapshot},
+         health: {analysis_fps, target_fps, inference_ms, dropped_frames, frames, fail_closed_frames, error, error_reason,
+                  disconnected_since, ...every other CameraState field}}
+         - everything `CameraState` carries; times are Unix seconds. Order states by (boot, seq): seq grows with every
+           state message of a camera and, with a state file, across restarts too.
+event:  SafetyEvent.as_dict() + {contract, id (unique, hex), seq (per camera), camera, ts, snapshot: topic | null}
+
+Everything that is retained is re-published in full after every (re)connect, so a broker that lost its retained
+store (restart without persistence) is repaired, and counters, being cumulative, are never lost. Only pixels of the
+anonymized frame ever reach the broker. Credentials are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import re
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from .config import SceneConfig
+from .sources import redact_url
+from .types import EVENT_TYPES, SafetyEvent
+from .worker import CameraState
+
+_LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+CONTRACT_VERSION = 1
+ONLINE, OFFLINE = "online", "offline"
+COMMANDS = ("arm", "disarm", "reset_counters", "set_scene")
+CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ENGINE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+RESERVED_CAMERA_IDS = frozenset({"availability", "info"})
+# CameraState fields at the top of a state message; every other field goes into "health" (so a field the
+# worker gains is carried without a contract change).
+_STATE_TOP = ("camera", "seq", "connected", "running", "people", "zones", "gates", "analytics", "frame_ts")
+_HEALTH_FIELDS = tuple(f.name for f in fields(CameraState) if f.name not in (*_STATE_TOP, "disconnected_since"))
+_EVENT_META = frozenset({"type", "contract", "id", "seq", "ts", "snapshot", "event_type", "t", "camera", "track_id", "zone"})
+_EVENT_META |= {"confidence"}
+
+
+class CommandError(ValueError):
+    """A command the engine refuses; str(err) is the one-line reason sent back in command_result."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_certs: str | None = None  # PEM file; None: the system's CAs
+    tls_insecure: bool = False  # skip certificate and host name checks (self-signed brokers)
+    topic_prefix: str = "safecam"
+    discovery_prefix: str | None = None  # e.g. "homeassistant": also publish HA MQTT discovery
+    keepalive: int = 30
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    max_queued_events: int = 1000
+    max_queued_snapshot_bytes: int = 16 * 1024 * 1024
+
+
+class Topics:
+    """Topic names of one engine."""
+
+    def __init__(self, prefix: str, engine_id: str) -> None:
+        self.base = f"{prefix}/{engine_id}"
+        self.availability = f"{self.base}/availability"
+        self.info = f"{self.base}/info"
+        self.commands = f"{self.base}/+/command/+"
+
+    def camera(self, camera: str, leaf: str) -> str:
+        return f"{self.base}/{camera}/{leaf}"
+
+    def config(self, camera: str) -> str:
+        return self.camera(camera, "config")
+
+    def state(self, camera: str) -> str:
+        return self.camera(camera, "state")
+
+    def event(self, camera: str) -> str:
+        return self.camera(camera, "event")
+
+    def event_snapshot(self, camera: str) -> str:
+        return self.camera(camera, "event_snapshot")
+
+    def snapshot(self, camera: str) -> str:
+        return self.camera(camera, "snapshot")
+
+    def command(self, camera: str, command: str) -> str:
+        return self.camera(camera, f"command/{command}")
+
+    def command_result(self, camera: str) -> str:
+        return self.camera(camera, "command_result")
+
+    def parse_command(self, topic: str) -> tuple[str, str] | None:
+        """(camera, command) of a command topic, else None."""
+        head = self.base + "/"
+        if not topic.startswith(head):
+            return None
+        parts = topic[len(head) :].split("/")
+        if len(parts) != 3 or parts[1] != "command":
+            return None
+        return parts[0], parts[2]
+
+
+# ---- payloads -------------------------------------------------------------------------------------
+
+
+def _epoch_from_monotonic(value: float | None) -> float | None:
+    return None if value is None else round(time.time() - (time.monotonic() - value), 3)
+
+
+def state_payload(
+    state: CameraState,
+    *,
+    camera: str,
+    seq: int,
+    boot: int,
+    zones: Mapping[str, Mapping[str, Any]] | None = None,
+    gates: Mapping[str, Mapping[str, int]] | None = None,
+    armed: Mapping[str, bool] | None = None,
+) -> dict[str, Any]:
+    """The state message of one camera. `zones`/`gates` override the worker's (the service keeps them
+    matching the current layout, with counters reset by command)."""
+    return {
+        "contract": CONTRACT_VERSION,
+        "camera": camera,
+        "seq": seq,
+        "boot": boot,
+        "ts": round(time.time(), 3),
+        "frame_ts": None if state.frame_ts is None else round(state.frame_ts, 3),
+        "connected": state.connected,
+        "running": state.running,
+        "people": state.people,
+        "zones": {k: dict(v) for k, v in (state.zones if zones is None else zones).items()},
+        "gates": {k: dict(v) for k, v in (state.gates if gates is None else gates).items()},
+        "armed": dict(armed or {}),
+        "analytics": state.analytics,
+        "health": {
+            **{name: getattr(state, name) for name in _HEALTH_FIELDS},
+            "disconnected_since": _epoch_from_monotonic(state.disconnected_since),
+        },
+    }
+
+
+def state_from_payload(payload: Mapping[str, Any]) -> CameraState:
+    """The `CameraState` a state message carries (what a remote Home Assistant rebuilds)."""
+    health = payload.get("health") or {}
+    since = health.get("disconnected_since")
+    values: dict[str, Any] = {k: payload[k] for k in _STATE_TOP if k in payload}
+    values.update({k: health[k] for k in _HEALTH_FIELDS if k in health})
+    values["disconnected_since"] = None if since is None else time.monotonic() - (time.time() - float(since))
+    return CameraState(**values)
+
+
+def event_payload(event: SafetyEvent, *, camera: str, event_id: str, seq: int, snapshot_topic: str | None) -> dict[str, Any]:
+    out = event.as_dict()
+    out.update(contract=CONTRACT_VERSION, id=event_id, seq=seq, camera=camera, ts=round(time.time(), 3), snapshot=snapshot_topic)
+    return out
+
+
+def event_from_payload(payload: Mapping[str, Any]) -> SafetyEvent:
+    """The `SafetyEvent` an event message carries (without its snapshot, which has its own topic)."""
+    return SafetyEvent(
+        event_type=str(payload["event_type"]),
+        t=float(payload["t"]),
+        camera=str(payload["camera"]),
+        track_id=payload.get("track_id"),
+        zone=payload.get("zone"),
+        confidence=payload.get("confidence"),
+        details={k: v for k, v in payload.items() if k not in _EVENT_META},
+    )
+
+
+def config_payload(
+    *, camera: str, name: str, fps: float, scene: SceneConfig, scene_source: str, anonymization: str
+) -> dict[str, Any]:
+    return {
+        "contract": CONTRACT_VERSION,
+        "camera": camera,
+        "name": name,
+        "fps": fps,
+        "anonymization": anonymization,
+        "scene": scene.as_dict(),
+        "scene_source": scene_source,
+    }
+
+
+def _object_id(text: str, taken: set[str]) -> str:
+    base = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "x"
+    out, n = base, 2
+    while out in taken:
+        out, n = f"{base}_{n}", n + 1
+    taken.add(out)
+    return out
+
+
+def discovery_payload(
+    topics: Topics, *, engine_id: str, camera: str, name: str, scene: SceneConfig, version: str
+) -> tuple[str, dict[str, Any]]:
+    """Home Assistant MQTT device discovery for one camera: the embedded integration's entity set.
+
+    Returns (topic suffix "device/<id>/config", payload); the caller prefixes the discovery prefix.
+    """
+    device_id = f"safecam_{engine_id}_{camera}".replace("-", "_")
+    state_topic = topics.state(camera)
+
+    def field_tpl(path: str) -> str:
+        return "{{ value_json" + path + " }}"
+
+    cmps: dict[str, dict[str, Any]] = {
+        "people": {"p": "sensor", "name": "People", "val_tpl": field_tpl(".people"), "stat_cla": "measurement"},
+        "connected": {
+            "p": "binary_sensor",
+            "name": "Camera connected",
+            "dev_cla": "connectivity",
+            "ent_cat": "diagnostic",
+            "val_tpl": "{{ 'ON' if value_json.connected else 'OFF' }}",
+        },
+        "analysis_rate": {
+            "p": "sensor",
+            "name": "Analysis rate",
+            "unit_of_meas": "fps",
+            "stat_cla": "measurement",
+            "ent_cat": "diagnostic",
+            "val_tpl": field_tpl(".health.analysis_fps"),
+        },
+        "safety_event": {
+            "p": "event",
+            "name": "Safety event",
+            "stat_t": topics.event(camera),
+            "evt_typ": list(EVENT_TYPES),
+        },
+        "camera": {"p": "camera", "name": "Anonymized view", "t": topics.snapshot(camera)},
+    }
+    taken = set(cmps)
+    for zone in scene.zones:
+        key = json.dumps(zone.name)
+        oid = _object_id(f"zone_{zone.name}", taken)
+        zone_val = "value_json.zones.get(" + key + ", {})"
+        cmps[f"{oid}_people"] = {
+            "p": "sensor",
+            "name": f"{zone.name} people",
+            "stat_cla": "measurement",
+            "val_tpl": "{{ " + zone_val + ".get('people', 0) }}",
+        }
+        cmps[f"{oid}_occupied"] = {
+            "p": "binary_sensor",
+            "name": f"{zone.name} occupied",
+            "dev_cla": "occupancy",
+            "val_tpl": "{{ 'ON' if " + zone_val + ".get('occupied') else 'OFF' }}",
+        }
+        if zone.kind == "danger":
+            cmps[f"{oid}_intruded"] = {
+                "p": "binary_sensor",
+                "name": f"{zone.name} intruded",
+                "dev_cla": "safety",
+                "val_tpl": "{{ 'ON' if "
+                + zone_val
+                + ".get('people', 0) > 0 and value_json.armed.get("
+                + key
+                + ", true) else 'OFF' }}",
+            }
+    for gate in scene.gates:
+        key = json.dumps(gate.name)
+        oid = _object_id(f"gate_{gate.name}", taken)
+        for direction, label in (("in", "entries"), ("out", "exits")):
+            cmps[f"{oid}_{label}"] = {
+                "p": "sensor",
+                "name": f"{gate.name} {label}",
+                "stat_cla": "total_increasing",
+                "val_tpl": "{{ value_json.gates.get(" + key + ", {}).get('" + direction + "', 0) }}",
+            }
+    for oid, cmp in cmps.items():
+        cmp["uniq_id"] = f"{device_id}_{oid}"
+    payload = {
+        "dev": {"ids": [device_id], "name": name, "mf": "safecam", "mdl": "safecam engine", "sw": version},
+        "o": {"name": "safecam", "sw": version},
+        "avty_t": topics.availability,
+        "stat_t": state_topic,
+        "qos": 1,
+        "cmps": cmps,
+    }
+    return f"device/{device_id}/config", payload
+
+
+def encode(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+# ---- the bridge -----------------------------------------------------------------------------------
+
+CommandHandler = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class _QueuedEvent:
+    topic: str
+    payload: bytes
+    snapshot_topic: str | None
+    snapshot: bytes | None
+
+
+class MqttBridge:
+    """One connection to the broker, kept up forever: reconnects with backoff, re-publishes every retained
+    topic after each connect, delivers queued events (QoS 1) and hands commands to `on_command`.
+
+    All methods run on the asyncio loop; workers reach it through `loop.call_soon_threadsafe`.
+    """
+
+    def __init__(self, settings: MqttSettings, engine_id: str, *, on_command: CommandHandler | None = None) -> None:
+        self.settings = settings
+        self.engine_id = engine_id
+        self.topics = Topics(settings.topic_prefix, engine_id)
+        self._on_command = on_command
+        self._retained: dict[str, tuple[bytes, int]] = {}  # topic -> (payload, qos): the engine's current picture
+        self._dirty: dict[str, None] = {}  # retained topics not yet published on this connection (ordered set)
+        self._layout: set[str] = set()
+        self._events: deque[_QueuedEvent] = deque()
+        self._results: deque[tuple[str, bytes]] = deque(maxlen=100)  # command results, after their effects
+        self._snapshot_bytes = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._connected = False
+        self.events_dropped = 0
+        self.connects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # ---- what to publish ------------------------------------------------------------------------
+    def set_retained(self, topic: str, payload: bytes, qos: int = 0, *, layout: bool = False) -> None:
+        """The current value of a retained topic: published now (when connected) and after every reconnect.
+
+        layout=True (engine info, camera config, discovery): published before any state of the same flush.
+        """
+        self._retained[topic] = (payload, qos)
+        if layout:
+            self._layout.add(topic)
+        self._dirty[topic] = None
+        self._wake.set()
+
+    def publish_event(self, topic: str, payload: bytes, snapshot_topic: str | None = None, snapshot: bytes | None = None) -> None:
+        """Queue an event (QoS 1). Bounded: past max_queued_events the oldest is dropped and counted;
+        past max_queued_snapshot_bytes the oldest queued snapshots are dropped (the events stay)."""
+        if len(self._events) >= self.settings.max_queued_events:
+            dropped = self._events.popleft()
+            self._snapshot_bytes -= len(dropped.snapshot or b"")
+            self.events_dropped += 1
+            _LOGGER.warning("safecam mqtt: event queue full (%d), dropped the oldest event", self.settings.max_queued_events)
+        self._events.append(_QueuedEvent(topic, payload, snapshot_topic, snapshot))
+        self._snapshot_bytes += len(snapshot or b"")
+        for item in self._events:
+            if self._snapshot_bytes <= self.settings.max_queued_snapshot_bytes:
+                break
+            if item.snapshot is not None:
+                self._snapshot_bytes -= len(item.snapshot)
+                item.snapshot = None
+        self._wake.set()
+
+    @property
+    def queued_events(self) -> int:
+        return len(self._events)
+
+    # ---- connection loop --------------------------------------------------------------------------
+    def _client(self) -> Any:
+        import aiomqtt
+
+        s = self.settings
+        tls_context = None
+        if s.tls:
+            tls_context = ssl.create_default_context(cafile=s.ca_certs)
+            if s.tls_insecure:
+                tls_context.check_hostname = False
+                tls_context.verify_mode = ssl.CERT_NONE
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username or None,
+            password=s.password or None,
+            identifier=f"safecam-{self.engine_id}",
+            will=aiomqtt.Will(self.topics.availability, OFFLINE, qos=1, retain=True),
+            keepalive=s.keepalive,
+            tls_context=tls_context,
+            timeout=10,
+        )
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect with backoff; returns after `close()` flushed and said offline."""
+        import aiomqtt
+
+        backoff = self.settings.reconnect_min_s
+        where = f"{self.settings.host}:{self.settings.port}"
+        while not self._closing:
+            try:
+                async with self._client() as client:
+                    self._connected = True
+                    self.connects += 1
+                    backoff = self.settings.reconnect_min_s
+                    _LOGGER.info("safecam mqtt: connected to %s as engine %s", where, self.engine_id)
+                    await self._session(client)
+                    return
+            except aiomqtt.MqttError as err:
+                if self._connected:
+                    _LOGGER.warning("safecam mqtt: lost the broker at %s (%s)", where, redact_url(str(err)))
+                else:
+                    _LOGGER.warning("safecam mqtt: cannot connect to %s (%s)", where, redact_url(str(err)))
+            finally:
+                self._connected = False
+            if self._closing:
+                return
+            delay = backoff * random.uniform(0.8, 1.2)  # jitter: engines sharing a broker do not reconnect in lockstep
+            _LOGGER.info("safecam mqtt: reconnecting in %.1f s (%d events queued)", delay, len(self._events))
+            with contextlib.suppress(TimeoutError):
+                self._wake.clear()
+                await asyncio.wait_for(self._wait_closing(), delay)
+            backoff = min(backoff * 2, self.settings.reconnect_max_s)
+
+    async def _wait_closing(self) -> None:
+        while not self._closing:
+            self._wake.clear()
+            await self._wake.wait()
+
+    def close(self) -> None:
+        """Ask `run()` to flush what is pending, publish "offline" and disconnect; `run()` then returns."""
+        self._closing = True
+        self._wake.set()
+
+    async def _session(self, client: Any) -> None:
+        await client.subscribe(self.topics.commands, qos=1)
+        receiver = asyncio.create_task(self._receive(client), name="safecam-mqtt-receive")
+        try:
+            await self._guard(client.publish(self.topics.availability, ONLINE, qos=1, retain=True), receiver)
+            self._dirty = dict.fromkeys(self._retained)  # the broker may have lost them: publish all again
+            while True:
+                self._wake.clear()
+                await self._flush(client, receiver)
+                if self._closing:
+                    await self._guard(client.publish(self.topics.availability, OFFLINE, qos=1, retain=True), receiver)
+                    return
+                if not self._events and not self._dirty and not self._results:
+                    waiter = asyncio.create_task(self._wake.wait())
+                    try:
+                        await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+                    if receiver.done():
+                        receiver.result()  # raises the MqttError of a lost connection
+                        return
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(BaseException):
+                await receiver
+
+    async def _guard(self, aw: Awaitable[_T], receiver: asyncio.Task[None]) -> _T:
+        """Await a publish, but give up as soon as the connection is lost (not after aiomqtt's timeout)."""
+        import aiomqtt
+
+        task = asyncio.ensure_future(aw)
+        done, _ = await asyncio.wait({task, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise aiomqtt.MqttError("connection lost while publishing")
+
+    async def _flush(self, client: Any, receiver: asyncio.Task[None]) -> None:
+        """Publish everything pending, choosing the next message afresh after every await (commands and
+        workers add work meanwhile): layout first (an entity exists before its value), then events (oldest
+        first), then states and pictures, then command results (after what the command changed)."""
+        while True:
+            topic = next((t for t in self._dirty if t in self._layout), None)
+            if topic is None and self._events:
+                await self._publish_event(client, receiver)
+                continue
+            if topic is None:
+                topic = next(iter(self._dirty), None)
+            if topic is not None:
+                del self._dirty[topic]  # before the await: a newer value arriving meanwhile marks it again
+                payload, qos = self._retained[topic]
+                await self._guard(client.publish(topic, payload, qos=qos, retain=True), receiver)
+                continue
+            if not self._results:
+                return
+            topic, payload = self._results[0]
+            await self._guard(client.publish(topic, payload, qos=1, retain=False), receiver)
+            self._results.popleft()
+
+    async def _publish_event(self, client: Any, receiver: asyncio.Task[None]) -> None:
+        item = self._events[0]
+        if item.snapshot is not None and item.snapshot_topic is not None:
+            # Retained and acknowledged before the event, so a subscriber has it when the event arrives.
+            await self._guard(client.publish(item.snapshot_topic, item.snapshot, qos=1, retain=True), receiver)
+            self._retained[item.snapshot_topic] = (item.snapshot, 1)
+        await self._guard(client.publish(item.topic, item.payload, qos=1, retain=False), receiver)
+        # Dropped from the queue only once the broker acknowledged it: a lost connection re-sends it.
+        if self._events and self._events[0] is item:
+            self._events.popleft()
+            self._snapshot_bytes -= len(item.snapshot or b"")
+
+    async def _receive(self, client: Any) -> None:
+        async for message in client.messages:
+            topic = str(message.topic)
+            parsed = self.topics.parse_command(topic)
+            if parsed is None:
+                continue
+            camera, command = parsed
+            raw = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload or "").encode()
+            result = self._run_command(camera, command, bytes(raw))
+            # Sent by the flush after what the command changed (state, layout): a result means "it is out".
+            self._results.append((self.topics.command_result(camera), encode(result)))
+            self._wake.set()
+
+    def _run_command(self, camera: str, command: str, raw: bytes) -> dict[str, Any]:
+        request_id: Any = None
+        try:
+            try:
+                data = json.loads(raw) if raw.strip() else {}
+            except (ValueError, UnicodeDecodeError):
+                raise CommandError("payload is not JSON") from None
+            if not isinstance(data, dict):
+                raise CommandError("payload must be a JSON object")
+            request_id = data.get("id")
+            if command not in COMMANDS:
+                raise CommandError(f"unknown command '{command[:40]}' (known: {', '.join(COMMANDS)})")
+            if self._on_command is None:
+                raise CommandError("this engine takes no commands")
+            self._on_command(camera, command, data)
+        except CommandError as err:
+            _LOGGER.info("safecam mqtt: command %s for %s refused: %s", command[:40], camera[:64], err)
+            return {"id": request_id, "command": command, "ok": False, "error": str(err)}
+        except Exception as err:  # a bad command must never take the connection down
+            _LOGGER.exception("safecam mqtt: command %s for %s failed", command[:40], camera[:64])
+            return {"id": request_id, "command": command, "ok": False, "error": f"{type(err).__name__}"}
+        return {"id": request_id, "command": command, "ok": True, "error": None}

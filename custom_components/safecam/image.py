@@ -1,0 +1,71 @@
+"""Image: the occupancy heatmap of the last hour, drawn over the anonymized view. Never a raw frame.
+
+The heat comes from the engine's per-camera heatmap store (engine/scene/heatmap.py); the background
+is the worker's anonymized JPEG (or its obscured placeholder). The picture changes at most once per
+REFRESH_S, so the entity's state (image_last_updated) does not churn with every analysed frame.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from homeassistant.components.image import ImageEntity
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
+
+from .coordinator import SafecamConfigEntry, SafecamRuntime
+from .engine.scene.heatmap import heatmap_store, render_heatmap_jpeg
+from .engine.worker import CameraState
+from .entity import SafecamEntity
+
+PARALLEL_UPDATES = 0
+REFRESH_S = 60.0
+DEFAULT_WINDOW = "hour"
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: SafecamConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    async_add_entities([HeatmapImage(hass, entry)])
+
+
+def heatmap_png(runtime: SafecamRuntime, window: str) -> bytes:
+    """The camera's heatmap for a window as PNG, over its anonymized frame. Blocking (executor)."""
+    grid = heatmap_store(runtime.worker.camera).grid(window)
+    return render_heatmap_jpeg(grid, runtime.snapshot_jpeg())
+
+
+class HeatmapImage(SafecamEntity, ImageEntity):
+    _attr_translation_key = "heatmap"
+    _attr_content_type = "image/png"
+    _always_available = True  # the history stays viewable while the stream is down
+
+    def __init__(self, hass: HomeAssistant, entry: SafecamConfigEntry) -> None:
+        SafecamEntity.__init__(self, entry, "heatmap")
+        ImageEntity.__init__(self, hass)
+        self._refreshed = 0.0  # monotonic time of the last new picture
+        self._total = -1  # the store's count at the last new picture
+        self._cached: tuple[Any, bytes] | None = None  # (image_last_updated, PNG)
+
+    def _update(self, state: CameraState | None) -> None:
+        total = heatmap_store(self._runtime.worker.camera).total
+        now = time.monotonic()
+        first = self._attr_image_last_updated is None
+        if first or (total != self._total and now - self._refreshed >= REFRESH_S):
+            self._total, self._refreshed = total, now
+            self._attr_image_last_updated = dt_util.utcnow()
+
+    def _shown_value(self) -> Any:
+        return self._attr_image_last_updated
+
+    async def async_image(self) -> bytes | None:
+        stamp = self._attr_image_last_updated
+        if self._cached is not None and self._cached[0] == stamp:
+            return self._cached[1]
+        png = await self.hass.async_add_executor_job(heatmap_png, self._runtime, DEFAULT_WINDOW)
+        self._cached = (stamp, png)
+        return png

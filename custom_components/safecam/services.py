@@ -1,0 +1,146 @@
+"""Integration actions (registered once in async_setup, for every camera): safecam.reset_counters.
+
+Imports nothing of the engine at module level (the package __init__ imports this in the import
+executor at HA start, before any camera is set up); each camera's runtime does the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import voluptuous as vol
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse, callback
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.service import async_extract_config_entry_ids
+
+from .const import DOMAIN
+
+if TYPE_CHECKING:
+    from .coordinator import SafecamConfigEntry, SafecamRuntime
+
+SERVICE_RESET_COUNTERS = "reset_counters"
+ATTR_CONFIG_ENTRY_ID = "config_entry_id"
+ATTR_GATE = "gate"
+
+RESET_COUNTERS_SCHEMA = vol.Schema(
+    {
+        **cv.ENTITY_SERVICE_FIELDS,  # target: safecam camera devices (or any of their entities, or areas)
+        vol.Optional(ATTR_CONFIG_ENTRY_ID): vol.All(cv.ensure_list, [cv.string]),
+        vol.Optional(ATTR_GATE): cv.string,
+    }
+)
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    hass.services.async_register(DOMAIN, SERVICE_RESET_COUNTERS, _async_reset_counters, schema=RESET_COUNTERS_SCHEMA)
+    _async_setup_export_heatmap(hass)
+
+
+def _targeted_entries(hass: HomeAssistant, entry_ids: set[str]) -> list[SafecamConfigEntry]:
+    entries: list[SafecamConfigEntry] = []
+    for entry_id in sorted(entry_ids):
+        entry = hass.config_entries.async_get_entry(entry_id)
+        if entry is None or entry.domain != DOMAIN:
+            continue  # a device or area also holds other integrations' entries
+        if entry.state is not ConfigEntryState.LOADED:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN, translation_key="camera_not_loaded", translation_placeholders={"name": entry.title}
+            )
+        entries.append(entry)
+    if not entries:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_camera_targeted")
+    return entries
+
+
+async def _async_reset_counters(call: ServiceCall) -> None:
+    """Gate entries/exits of the targeted cameras back to zero (engine totals and the sensors' restored values)."""
+    hass = call.hass
+    entry_ids = await async_extract_config_entry_ids(hass, call) | set(call.data.get(ATTR_CONFIG_ENTRY_ID, []))
+    entries = _targeted_entries(hass, entry_ids)
+    gate: str | None = call.data.get(ATTR_GATE)
+    if gate is not None:
+        for entry in entries:
+            names = [g.name for g in entry.runtime_data.settings.scene.gates]
+            if gate not in names:
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="unknown_gate",
+                    translation_placeholders={"gate": gate, "name": entry.title, "gates": ", ".join(names) or "-"},
+                )
+    for entry in entries:
+        await entry.runtime_data.async_reset_counters(None if gate is None else {gate})
+
+
+# ---- safecam.export_heatmap -------------------------------------------------------------------
+
+SERVICE_EXPORT_HEATMAP = "export_heatmap"
+ATTR_WINDOW = "window"
+ATTR_FILENAME = "filename"
+HEATMAP_WINDOWS = ("hour", "day", "week")
+
+EXPORT_HEATMAP_SCHEMA = vol.Schema(
+    {
+        **cv.ENTITY_SERVICE_FIELDS,
+        vol.Optional(ATTR_CONFIG_ENTRY_ID): vol.All(cv.ensure_list, [cv.string]),
+        vol.Optional(ATTR_WINDOW, default="hour"): vol.In(HEATMAP_WINDOWS),
+        vol.Required(ATTR_FILENAME): cv.string,
+    }
+)
+
+
+@callback
+def _async_setup_export_heatmap(hass: HomeAssistant) -> None:
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_EXPORT_HEATMAP,
+        _async_export_heatmap,
+        schema=EXPORT_HEATMAP_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+
+
+def _heatmap_target(hass: HomeAssistant, filename: str) -> Path | None:
+    """Where to write: a relative name goes under <config>/www (and must stay there); an absolute
+    path must be in an allowlisted directory. None when not allowed. Blocking (executor)."""
+    path = Path(filename)
+    if path.suffix.lower() != ".png":
+        return None
+    if not path.is_absolute():
+        www = Path(hass.config.path("www")).resolve()
+        target = (www / path).resolve()
+        if not target.is_relative_to(www):
+            return None  # "../" out of www
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+    return path if path.parent.is_dir() and hass.config.is_allowed_path(str(path)) else None
+
+
+def _write_heatmap(hass: HomeAssistant, runtime: SafecamRuntime, window: str, filename: str) -> str | None:
+    from .image import heatmap_png  # loaded with the image platform of the (loaded) camera
+
+    target = _heatmap_target(hass, filename)
+    if target is None:
+        return None
+    target.write_bytes(heatmap_png(runtime, window))
+    return str(target)
+
+
+async def _async_export_heatmap(call: ServiceCall) -> ServiceResponse:
+    """PNG of one camera's occupancy heatmap for the last hour, day or week, over its anonymized view."""
+    hass = call.hass
+    entry_ids = await async_extract_config_entry_ids(hass, call) | set(call.data.get(ATTR_CONFIG_ENTRY_ID, []))
+    entries = _targeted_entries(hass, entry_ids)
+    if len(entries) != 1:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="heatmap_one_camera")
+    filename: str = call.data[ATTR_FILENAME]
+    window: str = call.data[ATTR_WINDOW]
+    written = await hass.async_add_executor_job(_write_heatmap, hass, entries[0].runtime_data, window, filename)
+    if written is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN, translation_key="heatmap_path_not_allowed", translation_placeholders={"filename": filename}
+        )
+    return {"path": written, "window": window}
