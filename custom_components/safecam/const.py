@@ -22,7 +22,7 @@ ANONYMIZATION_BODY: Final = "body"
 ANONYMIZATION_FULL_FRAME: Final = "full_frame"
 ANONYMIZATION_HEAD: Final = "head"
 ANONYMIZATION_MODES: Final = (ANONYMIZATION_BODY, ANONYMIZATION_FULL_FRAME, ANONYMIZATION_HEAD)
-DEFAULT_ANONYMIZATION: Final = ANONYMIZATION_FULL_FRAME  # bench/privacy_audit.py: the only mode with no face leak
+DEFAULT_ANONYMIZATION: Final = ANONYMIZATION_FULL_FRAME  # bench/privacy_audit.py: the only mode under 0.5 % face leakage
 CONF_SCENE: Final = "scene"  # {"zones": [...], "gates": [...]} as engine.config.SceneConfig.as_dict()
 
 # Engine ------------------------------------------------------------------------------------

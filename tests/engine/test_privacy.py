@@ -140,8 +140,11 @@ def test_worker_logs_and_files_carry_no_pixels(tmp_path, shared_data, caplog, mo
     done = threading.Event()
     frames_seen = []
 
+    states = []
+
     def on_state(state, _events):
         frames_seen.append(state.frames)
+        states.append(state)
         if state.frames >= 20:
             done.set()
 
@@ -165,6 +168,10 @@ def test_worker_logs_and_files_carry_no_pixels(tmp_path, shared_data, caplog, mo
     time.sleep(0.1)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "simulated inference failure" in text  # the failures were logged...
+    # ... and every frame analysed on a failed detection was served fully obscured, and counted.
+    last = max(states, key=lambda st: st.frames)
+    assert 0 < last.fail_closed_frames < last.frames
+    assert last.fail_closed_frames >= 3  # one detector call in three fails
     assert "\\xff\\xd8" not in text and "array([" not in text  # ...without pixels
     assert max((len(r.getMessage()) for r in caplog.records), default=0) < 2000
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -173,8 +180,9 @@ def test_worker_logs_and_files_carry_no_pixels(tmp_path, shared_data, caplog, mo
 
 def test_every_image_output_comes_from_the_anonymizer(tmp_path, shared_data, monkeypatch):
     """One path: the camera JPEG (camera entity, MQTT/HTTP snapshots and MJPEG read the same
-    `latest_jpeg`), event snapshots (notifications), and the CLI's `anonymize` (image, video) and
-    `run --out-video` files are all images the Anonymizer returned, and none is a raw frame."""
+    `latest_jpeg`), event snapshots (notifications, MQTT event_snapshot), the heatmap background,
+    and the CLI's `anonymize` (image, video) and `run --out-video` files are all images the
+    Anonymizer returned, and none is a raw frame."""
     import threading
 
     from custom_components.safecam.engine import cli
@@ -221,6 +229,11 @@ def test_every_image_output_comes_from_the_anonymizer(tmp_path, shared_data, mon
     assert len(jpegs) >= 20 and snapshots  # live frames and at least one intrusion snapshot
     outputs = [("camera jpeg", cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)) for j in jpegs]
     outputs += [("event snapshot", cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)) for j in snapshots]
+    # The heatmap image entity draws over the latest camera JPEG (dimmed to 60 %: undone here).
+    from custom_components.safecam.engine.scene.heatmap import render_heatmap_jpeg
+
+    heat = cv2.imdecode(np.frombuffer(render_heatmap_jpeg(np.zeros((8, 8)), jpegs[-1]), np.uint8), cv2.IMREAD_COLOR)
+    outputs.append(("heatmap background", np.clip(heat.astype(np.float32) / 0.6, 0, 255).astype(np.uint8)))
 
     # The command line: anonymize an image and a video, and run --out-video.
     args = [

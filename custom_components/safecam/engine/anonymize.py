@@ -3,8 +3,9 @@
 Modes (per camera; bench/privacy_audit.py measures leakage, detectability and cost of each):
 - `full_frame` (default): the whole picture becomes flat blocks (`background_blocks` across the
   longer side), so a face nobody detected (a crowd, a half-hidden person) is one or two blocks;
-  detected people are redrawn as soft figures (`figure_rows` samples along their height: posture
-  and clothing colour stay readable, detail does not), with their heads treated as below.
+  detected people are redrawn as soft figures (`figure_rows` samples along their height, at most
+  one per `figure_cell` pixels: posture and clothing colour stay readable, detail does not), with
+  their heads treated as below.
 - `body`: every person region is a coarse mosaic (`body_blocks` cells along the height).
 - `head`: only heads are treated; bodies and background stay as they are.
 In every mode static privacy polygons are filled with a flat colour.
@@ -64,7 +65,8 @@ class AnonymizerConfig:
     face_crop: int = 64  # head regions are searched at this size (px, longer side)
     min_face_region: int = 24  # smaller head regions are not searched: the low-pass leaves no face there
     body_blocks: int = 8  # `body`: mosaic cells along a person's height (a face is ~1 cell)
-    figure_rows: int = 64  # `full_frame`: a person keeps this many samples along their height
+    figure_rows: int = 64  # `full_frame`: a person keeps this many samples along their height ...
+    figure_cell: float = 4.0  # ... and at most one per figure_cell pixels (small and top-down people: faces are 1-2 samples)
     background_blocks: int = 64  # `full_frame`: cells across the longer side of the frame
     fail_closed_blocks: int = 24  # cells across the frame when failing closed
 
@@ -281,7 +283,8 @@ class Anonymizer:
                 else:  # full_frame: the person redrawn from the raw frame, at figure_rows detail
                     bx1, by1, bx2, by2 = body
                     out[by1:by2, bx1:bx2] = image[by1:by2, bx1:bx2]
-                    _low_pass(out, body, cfg.figure_rows * max(bx2 - bx1, by2 - by1) / max(gy2 - gy1, 8.0))
+                    cell = max((gy2 - gy1) / cfg.figure_rows, cfg.figure_cell)
+                    _low_pass(out, body, max(bx2 - bx1, by2 - by1) / cell)
         for x1, y1, x2, y2 in heads:
             if cfg.head_style == "flat":
                 mosaic_in_place(out, x1, y1, x2, y2, max(x2 - x1, y2 - y1) / cfg.head_blocks)
