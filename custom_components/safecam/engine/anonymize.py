@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from .audit import yunet_decode
-from .config import ConfigError
+from .config import ConfigError, reject_unknown_keys
 from .geometry import GeometryError, validate_polygon
 
 MODES = ("full_frame", "body", "head")
@@ -88,9 +88,7 @@ def parse_privacy(data: object, _zones: object = None) -> PrivacyMasks:
     """Scene config section `privacy: {masks: [[[x, y], ...], ...]}` (SECTION_PARSERS)."""
     if not isinstance(data, dict):
         raise ConfigError("privacy: expected a mapping with 'masks'")
-    extra = sorted(set(data) - {"masks"})
-    if extra:
-        raise ConfigError(f"privacy: unknown key(s) {', '.join(map(str, extra))} (allowed: masks)")
+    reject_unknown_keys(data, {"masks"}, "privacy")
     masks = data.get("masks") or []
     if not isinstance(masks, list):
         raise ConfigError("privacy: 'masks' must be a list of polygons")

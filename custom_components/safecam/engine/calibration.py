@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, ZoneConfig
+from .config import ConfigError, ZoneConfig, reject_unknown_keys
 from .geometry import GeometryError, polygon_area, validate_polygon
 
 MIN_IMAGE_AREA = 0.005  # 0.5 % of the frame: smaller quads extrapolate too poorly to be worth having
@@ -224,9 +224,7 @@ def parse_calibration(data: object, zones: tuple[ZoneConfig, ...]) -> Calibratio
     del zones  # zones beyond the horizon are clipped at use, not rejected: a whole-frame zone is common
     if not isinstance(data, dict):
         raise ConfigError("calibration: expected a mapping with 'image' and 'floor' (or 'rectangle_m')")
-    extra = sorted(set(map(str, data)) - _KEYS)
-    if extra:
-        raise ConfigError(f"calibration: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(_KEYS))})")
+    reject_unknown_keys(data, _KEYS, "calibration")
     if "image" not in data:
         raise ConfigError("calibration: 'image' (4 [x, y] points, normalized) is required")
     if ("floor" in data) == ("rectangle_m" in data):

@@ -92,11 +92,13 @@ def _shown(value: object) -> str:
     return repr(value) if not isinstance(value, str) or not value.isprintable() else f"'{value}'"
 
 
-def _unknown(keys: object, allowed: set[str], what: str) -> None:
+def reject_unknown_keys(keys: object, allowed: set[str] | tuple[str, ...], what: str) -> None:
+    """One-line ConfigError listing the keys of a mapping that are not allowed (any key type)."""
     plain = [k if isinstance(k, str) and k.isprintable() else repr(k) for k in keys] if isinstance(keys, dict) else []
     extra = sorted(k for k in plain if k not in allowed)
     if extra:
-        raise ConfigError(f"{what}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+        shown = sorted(allowed) if isinstance(allowed, set) else allowed  # a tuple keeps its documented order
+        raise ConfigError(f"{what}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(shown)})")
 
 
 def parse_scene(data: object) -> SceneConfig:
@@ -105,7 +107,7 @@ def parse_scene(data: object) -> SceneConfig:
         return SceneConfig()
     if not isinstance(data, dict):
         raise ConfigError("config: expected a mapping with 'zones' and/or 'gates'")
-    _unknown(data, _TOP_KEYS | set(SECTION_PARSERS), "config")
+    reject_unknown_keys(data, _TOP_KEYS | set(SECTION_PARSERS), "config")
     for key in ("zones", "gates"):
         if key in data and data[key] is not None and not isinstance(data[key], list):
             raise ConfigError(f"config: '{key}' must be a list")
@@ -115,7 +117,7 @@ def parse_scene(data: object) -> SceneConfig:
         what = f"zones[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{what}: expected a mapping with name, polygon, kind")
-        _unknown(item, _ZONE_KEYS, what)
+        reject_unknown_keys(item, _ZONE_KEYS, what)
         name = _name(item, what, seen)
         what = f"zone '{name}'"
         kind = item.get("kind", "area")
@@ -131,7 +133,7 @@ def parse_scene(data: object) -> SceneConfig:
         what = f"gates[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{what}: expected a mapping with name, line")
-        _unknown(item, _GATE_KEYS, what)
+        reject_unknown_keys(item, _GATE_KEYS, what)
         name = _name(item, what, seen)
         try:
             pts = validate_line(item.get("line"), f"gate '{name}' line")
@@ -149,7 +151,8 @@ def parse_scene(data: object) -> SceneConfig:
     return SceneConfig(tuple(zones), tuple(gates), sections, raw_sections)
 
 
-def load_scene(path: str | Path) -> SceneConfig:
+def load_yaml(path: str | Path) -> object:
+    """A YAML file's content; unreadable or invalid files raise a one-line ConfigError."""
     import yaml  # type: ignore[import-untyped]
 
     try:
@@ -157,9 +160,12 @@ def load_scene(path: str | Path) -> SceneConfig:
     except OSError as err:
         raise ConfigError(f"config: cannot read {path}: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config: {path} is not valid YAML{where}") from None
-    return parse_scene(data)
+
+
+def load_scene(path: str | Path) -> SceneConfig:
+    return parse_scene(load_yaml(path))

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from .anonymize import DEFAULT_MODE
 from .anonymize import MODES as ANONYMIZATION_MODES
-from .config import ConfigError, SceneConfig, parse_scene
+from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
 from .detect import Detector
 from .mqtt import (
     CAMERA_ID_RE,
@@ -113,9 +113,7 @@ class ServeConfig:
 def _mapping(data: object, what: str, allowed: set[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{what}: expected a mapping")
-    extra = sorted(str(k) for k in set(data) - allowed)
-    if extra:
-        raise ConfigError(f"{what}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+    reject_unknown_keys(data, allowed, what)
     return data
 
 
@@ -281,18 +279,7 @@ def parse_serve_config(data: object) -> ServeConfig:
 
 
 def load_serve_config(path: str | Path) -> ServeConfig:
-    import yaml  # type: ignore[import-untyped]
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"config: cannot read {path}: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise ConfigError(f"config: {path} is not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-    return parse_serve_config(data)
+    return parse_serve_config(load_yaml(path))
 
 
 # ---- persistence ----------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import ConfigError, ZoneConfig
+from ..config import ConfigError, ZoneConfig, reject_unknown_keys
 from ..geometry import points_in_polygon
 from ..pose import HIPS, SHOULDERS, Pose
 from ..types import SafetyEvent, Track
@@ -88,9 +88,7 @@ def parse_falls(data: object, zones: tuple[ZoneConfig, ...]) -> FallsConfig:
         return FallsConfig(enabled=data)
     if not isinstance(data, dict):
         raise ConfigError("falls: expected a mapping with enabled, immobile_s, immobile_zones, cooldown_s (or true/false)")
-    extra = sorted(str(k) for k in data if k not in _KEYS)
-    if extra:
-        raise ConfigError(f"falls: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(_KEYS))})")
+    reject_unknown_keys(data, set(_KEYS), "falls")
     enabled = data.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError("falls: 'enabled' must be true or false")

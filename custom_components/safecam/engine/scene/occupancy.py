@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import ConfigError, GateConfig, ZoneConfig
+from ..config import ConfigError, GateConfig, ZoneConfig, reject_unknown_keys
 from ..geometry import points_in_polygon
 from .gates import GateCounter
 
@@ -77,9 +77,7 @@ def parse_occupancy(data: object, zones: tuple[ZoneConfig, ...]) -> OccupancyCon
         item = {} if item is None else item
         if not isinstance(item, dict):
             raise ConfigError(f"{what}: expected a mapping with gates and/or empty_reset_s")
-        extra = sorted(map(str, set(item) - _ZONE_KEYS))
-        if extra:
-            raise ConfigError(f"{what}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(_ZONE_KEYS))})")
+        reject_unknown_keys(item, _ZONE_KEYS, what)
         gates = item.get("gates") or {}
         if not isinstance(gates, dict):
             raise ConfigError(f"{what}: 'gates' must map gate names to in or out (the direction that enters the zone)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ConfigError, ZoneConfig
+from ..config import ConfigError, ZoneConfig, reject_unknown_keys
 from ..geometry import points_in_polygon
 
 ITEMS = ("helmet", "vest")
@@ -64,9 +64,7 @@ def parse_ppe(data: object, zones: tuple[ZoneConfig, ...]) -> PPERules:
     """Validate the `ppe:` section; raise ConfigError naming the first problem."""
     if not isinstance(data, dict):
         raise ConfigError(f"ppe: expected a mapping with {', '.join(_KEYS)}")
-    extra = sorted(set(map(str, data)) - set(_KEYS))
-    if extra:
-        raise ConfigError(f"ppe: unknown key(s) {', '.join(extra)} (allowed: {', '.join(_KEYS)})")
+    reject_unknown_keys(data, _KEYS, "ppe")
     required = _items(data["required"], "'required'") if data.get("required") is not None else ()
     raw_zones = data.get("zones") or {}
     if not isinstance(raw_zones, dict):

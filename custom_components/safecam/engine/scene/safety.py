@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-from ..config import ConfigError, ZoneConfig
+from ..config import ConfigError, ZoneConfig, reject_unknown_keys
 from ..geometry import points_in_polygon
 from ..types import SafetyEvent
 from .congestion import CongestionLevels, CongestionState
@@ -117,9 +117,7 @@ def _mapping(value: object, what: str) -> dict[Any, Any]:
 
 
 def _unknown(item: dict[Any, Any], allowed: set[str], what: str) -> None:
-    extra = sorted(set(map(str, item)) - allowed)
-    if extra:
-        raise ConfigError(f"safety {what}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+    reject_unknown_keys(item, allowed, f"safety {what}")
 
 
 def _congestion(value: object, zones: dict[str, ZoneConfig]) -> dict[str, CongestionLevels]:

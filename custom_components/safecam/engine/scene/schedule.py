@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..config import ConfigError
+from ..config import ConfigError, reject_unknown_keys
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_GROUPS = {"daily": DAYS, "weekdays": DAYS[:5], "weekend": DAYS[5:]}
@@ -80,9 +80,7 @@ def parse_schedule(value: object, what: str) -> Schedule:
         where = f"{what} window {i + 1}"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: expected a mapping with days, from, to")
-        extra = sorted(set(map(str, item)) - _KEYS)
-        if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: days, from, to)")
+        reject_unknown_keys(item, _KEYS, where)
         if "from" not in item or "to" not in item:
             raise ConfigError(f"{where}: needs both 'from' and 'to'")
         start, end = _minutes(item["from"], f"{where} 'from'", end=False), _minutes(item["to"], f"{where} 'to'", end=True)
