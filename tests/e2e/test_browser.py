@@ -9,15 +9,9 @@ test-artifacts/. Synchronous on purpose (no asyncio), and every process is stopp
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
-import sys
 import time
-from collections.abc import Generator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import cv2
@@ -25,56 +19,11 @@ import numpy as np
 import pytest
 import requests  # type: ignore[import-untyped]
 
-from tests.servers.processes import gstreamer_missing
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, run_ha
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RAW_DIFF_MIN = 2.0  # mean abs difference (0-255) the served picture keeps from every raw frame
-
-
-def _load_run_ha() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("safecam_run_ha", REPO / "scripts" / "ha" / "run_ha.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-run_ha = _load_run_ha()
-
-
-@pytest.fixture
-def ha(socket_enabled: None, tmp_path: Path) -> Generator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium)")
-    if why := gstreamer_missing():
-        pytest.skip(why)
-    ARTIFACTS.mkdir(exist_ok=True)
-    config_dir = tmp_path / "ha"
-    inst = None
-    try:
-        inst = run_ha.start(config_dir=config_dir, port=run_ha.free_port(), rtsp_port=run_ha.free_port())
-        yield inst
-    finally:
-        if inst is not None:
-            run_ha.stop(inst)
-        for log in ("home-assistant.log", "rtsp.log"):  # kept for a failing run (also after start() failed)
-            if (config_dir / log).is_file():
-                shutil.copy(config_dir / log, ARTIFACTS / f"e2e_{log}")
 
 
 def _states(inst: Any) -> dict[str, dict[str, Any]]:

@@ -11,17 +11,12 @@ people in the new zone. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, run_ha
-from tests.servers.processes import gstreamer_missing
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, run_ha
 
 pytestmark = pytest.mark.e2e
 
@@ -32,23 +27,7 @@ GATE_DRAG = [(0.25, 0.90), (0.75, 0.90)]  # drawn left to right, then flipped: s
 TOL = 0.01  # normalized: a pixel or two of the picture as shown
 
 
-@pytest.fixture
-def ha(socket_enabled: None, tmp_path: Path) -> Generator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium)")
-    if why := gstreamer_missing():
-        pytest.skip(why)
-    ARTIFACTS.mkdir(exist_ok=True)
-    config_dir = tmp_path / "ha"
-    inst = None
-    try:
-        inst = run_ha.start(config_dir=config_dir, port=run_ha.free_port(), rtsp_port=run_ha.free_port())
-        yield inst
-    finally:
-        if inst is not None:
-            run_ha.stop(inst)
-        if (config_dir / "home-assistant.log").is_file():  # kept for a failing run
-            shutil.copy(config_dir / "home-assistant.log", ARTIFACTS / "e2e_editor_home-assistant.log")
+LOG_PREFIX = "e2e_editor_"  # the shared `ha` fixture (conftest.py) keeps its logs under this name
 
 
 def _by_name(inst: Any) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from homeassistant.components.camera import Camera, CameraEntityFeature
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry, setup_test_component_platform
@@ -25,6 +26,7 @@ from custom_components.safecam.const import (
     DOMAIN,
     SOURCE_URL,
 )
+from custom_components.safecam.coordinator import SafecamRuntime
 from custom_components.safecam.source import url_unique_id
 
 # tud_campus.mp4: people walk left/right along the bottom half (feet at y 0.7-0.96).
@@ -81,6 +83,31 @@ def make_entry(hass: HomeAssistant) -> Callable[..., MockConfigEntry]:
         return entry
 
     return make
+
+
+def state_of(hass: HomeAssistant, entity_id: str) -> str | None:
+    state = hass.states.get(entity_id)
+    return state.state if state is not None else None
+
+
+def number_of(hass: HomeAssistant, entity_id: str) -> float:
+    """The entity's numeric state, -1 when it has none (missing, unknown, unavailable)."""
+    try:
+        return float(state_of(hass, entity_id))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return -1.0
+
+
+async def setup_loaded(hass: HomeAssistant, entry: MockConfigEntry) -> SafecamRuntime:
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    return entry.runtime_data
+
+
+async def unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
 
 
 async def wait_for(hass: HomeAssistant, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:

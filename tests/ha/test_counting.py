@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache_with_extra_data
 
 from custom_components.safecam.const import DOMAIN
-from custom_components.safecam.coordinator import SafecamRuntime
 
-from .conftest import wait_for
+from .conftest import number_of, setup_loaded, unload, wait_for
 
 # People walk left and right along the bottom of the clip; "middle" and "east" cross their path.
 SCENE: dict[str, Any] = {
@@ -28,26 +26,6 @@ SCENE: dict[str, Any] = {
 ENTRIES, EXITS = "sensor.demo_middle_entries", "sensor.demo_middle_exits"
 EAST_EXITS = "sensor.demo_east_exits"
 OCCUPANCY, DWELL = "sensor.demo_walkway_occupancy", "sensor.demo_walkway_longest_dwell"
-
-
-def _number(hass: HomeAssistant, entity_id: str) -> float:
-    state = hass.states.get(entity_id)
-    try:
-        return float(state.state) if state is not None else -1.0
-    except ValueError:
-        return -1.0
-
-
-async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> SafecamRuntime:
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    assert entry.state is ConfigEntryState.LOADED
-    return entry.runtime_data
-
-
-async def _unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
 
 
 async def test_occupancy_dwell_and_resetting_restored_counters(
@@ -62,12 +40,12 @@ async def test_occupancy_dwell_and_resetting_restored_counters(
         ],
     )
     entry = make_entry(str(clip), scene=SCENE)
-    runtime = await _setup(hass, entry)
+    runtime = await setup_loaded(hass, entry)
     assert hass.services.has_service(DOMAIN, "reset_counters")
 
     # Occupancy (no gates close the walkway: the people seen in it) and the longest dwell ---------
-    await wait_for(hass, lambda: _number(hass, OCCUPANCY) > 0, what="walkway occupancy")
-    await wait_for(hass, lambda: _number(hass, DWELL) >= 1, what="a dwell of a second or more")
+    await wait_for(hass, lambda: number_of(hass, OCCUPANCY) > 0, what="walkway occupancy")
+    await wait_for(hass, lambda: number_of(hass, DWELL) >= 1, what="a dwell of a second or more")
     occupancy = hass.states.get(OCCUPANCY)
     assert occupancy is not None and occupancy.attributes["source"] == "people"
     dwell = hass.states.get(DWELL)
@@ -76,7 +54,7 @@ async def test_occupancy_dwell_and_resetting_restored_counters(
 
     # Restored totals, and the engine counting on from them ------------------------------------------
     await wait_for(hass, lambda: runtime.state is not None and runtime.state.gates.get("middle", {}).get("out", 0) > 50)
-    assert _number(hass, ENTRIES) >= 100 and _number(hass, EXITS) > 50 and _number(hass, EAST_EXITS) >= 40
+    assert number_of(hass, ENTRIES) >= 100 and number_of(hass, EXITS) > 50 and number_of(hass, EAST_EXITS) >= 40
 
     # Reset through the device: zero in HA at once, and the old totals never come back ---------------
     device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
@@ -93,19 +71,19 @@ async def test_occupancy_dwell_and_resetting_restored_counters(
     assert all(g.get("middle", {}).get("in", 0) < 100 and g.get("middle", {}).get("out", 0) < 50 for g in seen)
     assert all(g.get("east", {}).get("out", 0) < 40 for g in seen)
     assert runtime.worker.state.gates["middle"]["in"] < 100
-    assert _number(hass, ENTRIES) < 100 and 0 <= _number(hass, EXITS) < 50
-    after_reset = _number(hass, EXITS)
+    assert number_of(hass, ENTRIES) < 100 and 0 <= number_of(hass, EXITS) < 50
+    after_reset = number_of(hass, EXITS)
 
     # Home Assistant restarts: the sensors restore the post-reset totals, the engine continues from them
-    await _unload(hass, entry)
-    runtime = await _setup(hass, entry)
-    assert 0 <= _number(hass, EXITS) < 50
-    assert _number(hass, EXITS) >= after_reset
+    await unload(hass, entry)
+    runtime = await setup_loaded(hass, entry)
+    assert 0 <= number_of(hass, EXITS) < 50
+    assert number_of(hass, EXITS) >= after_reset
     await wait_for(hass, lambda: runtime.state is not None and runtime.state.frames > 3, what="frames after restart")
     assert runtime.state is not None
     assert runtime.state.gates["middle"]["out"] < 50
     assert runtime.state.gates["east"]["out"] < 40
-    await _unload(hass, entry)
+    await unload(hass, entry)
 
 
 async def test_reset_one_gate_by_entry_and_validation(
@@ -119,10 +97,10 @@ async def test_reset_one_gate_by_entry_and_validation(
         ],
     )
     entry = make_entry(str(clip), scene=SCENE)
-    runtime = await _setup(hass, entry)
+    runtime = await setup_loaded(hass, entry)
     await hass.services.async_call(DOMAIN, "reset_counters", {"config_entry_id": entry.entry_id, "gate": "east"}, blocking=True)
     assert hass.states.get(EAST_EXITS).state == "0"  # type: ignore[union-attr]
-    assert _number(hass, ENTRIES) >= 100  # the other gate keeps its total
+    assert number_of(hass, ENTRIES) >= 100  # the other gate keeps its total
     await wait_for(hass, lambda: runtime.state is not None and runtime.state.frames > 3, what="frames")
     assert runtime.state is not None and runtime.state.gates["middle"]["in"] >= 100
 
@@ -133,7 +111,7 @@ async def test_reset_one_gate_by_entry_and_validation(
     with pytest.raises(ServiceValidationError) as err:
         await hass.services.async_call(DOMAIN, "reset_counters", {}, blocking=True)
     assert err.value.translation_key == "no_camera_targeted"
-    await _unload(hass, entry)
+    await unload(hass, entry)
     with pytest.raises(ServiceValidationError) as err:
         await hass.services.async_call(DOMAIN, "reset_counters", {"config_entry_id": entry.entry_id}, blocking=True)
     assert err.value.translation_key == "camera_not_loaded"

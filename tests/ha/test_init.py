@@ -31,10 +31,9 @@ from custom_components.safecam.const import (
     DOMAIN,
     SOURCE_ENTITY,
 )
-from custom_components.safecam.coordinator import SafecamRuntime
 
 from ..engine.mot import frames
-from .conftest import SCENE, wait_for
+from .conftest import SCENE, number_of, setup_loaded, state_of, unload, wait_for
 
 CAMERA = "camera.demo_anonymized_view"
 EXPECTED_ENTITIES = {
@@ -58,19 +57,6 @@ EXPECTED_ENTITIES = {
 }
 
 
-def _state(hass: HomeAssistant, entity_id: str) -> str | None:
-    state = hass.states.get(entity_id)
-    return state.state if state is not None else None
-
-
-def _number(hass: HomeAssistant, entity_id: str) -> float:
-    value = _state(hass, entity_id)
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return -1.0
-
-
 def _safecam_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("safecam-")]
 
@@ -87,16 +73,8 @@ def _assert_not_raw(jpeg: bytes, raw: np.ndarray) -> None:
     assert closest >= 2.0, f"served image is within {closest:.2f} grey levels of a raw frame"
 
 
-async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> SafecamRuntime:
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    assert entry.state is ConfigEntryState.LOADED
-    return entry.runtime_data
-
-
 async def _unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload(hass, entry)
     assert entry.state is ConfigEntryState.NOT_LOADED
     assert not _safecam_threads(), "the worker thread must be joined on unload"
 
@@ -105,7 +83,7 @@ async def test_live_camera(
     hass: HomeAssistant, hass_client: ClientSessionGenerator, make_entry: Callable[..., MockConfigEntry], clip: Path
 ) -> None:
     entry = make_entry(str(clip))
-    runtime = await _setup(hass, entry)
+    runtime = await setup_loaded(hass, entry)
     assert len(_safecam_threads()) == 1
 
     # Entities and device -----------------------------------------------------------------------
@@ -122,14 +100,14 @@ async def test_live_camera(
     assert (device.name, device.manufacturer, device.model) == ("Demo", "safecam", "Camera analytics")
 
     # The real detector finds the people walking along the bottom of the clip -------------------
-    await wait_for(hass, lambda: _number(hass, "sensor.demo_people") > 0, what="people > 0")
-    await wait_for(hass, lambda: _state(hass, "binary_sensor.demo_walkway_occupied") == STATE_ON, what="walkway occupied")
-    assert _state(hass, "binary_sensor.demo_walkway_intruded") == STATE_ON
-    assert _number(hass, "sensor.demo_walkway_people") > 0
-    assert _state(hass, "binary_sensor.demo_sky_occupied") == STATE_OFF
-    assert _state(hass, "sensor.demo_sky_people") == "0"
-    assert _state(hass, "binary_sensor.demo_camera_connected") == STATE_ON
-    await wait_for(hass, lambda: _state(hass, "event.demo_safety_event") not in (None, STATE_UNKNOWN), what="intrusion event")
+    await wait_for(hass, lambda: number_of(hass, "sensor.demo_people") > 0, what="people > 0")
+    await wait_for(hass, lambda: state_of(hass, "binary_sensor.demo_walkway_occupied") == STATE_ON, what="walkway occupied")
+    assert state_of(hass, "binary_sensor.demo_walkway_intruded") == STATE_ON
+    assert number_of(hass, "sensor.demo_walkway_people") > 0
+    assert state_of(hass, "binary_sensor.demo_sky_occupied") == STATE_OFF
+    assert state_of(hass, "sensor.demo_sky_people") == "0"
+    assert state_of(hass, "binary_sensor.demo_camera_connected") == STATE_ON
+    await wait_for(hass, lambda: state_of(hass, "event.demo_safety_event") not in (None, STATE_UNKNOWN), what="intrusion event")
     event = hass.states.get("event.demo_safety_event")
     assert event is not None
     assert event.attributes["event_type"] == "intrusion"
@@ -198,7 +176,7 @@ async def test_live_camera(
     assert "sensor.demo_middle_entries" not in registered_now
     assert hass.states.get("sensor.demo_middle_entries") is None
     assert len(_safecam_threads()) == 1
-    await wait_for(hass, lambda: _number(hass, "sensor.demo_left_people") >= 0, what="new zone sensor")
+    await wait_for(hass, lambda: number_of(hass, "sensor.demo_left_people") >= 0, what="new zone sensor")
 
     # Reload, then unload: the worker thread is joined, entities become unavailable --------------
     assert await hass.config_entries.async_reload(entry.entry_id)
@@ -206,7 +184,7 @@ async def test_live_camera(
     assert entry.state is ConfigEntryState.LOADED
     assert len(_safecam_threads()) == 1
     await _unload(hass, entry)
-    assert _state(hass, "sensor.demo_people") == STATE_UNAVAILABLE
+    assert state_of(hass, "sensor.demo_people") == STATE_UNAVAILABLE
 
 
 async def test_gate_totals_survive_restart(hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry], clip: Path) -> None:
@@ -218,22 +196,22 @@ async def test_gate_totals_survive_restart(hass: HomeAssistant, make_entry: Call
         ],
     )
     entry = make_entry(str(clip))
-    runtime = await _setup(hass, entry)
-    assert _state(hass, "sensor.demo_middle_entries") == "7"
-    assert _state(hass, "sensor.demo_middle_exits") == "3"
+    runtime = await setup_loaded(hass, entry)
+    assert state_of(hass, "sensor.demo_middle_entries") == "7"
+    assert state_of(hass, "sensor.demo_middle_exits") == "3"
     # The engine continues from the restored totals.
     await wait_for(hass, lambda: runtime.state is not None and runtime.state.frames > 2, what="frames")
     assert runtime.state is not None
     assert runtime.state.gates["middle"]["in"] >= 7
     assert runtime.state.gates["middle"]["out"] >= 3
-    await wait_for(hass, lambda: _number(hass, "sensor.demo_people") > 0, what="people")
-    assert _number(hass, "sensor.demo_middle_entries") >= 7
-    last_in = _number(hass, "sensor.demo_middle_entries")
+    await wait_for(hass, lambda: number_of(hass, "sensor.demo_people") > 0, what="people")
+    assert number_of(hass, "sensor.demo_middle_entries") >= 7
+    last_in = number_of(hass, "sensor.demo_middle_entries")
 
     # HA restarts: the sensors' last states are restored, the counts continue.
     await _unload(hass, entry)
-    runtime = await _setup(hass, entry)
-    assert _number(hass, "sensor.demo_middle_entries") >= last_in
+    runtime = await setup_loaded(hass, entry)
+    assert number_of(hass, "sensor.demo_middle_entries") >= last_in
     await wait_for(hass, lambda: runtime.state is not None and runtime.state.frames > 0, what="frames after restart")
     assert runtime.state is not None
     assert runtime.state.gates["middle"]["in"] >= last_in
@@ -250,16 +228,16 @@ async def test_unreachable_stream_diagnostics_and_repair(
     monkeypatch.setattr(coordinator, "STREAM_UNREACHABLE_AFTER_S", 0)
     url = f"rtsp://cam-admin:in-url-secret@127.0.0.1:{closed_port}/stream?token=tok3n"
     entry = make_entry(url, username="admin9x", password="s3cretpw")
-    runtime = await _setup(hass, entry)
+    runtime = await setup_loaded(hass, entry)
     issue_id = f"stream_unreachable_{entry.entry_id}"
     issues = ir.async_get(hass)
     await wait_for(hass, lambda: issues.async_get_issue(DOMAIN, issue_id) is not None, 30, "stream_unreachable repair")
     issue = issues.async_get_issue(DOMAIN, issue_id)
     assert issue is not None and issue.translation_placeholders is not None
     assert issue.translation_placeholders["reason"] == "unreachable"
-    assert _state(hass, "binary_sensor.demo_camera_connected") == STATE_OFF
-    assert _state(hass, "sensor.demo_people") == STATE_UNAVAILABLE
-    assert _state(hass, CAMERA) not in (None, STATE_UNAVAILABLE)  # serves the obscured placeholder
+    assert state_of(hass, "binary_sensor.demo_camera_connected") == STATE_OFF
+    assert state_of(hass, "sensor.demo_people") == STATE_UNAVAILABLE
+    assert state_of(hass, CAMERA) not in (None, STATE_UNAVAILABLE)  # serves the obscured placeholder
     assert runtime.state is not None
     assert runtime.state.error_reason == "unreachable"
 
@@ -305,7 +283,7 @@ async def test_model_issue_cleared_when_model_found(
         hass, DOMAIN, "model_missing", is_fixable=False, severity=ir.IssueSeverity.ERROR, translation_key="model_missing"
     )
     entry = make_entry(str(clip))
-    await _setup(hass, entry)
+    await setup_loaded(hass, entry)
     assert ir.async_get(hass).async_get_issue(DOMAIN, "model_missing") is None
     await _unload(hass, entry)
 
@@ -321,8 +299,8 @@ async def test_camera_entity_source(hass: HomeAssistant, cameras: None) -> None:
         options={CONF_FPS: 5, CONF_ANONYMIZATION: "body"},
     )
     entry.add_to_hass(hass)
-    await _setup(hass, entry)
-    await wait_for(hass, lambda: _number(hass, "sensor.yard_analytics_people") > 0, what="people via the camera entity")
+    await setup_loaded(hass, entry)
+    await wait_for(hass, lambda: number_of(hass, "sensor.yard_analytics_people") > 0, what="people via the camera entity")
     await _unload(hass, entry)
 
     # A camera without a stream source: not ready (its integration may provide one later).
@@ -346,7 +324,7 @@ async def test_engine_behind_repair_and_shutdown(
     monkeypatch.setattr(coordinator, "BEHIND_AFTER_S", 0)
     monkeypatch.setattr(coordinator, "BEHIND_FACTOR", 100.0)
     entry = make_entry(str(clip))
-    await _setup(hass, entry)
+    await setup_loaded(hass, entry)
     issues = ir.async_get(hass)
     issue_id = f"engine_behind_{entry.entry_id}"
     await wait_for(hass, lambda: issues.async_get_issue(DOMAIN, issue_id) is not None, 30, "engine_behind repair")
@@ -367,7 +345,7 @@ async def test_removing_the_camera_removes_its_repairs(
     hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry], clip: Path
 ) -> None:
     entry = make_entry(str(clip))
-    await _setup(hass, entry)
+    await setup_loaded(hass, entry)
     issue_id = f"stream_unreachable_{entry.entry_id}"
     # As if kept across a restart: raised before, not by this runtime.
     ir.async_create_issue(
