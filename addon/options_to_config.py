@@ -85,6 +85,8 @@ def build_config(options: dict[str, Any], mqtt: dict[str, Any] | None, data_dir:
             "port": int(options.get("mqtt_port") or 1883),
             "tls": bool(options.get("mqtt_tls", False)),
         }
+        if options.get("mqtt_ca_certs"):
+            broker["ca_certs"] = options["mqtt_ca_certs"]
         if options.get("mqtt_username"):
             broker |= {"username": options["mqtt_username"], "password": options.get("mqtt_password") or None}
     elif mqtt is not None:

@@ -9,14 +9,19 @@ p1 = (x, 0), p2 = (x, 1), x right, y down).
 Truth: each ground-truth identity's bottom-centre path (every annotated frame, 25 fps) under the
 crossing rule of the issue, written here independently of the engine's GateCounter: a side counts
 only when the point is more than MARGIN (normalized) from the line, and a change of side counts when
-the path from the last clearly-sided point to the new one passes through the gate segment.
+the path from the last clearly-sided point to the new one passes through the gate segment. A crossing
+needs a clearly-sided point before it on the same identity's path: nobody is counted for where they
+were first annotated (on a clip's first frame, or when they walk into view), but a crossing between
+their first two annotated frames counts (it was observable: they were seen on the first side).
 
 Counted: the full pipeline as deployed (motion gate, YOLOX-nano, tracker, GateCounter) on the video,
 at the clip's 25 fps and at 5 fps (every 5th frame, Home Assistant's default analysis rate).
 
-Reference: the very same per-frame tracks (the pipeline's counted people: ids and boxes) fed to
-supervision's `LineZone` (pinned version below), with its default trigger (all four box corners
-must change side) and with the bottom-centre anchor our gates use. supervision runs in a
+Reference: the very same per-frame tracks fed to supervision's `LineZone` (pinned version below): the
+pipeline's counted people (ids and boxes), plus, for tracks confirmed later, their detected boxes
+while they were still tentative (our gates count crossings made while a track is being confirmed, so
+LineZone gets those observations too); with its default trigger (all four box corners must change
+side) and with the bottom-centre anchor our gates use. supervision runs in a
 benchmark-only venv that this script creates under run/ (never a product dependency).
 
 Run: .venv/bin/python bench/counting.py [--fps 25 5] [--no-supervision]
@@ -108,11 +113,16 @@ def engine_counts(clip: str, step: int, clip_fps: float = 25.0) -> tuple[dict[st
     scene = parse_scene({"gates": [{"name": n, "line": [list(a), list(b)]} for n, (a, b) in GATES.items()]})
     pipeline = CameraPipeline(Detector.from_catalog(), scene)
     tracks: Frames = []
+    tentative: list[list[tuple[int, list[float]]]] = []
     res = None
     for i in range(0, len(frames), step):
         res = pipeline.process(frames[i], i / clip_fps, i, render=False)
         tracks.append([(tr.track_id, [float(v) for v in tr.box]) for tr in res.tracks])
+        seen = [tr for tr in pipeline.tracker.tracks(include_tentative=True) if not tr.confirmed and tr.lost_frames == 0]
+        tentative.append([(tr.track_id, [float(v) for v in tr.box]) for tr in seen])
     assert res is not None
+    confirmed = {tid for frame in tracks for tid, _ in frame}
+    tracks = [now + [(tid, box) for tid, box in early if tid in confirmed] for now, early in zip(tracks, tentative, strict=True)]
     h, w = frames[0].shape[:2]
     return {g: {"in": c["in"], "out": c["out"]} for g, c in res.gates.items()}, tracks, w, h
 

@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0, help="seconds between RSS samples")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds left out of the slope fit")
     parser.add_argument("--flat-mb-per-h", type=float, default=10.0)
+    parser.add_argument("--window", type=float, default=5.0, help="minutes averaged for the first/last RSS figures")
     args = parser.parse_args()
 
     last: dict[str, CameraState] = {}
@@ -82,6 +83,10 @@ def main() -> None:
         state = last.get("state")
     fit = [(t, m) for t, m in samples if t >= args.warmup]
     slope_h = float(np.polyfit([t for t, _ in fit], [m for _, m in fit], 1)[0]) * 3600 if len(fit) >= 3 else float("nan")
+    # Mean RSS over the first and last `--window` minutes after warm-up: a drift check robust to one noisy sample.
+    win = args.window * 60
+    first = [m for t, m in fit if t < args.warmup + win]
+    last_w = [m for t, m in fit if t >= samples[-1][0] - win] if samples else []
     summary = {
         "type": "summary",
         "minutes": round((time.monotonic() - start) / 60, 2),
@@ -90,6 +95,8 @@ def main() -> None:
         "rss_start_mb": round(fit[0][1], 1) if fit else None,
         "rss_end_mb": round(samples[-1][1], 1) if samples else None,
         "rss_max_mb": round(max(m for _, m in samples), 1) if samples else None,
+        "rss_first_window_mb": round(float(np.mean(first)), 1) if first else None,
+        "rss_last_window_mb": round(float(np.mean(last_w)), 1) if last_w else None,
         "slope_mb_per_h": round(slope_h, 2),
         "flat": bool(abs(slope_h) < args.flat_mb_per_h),
         "frames": state.frames if state else 0,
@@ -99,7 +106,8 @@ def main() -> None:
     }
     emit(summary)
     print()
-    table([summary], ["minutes", "frames", "analysis_fps", "rss_start_mb", "rss_end_mb", "rss_max_mb", "slope_mb_per_h", "flat"])
+    columns = ["minutes", "frames", "analysis_fps", "rss_first_window_mb", "rss_last_window_mb", "rss_max_mb", "slope_mb_per_h"]
+    table([summary], [*columns, "flat"])
 
 
 if __name__ == "__main__":

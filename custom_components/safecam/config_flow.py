@@ -34,6 +34,7 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -41,29 +42,58 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+from homeassistant.util import slugify
 
 from .const import (
     ANONYMIZATION_MODES,
     CONF_ANONYMIZATION,
+    CONF_CAMERA_ID,
+    CONF_EMPTY_RESET_S,
+    CONF_ENGINE_ID,
     CONF_ENTITY_REGISTRY_ID,
+    CONF_ENTRY_KIND,
     CONF_FPS,
+    CONF_FUSION_RADIUS_M,
+    CONF_PLAN_DEPTH_M,
+    CONF_PLAN_IMAGE,
+    CONF_PLAN_WIDTH_M,
     CONF_SCENE,
+    CONF_SITE_CAMERAS,
+    CONF_SITE_GATES,
     CONF_SOURCE_TYPE,
+    CONF_TOPIC_PREFIX,
+    CONF_UNREACHABLE_AFTER,
     DEFAULT_ANONYMIZATION,
     DEFAULT_FPS,
+    DEFAULT_PLAN_DEPTH_M,
+    DEFAULT_PLAN_WIDTH_M,
+    DEFAULT_TOPIC_PREFIX,
+    DEFAULT_UNREACHABLE_AFTER_MIN,
     DOMAIN,
+    ENTRY_KIND_SITE,
     MAX_FPS,
+    MAX_UNREACHABLE_AFTER_MIN,
     MIN_FPS,
     MODEL_NAME,
     PROBE_TIMEOUT_S,
     SOURCE_ENTITY,
+    SOURCE_MQTT,
     SOURCE_URL,
 )
 from .coordinator import SafecamConfigEntry
 from .engine.calibration import parse_calibration
 from .engine.config import SECTION_PARSERS, ConfigError, SceneConfig, parse_scene
 from .engine.scene.ppe_rules import ITEMS as PPE_ITEMS
+from .engine.site import DEFAULT_EMPTY_RESET_S, DEFAULT_RADIUS_M
 from .engine.sources import redact_url
+from .remote import RemoteCamera, async_mqtt_ready, async_scan, options_of, settings_from_config
+from .site_entry import (
+    async_validate_site,
+    camera_entries,
+    gate_choices,
+    is_site_entry,
+)
 from .source import check_model, engine_url, entity_unique_id, is_supported, probe_source, url_unique_id
 
 _LOGGER = logging.getLogger(__name__)
@@ -92,7 +122,10 @@ URL_SCHEMA = vol.Schema(
     }
 )
 ENTITY_SCHEMA = vol.Schema({vol.Required(CONF_ENTITY_ID): _CAMERA, vol.Optional(CONF_NAME): _TEXT, **_SETTINGS_SCHEMA})
-DETECTION_SCHEMA = vol.Schema(_SETTINGS_SCHEMA)
+_MINUTES = NumberSelector(
+    NumberSelectorConfig(min=0, max=MAX_UNREACHABLE_AFTER_MIN, step=1, unit_of_measurement="min", mode=NumberSelectorMode.BOX)
+)
+DETECTION_SCHEMA = vol.Schema({**_SETTINGS_SCHEMA, vol.Optional(CONF_UNREACHABLE_AFTER): _MINUTES})
 RECONFIGURE_URL_SCHEMA = vol.Schema(
     {vol.Required(CONF_URL): _TEXT, vol.Optional(CONF_USERNAME): _USERNAME, vol.Optional(CONF_PASSWORD): _PASSWORD}
 )
@@ -319,11 +352,13 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: SafecamConfigEntry) -> SafecamOptionsFlow:
+    def async_get_options_flow(config_entry: SafecamConfigEntry) -> OptionsFlow:
+        if is_site_entry(config_entry):
+            return SiteOptionsFlow()
         return SafecamOptionsFlow()
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        return self.async_show_menu(step_id="user", menu_options=["url", "entity"])
+        return self.async_show_menu(step_id="user", menu_options=["url", "entity", "remote", "site"])
 
     async def async_step_url(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
@@ -370,9 +405,86 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
         )
 
+    # ---- remote mode: a camera of an engine service (the add-on, `serve`), through HA's MQTT integration ----
+    _remote_engine: str | None = None  # discovered flow: only this engine's cameras
+    _remote_cameras: dict[str, RemoteCamera] | None = None
+
+    async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
+        """An engine announced itself (its retained `safecam/<engine>/info`): offer its cameras not yet added."""
+        engine_id = discovery_info.topic.split("/")[-2]
+        await self.async_set_unique_id(f"mqtt_engine_{engine_id}")
+        self._abort_if_unique_id_configured()
+        self._remote_engine = engine_id
+        self.context["title_placeholders"] = {"name": engine_id}
+        return await self.async_step_remote()
+
+    async def async_step_remote(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick one of the cameras the engines on the broker publish (one entry per camera, as in embedded mode)."""
+        if not await async_mqtt_ready(self.hass):
+            return self.async_abort(reason="mqtt_not_setup")
+        if user_input is None or self._remote_cameras is None:
+            configured = {e.unique_id for e in self._async_current_entries(include_ignore=False)}
+            found = await async_scan(self.hass)
+            self._remote_cameras = {
+                c.unique_id: c for c in found if c.unique_id not in configured and self._remote_engine in (None, c.engine_id)
+            }
+            if not self._remote_cameras:
+                return self.async_abort(reason="no_remote_cameras")
+        elif (camera := self._remote_cameras.get(user_input[CONF_CAMERA_ID])) is not None:
+            await self.async_set_unique_id(camera.unique_id, raise_on_progress=False)
+            self._abort_if_unique_id_configured()
+            data = {
+                CONF_SOURCE_TYPE: SOURCE_MQTT,
+                CONF_ENGINE_ID: camera.engine_id,
+                CONF_CAMERA_ID: camera.camera,
+                CONF_TOPIC_PREFIX: DEFAULT_TOPIC_PREFIX,
+            }
+            try:
+                options = options_of(settings_from_config(camera.config))
+            except ConfigError:
+                options = {}  # a layout this version cannot read: the entry starts empty, the engine's next one reloads it
+            return self.async_create_entry(title=camera.name, data=data, options=options)
+        choices = [
+            SelectOptionDict(value=uid, label=f"{c.name} ({c.engine_id}{'' if c.online else ', offline'})")
+            for uid, c in self._remote_cameras.items()
+        ]
+        schema = vol.Schema({vol.Required(CONF_CAMERA_ID): SelectSelector(SelectSelectorConfig(options=choices))})
+        return self.async_show_form(step_id="remote", data_schema=schema, description_placeholders={"count": str(len(choices))})
+
+    async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """A site device: perimeter gates and calibrated cameras of one place, fused (site_entry.py)."""
+        errors: dict[str, str] = {}
+        error = ""
+        if user_input is not None:
+            name = str(user_input.get(CONF_NAME) or "").strip()
+            unique_id = f"site_{slugify(name)}"
+            if any(e.unique_id == unique_id for e in self._async_current_entries(include_ignore=False)):
+                return self.async_abort(reason="site_already_configured")
+            options = site_options(user_input)
+            try:
+                if not slugify(name):
+                    raise ConfigError("site name: give the site a name")
+                await async_validate_site(self.hass, options)
+            except ConfigError as err:
+                errors["base"] = "invalid_site"
+                error = str(err)
+            else:
+                await self.async_set_unique_id(unique_id)
+                return self.async_create_entry(title=name, data={CONF_ENTRY_KIND: ENTRY_KIND_SITE}, options=options)
+        return self.async_show_form(
+            step_id="site",
+            data_schema=self.add_suggested_values_to_schema(site_schema(self.hass, name=True), user_input or {}),
+            errors=errors,
+            description_placeholders={"error": error},
+        )
+
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Change the source (camera moved, new credentials); validated like a new camera."""
         entry = self._get_reconfigure_entry()
+        if is_site_entry(entry):
+            return self.async_abort(reason="site_not_reconfigurable")  # its settings are its options
+        if entry.data.get(CONF_SOURCE_TYPE) == SOURCE_MQTT:
+            return self.async_abort(reason="remote_not_reconfigurable")  # its engine owns the source
         by_entity = entry.data.get(CONF_SOURCE_TYPE) == SOURCE_ENTITY
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -422,10 +534,13 @@ class SafecamOptionsFlow(OptionsFlow):
 
     async def async_step_detection(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         if user_input is not None:
-            return self.async_create_entry(data={**self.config_entry.options, **_settings(user_input)})
+            minutes = user_input.get(CONF_UNREACHABLE_AFTER)
+            repair = {} if minutes is None else {CONF_UNREACHABLE_AFTER: int(minutes)}
+            return self.async_create_entry(data={**self.config_entry.options, **_settings(user_input), **repair})
+        suggested = {CONF_UNREACHABLE_AFTER: DEFAULT_UNREACHABLE_AFTER_MIN, **self.config_entry.options}
         return self.async_show_form(
             step_id="detection",
-            data_schema=self.add_suggested_values_to_schema(DETECTION_SCHEMA, dict(self.config_entry.options)),
+            data_schema=self.add_suggested_values_to_schema(DETECTION_SCHEMA, suggested),
         )
 
     async def async_step_scene(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -504,4 +619,77 @@ class SafecamOptionsFlow(OptionsFlow):
             data_schema=self.add_suggested_values_to_schema(CALIBRATION_SCHEMA, suggested),
             errors=errors,
             description_placeholders={"error": error, "example": CALIBRATION_EXAMPLE},
+        )
+
+
+# ---- site entries (site_entry.py): the form of a site's settings ----------------------------------
+
+_SITE_KEYS = (
+    CONF_SITE_CAMERAS,
+    CONF_SITE_GATES,
+    CONF_EMPTY_RESET_S,
+    CONF_FUSION_RADIUS_M,
+    CONF_PLAN_WIDTH_M,
+    CONF_PLAN_DEPTH_M,
+    CONF_PLAN_IMAGE,
+)
+
+
+def site_schema(hass: HomeAssistant, *, name: bool) -> vol.Schema:
+    """The site form: which cameras, which gates enter the site, reset and fusion settings, the floor plan."""
+    cameras = [SelectOptionDict(value=e.entry_id, label=e.title) for e in camera_entries(hass)]
+    gates = [SelectOptionDict(value=value, label=label) for value, label in gate_choices(hass)]
+    multi = SelectSelectorMode.DROPDOWN
+    fields: dict[vol.Marker, Any] = {vol.Required(CONF_NAME): _TEXT} if name else {}
+    metres = NumberSelectorConfig(min=1, max=10000, step=0.1, unit_of_measurement="m", mode=NumberSelectorMode.BOX)
+    fields |= {
+        vol.Optional(CONF_SITE_CAMERAS, default=[]): SelectSelector(
+            SelectSelectorConfig(options=cameras, multiple=True, mode=multi)
+        ),
+        # custom_value: a typed "camera/gate/in" is checked by async_validate_site, with a message
+        vol.Optional(CONF_SITE_GATES, default=[]): SelectSelector(
+            SelectSelectorConfig(options=gates, multiple=True, custom_value=True, mode=multi)
+        ),
+        vol.Required(CONF_EMPTY_RESET_S, default=DEFAULT_EMPTY_RESET_S): NumberSelector(
+            NumberSelectorConfig(min=0, max=86400, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX)
+        ),
+        vol.Required(CONF_FUSION_RADIUS_M, default=DEFAULT_RADIUS_M): NumberSelector(
+            NumberSelectorConfig(min=0.1, max=5, step=0.1, unit_of_measurement="m", mode=NumberSelectorMode.BOX)
+        ),
+        vol.Required(CONF_PLAN_WIDTH_M, default=DEFAULT_PLAN_WIDTH_M): NumberSelector(metres),
+        vol.Required(CONF_PLAN_DEPTH_M, default=DEFAULT_PLAN_DEPTH_M): NumberSelector(metres),
+        vol.Optional(CONF_PLAN_IMAGE): _TEXT,
+    }
+    return vol.Schema(fields)
+
+
+def site_options(user_input: dict[str, Any]) -> dict[str, Any]:
+    """The form's values as the site entry's options (empty fields left out: defaults apply)."""
+    return {k: user_input[k] for k in _SITE_KEYS if user_input.get(k) not in (None, "")}
+
+
+class SiteOptionsFlow(OptionsFlow):
+    """A site's settings (the same form as when adding it); the site reloads with them."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        return await self.async_step_site(user_input)
+
+    async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        error = ""
+        if user_input is not None:
+            options = site_options(user_input)
+            try:
+                await async_validate_site(self.hass, options)
+            except ConfigError as err:
+                errors["base"] = "invalid_site"
+                error = str(err)
+            else:
+                return self.async_create_entry(data=options)
+        suggested = user_input if user_input is not None else dict(self.config_entry.options)
+        return self.async_show_form(
+            step_id="site",
+            data_schema=self.add_suggested_values_to_schema(site_schema(self.hass, name=False), suggested),
+            errors=errors,
+            description_placeholders={"error": error},
         )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from homeassistant.config_entries import ConfigEntry
 
 DOMAIN: Final = "safecam"
 
@@ -11,6 +14,30 @@ CONF_SOURCE_TYPE: Final = "source_type"
 SOURCE_URL: Final = "url"  # a stream URL (rtsp/http(s)) or a local video file (path or file://)
 SOURCE_ENTITY: Final = "entity"  # an existing HA camera entity, read through its stream source
 CONF_ENTITY_REGISTRY_ID: Final = "entity_registry_id"
+SOURCE_MQTT: Final = "mqtt"  # a camera of a remote engine (`serve`, the add-on), reached through HA's MQTT integration
+CONF_ENGINE_ID: Final = "engine_id"
+CONF_CAMERA_ID: Final = "camera_id"
+CONF_TOPIC_PREFIX: Final = "topic_prefix"
+DEFAULT_TOPIC_PREFIX: Final = "safecam"
+
+# Site entries: a site device fusing several cameras (site_entry.py, engine/site.py) ----------
+CONF_ENTRY_KIND: Final = "entry_kind"  # absent: a camera entry
+ENTRY_KIND_SITE: Final = "site"
+CONF_SITE_CAMERAS: Final = "site_cameras"  # camera entry ids of the site; empty: every safecam camera
+CONF_SITE_GATES: Final = "site_gates"  # perimeter gates, "<camera entry id>/<gate>/<in|out>": the direction entering
+CONF_EMPTY_RESET_S: Final = "empty_reset_s"
+CONF_FUSION_RADIUS_M: Final = "fusion_radius_m"
+CONF_PLAN_IMAGE: Final = "plan_image"  # optional floor plan picture, a path under <config>/www
+CONF_PLAN_WIDTH_M: Final = "plan_width_m"  # the mapped floor: x 0..width (right), y 0..depth (down), metres
+CONF_PLAN_DEPTH_M: Final = "plan_depth_m"
+DEFAULT_PLAN_WIDTH_M: Final = 20.0
+DEFAULT_PLAN_DEPTH_M: Final = 10.0
+
+
+def is_site_entry(entry: ConfigEntry) -> bool:
+    """A site device over several cameras (site_entry.py), not a camera."""
+    return entry.data.get(CONF_ENTRY_KIND) == ENTRY_KIND_SITE
+
 
 # Config entry options (analysis settings and the scene) ------------------------------------
 CONF_FPS: Final = "fps"
@@ -29,8 +56,6 @@ CONF_SCENE: Final = "scene"  # {"zones": [...], "gates": [...]} as engine.config
 MODEL_NAME: Final = "yolox_nano"  # the default person detector of the engine's catalog
 PROBE_TIMEOUT_S: Final = 10
 
-# Safety events the event entity fires. Later issues add fall, ppe_violation, approach,
-# immobile, distancing, congestion, ... (DESIGN.md section 4) as the engine learns them.
 
 # Safety analytics (engine analyzers "falls", "safety", "ppe"; CameraState.analytics[name]) -----
 SAFETY_ZONE_KINDS: Final = ("danger", "equipment")  # a zone of these kinds builds the safety analyzer
@@ -39,6 +64,9 @@ METRIC_RULES_STATES: Final = ("enabled", "disabled")  # metre-based rules need a
 
 # Repairs -------------------------------------------------------------------------------------
 STREAM_UNREACHABLE_AFTER_S: Final = 5 * 60
+CONF_UNREACHABLE_AFTER: Final = "unreachable_after_min"  # option: minutes without video before the repair (0: at once)
+DEFAULT_UNREACHABLE_AFTER_MIN: Final = STREAM_UNREACHABLE_AFTER_S // 60
+MAX_UNREACHABLE_AFTER_MIN: Final = 24 * 60
 BEHIND_FACTOR: Final = 0.5  # analysis fps below this fraction of the configured fps ...
 BEHIND_AFTER_S: Final = 2 * 60  # ... for this long raises the "engine falling behind" repair
 HEALTH_CHECK_INTERVAL_S: Final = 30

@@ -27,6 +27,7 @@ from .const import (
     CONF_ANONYMIZATION,
     CONF_FPS,
     CONF_SCENE,
+    CONF_UNREACHABLE_AFTER,
     DEFAULT_ANONYMIZATION,
     DEFAULT_FPS,
     DOMAIN,
@@ -39,6 +40,7 @@ from .engine.config import SceneConfig, parse_scene
 from .engine.detect import Detector
 from .engine.types import SafetyEvent
 from .engine.worker import CameraState, CameraWorker
+from .event_counts import event_types_of
 from .snapshots import SnapshotStore
 
 type SafecamConfigEntry = ConfigEntry[SafecamRuntime]
@@ -52,6 +54,7 @@ class Settings:
     fps: int
     anonymization: str
     scene: SceneConfig
+    unreachable_after_s: float | None = None  # None: STREAM_UNREACHABLE_AFTER_S
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Settings:
@@ -61,6 +64,7 @@ class Settings:
             fps=int(options.get(CONF_FPS, DEFAULT_FPS)),
             anonymization=anonymization if anonymization in ANONYMIZATION_MODES else DEFAULT_ANONYMIZATION,
             scene=parse_scene(options.get(CONF_SCENE)),
+            unreachable_after_s=None if (minutes := options.get(CONF_UNREACHABLE_AFTER)) is None else 60.0 * float(minutes),
         )
 
     @property
@@ -91,6 +95,7 @@ class AnalyticsLayout:
     distancing: bool = False
     congestion_zones: tuple[str, ...] = ()
     machine_zones: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()  # one event counter sensor each (event_counts.event_types_of)
 
     @classmethod
     def of(cls, scene: SceneConfig) -> AnalyticsLayout:
@@ -105,6 +110,7 @@ class AnalyticsLayout:
             distancing=rules is not None and (rules.distancing_m is not None or bool(rules.hazardous)),
             congestion_zones=tuple(z.name for z in scene.zones if rules is not None and z.name in rules.congestion),
             machine_zones=tuple(z.name for z in scene.zones if z.kind == "equipment"),
+            event_types=event_types_of(scene),
         )
 
 
@@ -135,6 +141,7 @@ class SafecamRuntime:
         self.settings = settings
         self.source_url = source_url  # may hold credentials: never log it
         self.state: CameraState | None = None
+        self.available = True  # remote mode: False while the engine is gone (its last will); every entity follows
         self.expected_unique_ids: set[str] = set()  # filled by the platforms; the rest is stale
         self._listeners: list[CALLBACK_TYPE] = []
         self._event_listeners: list[Callable[[SafetyEvent], None]] = []
@@ -219,6 +226,7 @@ class SafecamRuntime:
             if settings.fps == old.fps:  # (a new worker already started with the new mode)
                 await self.hass.async_add_executor_job(self.worker.set_anonymization, settings.anonymization)
             self.async_notify()  # the camera entity's picture changes
+        self._async_check_health()  # e.g. another repair delay: raise or withdraw the repair now
 
     def _merge_totals(self, totals: GateTotals) -> None:
         for gate, counts in totals.items():
@@ -305,7 +313,11 @@ class SafecamRuntime:
                 since = state.disconnected_since if state is not None else None
                 self._down_since = since if since is not None else now
             down_s = now - self._down_since
-            if down_s >= STREAM_UNREACHABLE_AFTER_S and "stream_unreachable" not in self._issues:
+            after_s = self.settings.unreachable_after_s
+            after_s = STREAM_UNREACHABLE_AFTER_S if after_s is None else after_s
+            if down_s < after_s and "stream_unreachable" in self._issues:
+                self._delete_issue("stream_unreachable")  # the user gave the camera longer
+            elif down_s >= after_s and "stream_unreachable" not in self._issues:
                 reason = (state.error_reason if state is not None else None) or "unreachable"
                 self._create_issue("stream_unreachable", {"minutes": str(int(down_s // 60)), "reason": reason})
 

@@ -10,6 +10,7 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_PASSWORD, CONF_URL, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
+from .const import is_site_entry
 from .coordinator import SafecamConfigEntry
 from .engine.sources import redact_url
 
@@ -32,6 +33,8 @@ def _scrub(value: Any) -> Any:
 
 
 async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: SafecamConfigEntry) -> dict[str, Any]:
+    if is_site_entry(entry):
+        return _site_diagnostics(entry)
     runtime = entry.runtime_data
     state = runtime.state
     worker = runtime.worker
@@ -47,3 +50,18 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: Safecam
         "state": dataclasses.asdict(state) if state is not None else None,
     }
     return _scrub(async_redact_data(data, TO_REDACT))
+
+
+def _site_diagnostics(entry: Any) -> dict[str, Any]:
+    """A site: its settings and what it fuses now (floor positions in metres; no pictures, no identities)."""
+    site = entry.runtime_data
+    flows = site.flows
+    return _scrub(
+        {
+            "entry": async_redact_data(entry.as_dict(), TO_REDACT),
+            "cameras": sorted(site.site_cameras()),
+            "occupancy": {"people": flows.occupancy, "entries": flows.entries, "exits": flows.exits},
+            "people_on_map": [{"x_m": round(p.x, 2), "y_m": round(p.y, 2), "cameras": list(p.cameras)} for p in site.people],
+            "seen_by_cameras": site.seen_by_cameras,
+        }
+    )

@@ -50,7 +50,7 @@ class SafecamEntity(Entity):
     @property
     def available(self) -> bool:
         state = self._runtime.state
-        return self._always_available or (state is not None and state.connected)
+        return self._runtime.available and (self._always_available or (state is not None and state.connected))
 
     def _update(self, state: CameraState | None) -> None:
         """Set the _attr_* values from the engine state (None before the first push)."""

@@ -14,11 +14,13 @@ from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady, Home
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 
-from .const import CONF_ENTITY_REGISTRY_ID, CONF_SOURCE_TYPE, DOMAIN, MODEL_NAME, SOURCE_ENTITY
+from . import site_entry
+from .const import CONF_ENTITY_REGISTRY_ID, CONF_SOURCE_TYPE, DOMAIN, MODEL_NAME, SOURCE_ENTITY, SOURCE_MQTT
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
 from .engine.models import ModelCorruptError, ModelError, resolve_model
 from .engine.sources import redact_url
+from .remote import async_setup_remote_entry
 from .source import engine_url
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.CAMERA, Platform.EVENT, Platform.IMAGE, Platform.SENSOR]
@@ -26,6 +28,10 @@ MODEL_ISSUES = ("model_missing", "model_corrupt")
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
+    if site_entry.is_site_entry(entry):  # a site device over several cameras (site_entry.py)
+        return await site_entry.async_setup_entry(hass, entry)  # type: ignore[arg-type]
+    if entry.data.get(CONF_SOURCE_TYPE) == SOURCE_MQTT:  # a camera of a remote engine, over HA's MQTT (remote.py)
+        return await async_setup_remote_entry(hass, entry, PLATFORMS, _remove_stale_entities)
     try:
         settings = Settings.from_options(dict(entry.options))
     except ConfigError as err:
@@ -55,6 +61,8 @@ async def async_remove_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> 
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
+    if site_entry.is_site_entry(entry):
+        return await site_entry.async_unload_entry(hass, entry)  # type: ignore[arg-type]
     if unload_ok := await hass.config_entries.async_unload_platforms(entry, PLATFORMS):
         await entry.runtime_data.async_stop()
     return unload_ok

@@ -19,6 +19,7 @@ from .coordinator import SafecamConfigEntry, SafecamRuntime
 from .engine.scene.heatmap import heatmap_store, render_heatmap_jpeg
 from .engine.worker import CameraState
 from .entity import SafecamEntity
+from .site_entry import is_site_entry, site_images
 
 PARALLEL_UPDATES = 0
 REFRESH_S = 60.0
@@ -30,6 +31,9 @@ async def async_setup_entry(
     entry: SafecamConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
+    if is_site_entry(entry):  # a site device (site_entry.py)
+        async_add_entities(site_images(hass, entry))  # type: ignore[arg-type]
+        return
     async_add_entities([HeatmapImage(hass, entry)])
 
 

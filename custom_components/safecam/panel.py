@@ -20,7 +20,7 @@ from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 
-from .const import CONF_SCENE, DOMAIN
+from .const import CONF_SCENE, DOMAIN, is_site_entry
 from .engine.config import ConfigError, parse_scene
 
 WWW_DIR = Path(__file__).parent / "www"
@@ -60,7 +60,7 @@ def _file_hash(path: Path) -> str:
 
 def _entry(hass: HomeAssistant, connection: websocket_api.ActiveConnection, msg: dict[str, Any]) -> ConfigEntry | None:
     entry = hass.config_entries.async_get_entry(msg["entry_id"])
-    if entry is None or entry.domain != DOMAIN:
+    if entry is None or entry.domain != DOMAIN or is_site_entry(entry):
         connection.send_error(msg["id"], websocket_api.ERR_NOT_FOUND, f"no safecam camera with entry id {msg['entry_id']}")
         return None
     return entry
@@ -83,6 +83,7 @@ def ws_entries(hass: HomeAssistant, connection: websocket_api.ActiveConnection, 
     entries = [
         {"entry_id": e.entry_id, "title": e.title, "camera_entity_id": _camera_entity_id(hass, e)}
         for e in hass.config_entries.async_entries(DOMAIN)
+        if not is_site_entry(e)
     ]
     connection.send_result(msg["id"], {"entries": entries})
 

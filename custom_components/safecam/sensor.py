@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +15,16 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import EntityCategory, UnitOfTime
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .const import CONGESTION_LEVELS, METRIC_RULES_STATES
 from .coordinator import SafecamConfigEntry, analytics_of, safety_zone
+from .engine.types import SafetyEvent
 from .engine.worker import CameraState
 from .entity import SafecamEntity, ZoneEntity
+from .site_entry import is_site_entry, site_sensors
 
 PARALLEL_UPDATES = 0  # push only
 
@@ -82,6 +85,9 @@ async def async_setup_entry(
     entry: SafecamConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
+    if is_site_entry(entry):  # a site device (site_entry.py)
+        async_add_entities(site_sensors(entry))  # type: ignore[arg-type]
+        return
     scene = entry.runtime_data.settings.scene
     entities: list[SensorEntity] = [SafecamSensor(entry, d) for d in CAMERA_SENSORS]
     entities += [ZonePeopleSensor(entry, z.name) for z in scene.zones]
@@ -89,6 +95,7 @@ async def async_setup_entry(
     occupancy_zones = entry.runtime_data.settings.occupancy_zones
     entities += [ZoneOccupancySensor(entry, z) for z in occupancy_zones] + [ZoneDwellSensor(entry, z) for z in occupancy_zones]
     entities += safety_sensors(entry)
+    entities += [EventCountSensor(entry, t) for t in entry.runtime_data.settings.analytics.event_types if t in EVENT_COUNTERS]
     async_add_entities(entities)
 
 
@@ -294,3 +301,59 @@ class ZoneCongestionSensor(ZoneEntity, SensorEntity):
 
     def _shown_value(self) -> Any:
         return self._attr_native_value, self._attr_extra_state_attributes
+
+
+# ---- Safety event counters (long-term statistics of events per type) ----
+
+
+# Spelled out (not built from the type) so each name is a plain translation key.
+EVENT_COUNTERS = {
+    d.key: d
+    for d in (
+        SensorEntityDescription(key="intrusion", translation_key="events_intrusion"),
+        SensorEntityDescription(key="approach", translation_key="events_approach"),
+        SensorEntityDescription(key="fall", translation_key="events_fall"),
+        SensorEntityDescription(key="immobile", translation_key="events_immobile"),
+        SensorEntityDescription(key="distancing", translation_key="events_distancing"),
+        SensorEntityDescription(key="congestion", translation_key="events_congestion"),
+        SensorEntityDescription(key="machine_activity", translation_key="events_machine_activity"),
+        SensorEntityDescription(key="ppe_violation", translation_key="events_ppe_violation"),
+    )
+}
+
+
+class EventCountSensor(SafecamEntity, RestoreSensor):
+    """How many events of one type the camera fired, ever: hourly statistics give events per hour.
+
+    Counted from the events the event entity fires (the same push); restored across restarts like
+    the gate counters. Only for the types this camera's analyzers can raise (event_counts.py).
+    """
+
+    _attr_state_class = SensorStateClass.TOTAL_INCREASING
+    _always_available = True  # a count of past events is valid while the stream is down
+
+    def __init__(self, entry: SafecamConfigEntry, event_type: str) -> None:
+        super().__init__(entry, f"events_{event_type}")
+        self._event_type = event_type
+        self._attr_translation_key = EVENT_COUNTERS[event_type].translation_key
+        self._count = 0
+        self._attr_native_value = 0
+
+    async def async_added_to_hass(self) -> None:
+        if (data := await self.async_get_last_sensor_data()) is not None:
+            with contextlib.suppress(TypeError, ValueError):  # unknown: start from zero
+                self._count = max(0, int(float(data.native_value)))  # type: ignore[arg-type]
+            self._attr_native_value = self._count
+        await super().async_added_to_hass()
+        self.async_on_remove(self._runtime.async_add_event_listener(self._async_handle_event))
+
+    @callback
+    def _async_handle_event(self, event: SafetyEvent) -> None:
+        if event.event_type == self._event_type:
+            self._count += 1
+            self._attr_native_value = self._count
+            self._shown = self._fingerprint()
+            self.async_write_ha_state()
+
+    def _shown_value(self) -> Any:
+        return self._attr_native_value

@@ -16,7 +16,9 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.service import async_extract_config_entry_ids
 
-from .const import DOMAIN
+from .const import DOMAIN, is_site_entry
+from .dashboard import async_setup_dashboard
+from .report import async_setup_report
 
 if TYPE_CHECKING:
     from .coordinator import SafecamConfigEntry, SafecamRuntime
@@ -38,14 +40,16 @@ RESET_COUNTERS_SCHEMA = vol.Schema(
 def async_setup_services(hass: HomeAssistant) -> None:
     hass.services.async_register(DOMAIN, SERVICE_RESET_COUNTERS, _async_reset_counters, schema=RESET_COUNTERS_SCHEMA)
     _async_setup_export_heatmap(hass)
+    async_setup_report(hass)  # safecam.export_report (report.py)
+    async_setup_dashboard(hass)  # websocket safecam/dashboard + the Lovelace strategy custom:safecam (dashboard.py)
 
 
 def _targeted_entries(hass: HomeAssistant, entry_ids: set[str]) -> list[SafecamConfigEntry]:
     entries: list[SafecamConfigEntry] = []
     for entry_id in sorted(entry_ids):
         entry = hass.config_entries.async_get_entry(entry_id)
-        if entry is None or entry.domain != DOMAIN:
-            continue  # a device or area also holds other integrations' entries
+        if entry is None or entry.domain != DOMAIN or is_site_entry(entry):
+            continue  # a device or area also holds other integrations' entries (and sites are not cameras)
         if entry.state is not ConfigEntryState.LOADED:
             raise ServiceValidationError(
                 translation_domain=DOMAIN, translation_key="camera_not_loaded", translation_placeholders={"name": entry.title}

@@ -21,7 +21,7 @@ from homeassistant.components.http.auth import async_sign_path
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 
-from .const import DOMAIN
+from .const import DOMAIN, is_site_entry
 
 if TYPE_CHECKING:
     from .coordinator import SafecamRuntime
@@ -87,7 +87,7 @@ class SnapshotView(HomeAssistantView):
         hass = request.app[KEY_HASS]
         entry = hass.config_entries.async_get_entry(entry_id)
         loaded = entry is not None and entry.domain == DOMAIN and entry.state is ConfigEntryState.LOADED
-        if entry is None or not loaded or not EVENT_ID.fullmatch(event_id):
+        if entry is None or not loaded or is_site_entry(entry) or not EVENT_ID.fullmatch(event_id):
             return web.Response(status=HTTPStatus.NOT_FOUND)
         runtime: SafecamRuntime = entry.runtime_data
         if (jpeg := runtime.snapshots.get(event_id)) is None:

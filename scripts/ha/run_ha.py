@@ -8,10 +8,15 @@ Steps: write a minimal configuration.yaml (no default_config: it would pip-insta
 symlink custom_components/safecam into the config dir, start a looping RTSP camera (GStreamer,
 scripts/ha/rtsp_loop.py; `--source file` uses the clip's path instead, which the integration
 loops itself), start `python -m homeassistant --skip-pip`, onboard through the REST API (or log
-in when already onboarded), add the camera through the config flow REST API, set a zone and a
-gate through the options flow, wait for the entities, and print URL, login and entity ids.
+in when already onboarded), add the camera through the config flow REST API (the integration's
+default anonymization), set a zone, a gate and a ground-plane calibration through the options flow,
+add a site ("Demo site": the camera's gate as its perimeter, the camera on its floor map), wait for
+the entities, install the safecam dashboard (the cards the integration generates, saved as a storage
+dashboard through the lovelace websocket commands), and print URL, login and entity ids.
 
-Re-running with the same config dir is idempotent: onboarding, the entry and its scene are reused.
+Re-running with the same config dir is idempotent: onboarding, the entries and the scene are reused
+(a scene from before the calibration gets the demo calibration added; the anonymization follows
+the integration's default).
 Processes are started in their own sessions and stopped by PID (files <config>/hass.pid, rtsp.pid).
 """
 
@@ -31,8 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import requests  # type: ignore[import-untyped]
+import yaml  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the integration's constants (plain, no Home Assistant import)
+from custom_components.safecam.const import CONF_ANONYMIZATION, CONF_FPS, DEFAULT_ANONYMIZATION  # noqa: E402
+
 SHARED = Path(os.environ.get("SAFECAM_SHARED", REPO.parent / "shared"))
 DEMO_CLIP = SHARED / "data" / "pedestrians" / "intel_one_by_one_person_first60s.mp4"
 DEFAULT_CONFIG_DIR = REPO / "run" / "ha" / "config"
@@ -41,13 +51,26 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # gi (GStreamer) is only importable from Deb
 
 USERNAME, PASSWORD, DISPLAY_NAME = "safecam", "safecam-demo", "Safecam Demo"
 CAMERA_NAME = "Demo camera"
+SITE_NAME = "Demo site"
+DASHBOARD_URL_PATH = "safecam-dashboard"  # lovelace wants a hyphen in a dashboard's url path
 FPS = 5
 # The Intel clip (768x432, 10 fps): people walk in from the bottom edge to a standing table in
 # the middle, stay a while and leave to the right. Zone: the floor around the table (people count
 # where their feet are). Gate: a line just above the bottom edge, drawn right to left so that
 # walking up into the picture (towards the table) counts as an entry; the engine CLI counts
 # 3 entries and 0-1 exits on one pass of the clip.
-DEMO_SCENE = """\
+# Calibration: an ESTIMATE for the demo, not measured. The camera faces a wall; the floor runs from
+# the bottom edge to the skirting board at y = 0.6. A standing table's top (about 0.6 m) spans 18 %
+# of the width and a visitor (about 1.65 m) 85 % of the height: about 220 px/m at the table, so the
+# picture is about 3.5 m wide there (3 m at the bottom edge, 4.3 m at the wall). A visitor standing
+# at the table has her feet about 0.4 m in front of its foot, which puts the bottom edge about
+# 1.2 m in front of the wall. Site frame (the demo site's floor plan, 8 m x 6 m, x right, y down):
+# the wall's skirting at y = 1 m; the picture's borders meet (the camera) near y = 5.3 m.
+DEMO_CALIBRATION = {
+    "image": [[0.05, 0.98], [0.95, 0.98], [0.85, 0.6], [0.15, 0.6]],
+    "floor": [[2.6, 2.2], [5.4, 2.2], [5.5, 1.0], [2.5, 1.0]],
+}
+DEMO_SCENE = f"""\
 zones:
   - name: table
     kind: area
@@ -55,7 +78,21 @@ zones:
 gates:
   - name: entrance
     line: [[0.72, 0.97], [0.2, 0.97]]
+calibration:
+  image: {DEMO_CALIBRATION["image"]}
+  floor: {DEMO_CALIBRATION["floor"]}
 """
+# The demo site: the camera's gate is its perimeter ("in" = walking up into the picture = entering),
+# the calibrated camera puts its people on the plan. The plan picture (<config>/www/safecam/
+# demo_plan.png) is drawn by write_demo_plan from the calibration: wall, table, pillar, gate, view.
+SITE_PLAN_M = (8.0, 6.0)
+SITE_ENTRANCE = "entrance"
+SITE_PLAN_IMAGE = "safecam/demo_plan.png"
+# The clip's visitors leave off to the right, not through the gate, so the gate flow only grows; the
+# room is empty for about 6 s once a loop (nobody in view): a 5 s reset empties the site there.
+SITE_EMPTY_RESET_S = 5
+PLAN_PX_PER_M = 100
+SITE_VIEW_PATH = "demo-site"  # its dashboard view (dashboard.py: the slugified title)
 
 CONFIGURATION_YAML = """\
 # Written by scripts/ha/run_ha.py: a minimal config (no default_config, which installs packages at runtime).
@@ -99,6 +136,7 @@ class HaInstance:
     tokens: dict[str, Any] = field(default_factory=dict)
     entry_id: str = ""
     device_id: str = ""
+    site_entry_id: str = ""
     entities: dict[str, str] = field(default_factory=dict)  # role -> entity id
     all_entities: list[str] = field(default_factory=list)
 
@@ -273,6 +311,7 @@ def start_rtsp(inst: HaInstance, clip: Path, rtsp_port: int) -> str:
 def prepare_config(config_dir: Path, port: int) -> None:
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "configuration.yaml").write_text(CONFIGURATION_YAML.format(port=port))
+    write_demo_plan(config_dir)
     components = config_dir / "custom_components"
     components.mkdir(exist_ok=True)
     link = components / "safecam"
@@ -284,6 +323,54 @@ def prepare_config(config_dir: Path, port: int) -> None:
     elif link.exists():
         raise SetupError(f"{link} exists and is not a symlink to {target}: remove it")
     link.symlink_to(target, target_is_directory=True)
+
+
+def write_demo_plan(config_dir: Path) -> None:
+    """The demo site's floor plan picture, SITE_PLAN_M at PLAN_PX_PER_M: what the camera sees, placed on
+    the floor through the demo calibration (so the dots land where the picture shows the table)."""
+    import cv2  # here: only the plan picture needs them
+    import numpy as np
+
+    from custom_components.safecam.engine.calibration import Calibration
+
+    calib = Calibration.from_points(DEMO_CALIBRATION["image"], DEMO_CALIBRATION["floor"])
+
+    def px(image_points: list[tuple[float, float]]) -> list[tuple[int, int]]:
+        floor = calib.to_floor(np.asarray(image_points, np.float64))
+        return [(round(x * PLAN_PX_PER_M), round(y * PLAN_PX_PER_M)) for x, y in floor]
+
+    w, h = (round(m * PLAN_PX_PER_M) for m in SITE_PLAN_M)
+    ink, grey, font = (60, 60, 60), (150, 150, 150), cv2.FONT_HERSHEY_SIMPLEX
+    plan = np.full((h, w, 3), (214, 232, 244), np.uint8)  # a wooden floor's light tone (BGR)
+    for m in range(1, max(w, h) // PLAN_PX_PER_M + 1):  # a faint metre grid
+        cv2.line(plan, (m * PLAN_PX_PER_M, 0), (m * PLAN_PX_PER_M, h), (200, 216, 228), 1)
+        cv2.line(plan, (0, m * PLAN_PX_PER_M), (w, m * PLAN_PX_PER_M), (200, 216, 228), 1)
+    wall_y = px([(0.5, 0.6)])[0][1]  # the skirting board the camera faces
+    cv2.rectangle(plan, (0, 0), (w - 1, wall_y), (205, 205, 205), -1)
+    cv2.line(plan, (0, wall_y), (w, wall_y), ink, 4)
+    cv2.putText(plan, "wall", (20, wall_y - 20), font, 0.7, ink, 2, cv2.LINE_AA)
+    (px0, _), (px1, _) = px([(0.72, 0.6), (0.79, 0.6)])  # the pillar against the wall
+    cv2.rectangle(plan, (px0, wall_y - 10), (px1, wall_y + (px1 - px0) - 10), grey, -1)
+    cv2.putText(plan, "pillar", (px1 + 8, wall_y + 25), font, 0.55, ink, 1, cv2.LINE_AA)
+    [table] = px([(0.57, 0.72)])  # the table's foot
+    cv2.circle(plan, table, round(0.3 * PLAN_PX_PER_M), (120, 150, 180), -1)
+    cv2.circle(plan, table, round(0.3 * PLAN_PX_PER_M), ink, 2)
+    cv2.putText(plan, "table", (table[0] + 36, table[1] + 6), font, 0.6, ink, 1, cv2.LINE_AA)
+    a, b = px([(0.2, 0.97), (0.72, 0.97)])  # the gate "entrance" (its line in the scene)
+    cv2.line(plan, a, b, (40, 120, 230), 4)
+    cv2.putText(plan, SITE_ENTRANCE, (b[0] + 10, b[1] + 6), font, 0.6, (40, 120, 230), 2, cv2.LINE_AA)
+    # The camera: where the picture's left and right borders, mapped to the floor, meet; its view.
+    (l0, l1, r0, r1) = np.asarray(px([(0.0, 0.6), (0.0, 1.0), (1.0, 0.6), (1.0, 1.0)]), np.float64)
+    t = np.linalg.solve(np.c_[l1 - l0, r0 - r1], r0 - l0)[0]
+    camera = tuple(int(v) for v in np.round(l0 + t * (l1 - l0)))
+    for corner in (l0, r0):
+        cv2.line(plan, camera, (int(corner[0]), int(corner[1])), grey, 1, cv2.LINE_AA)
+    cv2.rectangle(plan, (camera[0] - 14, camera[1] - 8), (camera[0] + 14, camera[1] + 8), ink, -1)
+    cv2.putText(plan, CAMERA_NAME.lower(), (camera[0] + 22, camera[1] + 6), font, 0.6, ink, 1, cv2.LINE_AA)
+    path = config_dir / "www" / SITE_PLAN_IMAGE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), plan):
+        raise SetupError(f"could not write the demo floor plan {path}")
 
 
 def start_hass(inst: HaInstance, timeout_s: float = 120) -> None:
@@ -435,7 +522,7 @@ def ensure_entry(inst: HaInstance, source: str) -> None:
         done = _flow_step(
             inst,
             f"{base}/{flow['flow_id']}",
-            {"name": CAMERA_NAME, "url": source, "fps": FPS, "anonymization": "body"},
+            {"name": CAMERA_NAME, "url": source, "fps": FPS, CONF_ANONYMIZATION: DEFAULT_ANONYMIZATION},
             "create_entry",
         )
         inst.entry_id = done["result"]["entry_id"]
@@ -444,18 +531,81 @@ def ensure_entry(inst: HaInstance, source: str) -> None:
         inst.entry_id = entry["entry_id"]
         log(f"reusing the existing entry {CAMERA_NAME!r} ({inst.entry_id})")
         _ensure_source(inst, source)
+        _ensure_default_anonymization(inst)
         configured = "?"  # unknown: read it from the options form below
     base = "/api/config/config_entries/options/flow"
     flow = _flow_step(inst, base, {"handler": inst.entry_id}, "menu")
     form = _flow_step(inst, f"{base}/{flow['flow_id']}", {"next_step_id": "scene"}, "form")
     if configured == "?":
         configured = _suggested(form, "scene")
+    scene = DEMO_SCENE
     if configured.strip():
+        current = yaml.safe_load(configured)
+        if not isinstance(current, dict) or "calibration" in current:
+            inst.api("DELETE", f"{base}/{flow['flow_id']}")
+            log("zones/gates/calibration already configured: kept")
+            return
+        log("zones/gates kept; adding the demo's ground-plane calibration (the site's floor map needs it)")
+        scene = yaml.safe_dump({**current, "calibration": DEMO_CALIBRATION}, sort_keys=False)
+    else:
+        log("setting the zone 'table', the gate 'entrance' and the calibration through the options flow")
+    _flow_step(inst, f"{base}/{flow['flow_id']}", {"scene": scene}, "create_entry")
+
+
+def _ensure_default_anonymization(inst: HaInstance) -> None:
+    """A reused demo camera (older demos forced `body`) gets the integration's default anonymization."""
+    base = "/api/config/config_entries/options/flow"
+    flow = _flow_step(inst, base, {"handler": inst.entry_id}, "menu")
+    form = _flow_step(inst, f"{base}/{flow['flow_id']}", {"next_step_id": "detection"}, "form")
+    mode = _suggested(form, CONF_ANONYMIZATION)
+    if mode == DEFAULT_ANONYMIZATION:
         inst.api("DELETE", f"{base}/{flow['flow_id']}")
-        log("zones/gates already configured: kept")
         return
-    log("setting the zone 'table' and the gate 'entrance' through the options flow")
-    _flow_step(inst, f"{base}/{flow['flow_id']}", {"scene": DEMO_SCENE}, "create_entry")
+    log(f"anonymization {mode or '?'} -> {DEFAULT_ANONYMIZATION} (the integration's default)")
+    fps = int(float(_suggested(form, CONF_FPS) or FPS))
+    _flow_step(inst, f"{base}/{flow['flow_id']}", {CONF_FPS: fps, CONF_ANONYMIZATION: DEFAULT_ANONYMIZATION}, "create_entry")
+
+
+def _site_settings(inst: HaInstance) -> dict[str, Any]:
+    """The demo site's form (config_flow.site_schema): the camera, its gate entering, the plan."""
+    return {
+        "site_cameras": [inst.entry_id],
+        "site_gates": [f"{inst.entry_id}/{SITE_ENTRANCE}/in"],
+        "empty_reset_s": SITE_EMPTY_RESET_S,
+        "fusion_radius_m": 1.0,
+        "plan_width_m": SITE_PLAN_M[0],
+        "plan_depth_m": SITE_PLAN_M[1],
+        "plan_image": SITE_PLAN_IMAGE,
+    }
+
+
+def ensure_site(inst: HaInstance) -> None:
+    """Add the demo site (config flow, step "site") unless an entry with its name exists; a reused
+    site without the demo's floor plan or reset time gets the demo's settings (options flow)."""
+    entries = inst.api("GET", "/api/config/config_entries/entry", params={"domain": "safecam"})
+    entry = next((e for e in entries if e["title"] == SITE_NAME), None)
+    if entry is not None:
+        inst.site_entry_id = entry["entry_id"]
+        log(f"reusing the existing site {SITE_NAME!r} ({inst.site_entry_id})")
+        base = "/api/config/config_entries/options/flow"
+        form = _flow_step(inst, base, {"handler": inst.site_entry_id}, "form")
+        settings = _site_settings(inst)
+        numbers = ("empty_reset_s", "plan_width_m", "plan_depth_m")  # the form answers floats
+        if _suggested(form, "plan_image") == SITE_PLAN_IMAGE and all(
+            float(_suggested(form, k) or "nan") == float(settings[k]) for k in numbers
+        ):
+            inst.api("DELETE", f"{base}/{form['flow_id']}")
+        else:
+            log(f"giving {SITE_NAME!r} the demo's floor plan and settings")
+            _flow_step(inst, f"{base}/{form['flow_id']}", _site_settings(inst), "create_entry")
+        return
+    width, depth = SITE_PLAN_M
+    log(f"adding {SITE_NAME!r}: perimeter gate {CAMERA_NAME} / {SITE_ENTRANCE} / in, floor plan {width:g} m x {depth:g} m")
+    base = "/api/config/config_entries/flow"
+    flow = _flow_step(inst, base, {"handler": "safecam", "show_advanced_options": False}, "menu")
+    flow = _flow_step(inst, f"{base}/{flow['flow_id']}", {"next_step_id": "site"}, "form")
+    done = _flow_step(inst, f"{base}/{flow['flow_id']}", {"name": SITE_NAME, **_site_settings(inst)}, "create_entry")
+    inst.site_entry_id = done["result"]["entry_id"]
 
 
 def remove_failed_onboarding_entries(inst: HaInstance) -> None:
@@ -467,8 +617,17 @@ def remove_failed_onboarding_entries(inst: HaInstance) -> None:
             inst.api("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
 
 
+SITE_ROLES = {  # friendly name -> role, the site's entities (site_entry.py)
+    f"{SITE_NAME} People": "site_people",
+    f"{SITE_NAME} People on map": "site_on_map",
+    f"{SITE_NAME} Floor plan": "site_floor_plan",
+    f"{SITE_NAME} Heatmap": "site_heatmap",
+}
+
+
 def wait_for_entities(inst: HaInstance, timeout_s: float = 90) -> None:
-    """Until the people sensor shows a number (the engine runs) and the camera exists."""
+    """Until the people sensor shows a number (the engine runs), the camera exists and the site's
+    counts show numbers."""
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
@@ -489,14 +648,68 @@ def wait_for_entities(inst: HaInstance, timeout_s: float = 90) -> None:
                 roles["gate_entries"] = eid
             elif name == f"{CAMERA_NAME} entrance exits":
                 roles["gate_exits"] = eid
-        people = states.get(roles.get("people", ""), {}).get("state", "")
-        last = f"entities {sorted(roles)}, people={people!r}"
-        if "camera" in roles and "zone_people" in roles and people.isdigit():
+            elif name in SITE_ROLES:
+                roles[SITE_ROLES[name]] = eid
+        people, site_people, on_map = (
+            str(states.get(roles.get(r, ""), {}).get("state", "")) for r in ("people", "site_people", "site_on_map")
+        )
+        last = f"entities {sorted(roles)}, people={people!r}, site people={site_people!r}, on map={on_map!r}"
+        site_ready = set(SITE_ROLES.values()) <= set(roles) and site_people.isdigit() and on_map.isdigit()
+        if "camera" in roles and "zone_people" in roles and people.isdigit() and site_ready:
             inst.entities, inst.all_entities = roles, sorted(ids)
             inst.device_id = inst.template(f"{{{{ device_id('{roles['camera']}') }}}}")
             return
         time.sleep(1)
     raise SetupError(f"safecam entities not ready after {timeout_s:.0f} s ({last}); see {inst.config_dir}/home-assistant.log")
+
+
+# ---- the dashboard ---------------------------------------------------------------------------
+
+
+def websocket_calls(inst: HaInstance, messages: list[dict[str, Any]], timeout_s: float = 30) -> list[Any]:
+    """Send websocket commands in order (authenticated as the demo owner); their results, or SetupError."""
+    import asyncio
+
+    import aiohttp  # Home Assistant's own HTTP library, in the venv
+
+    async def run() -> list[Any]:
+        results = []
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(inst.url.replace("http", "ws", 1) + "/api/websocket") as ws,
+        ):
+            if (await ws.receive_json(timeout=timeout_s)).get("type") != "auth_required":
+                raise SetupError("websocket: no auth_required greeting")
+            await ws.send_json({"type": "auth", "access_token": inst.tokens["access_token"]})
+            if (answer := await ws.receive_json(timeout=timeout_s)).get("type") != "auth_ok":
+                raise SetupError(f"websocket auth failed: {answer}")
+            for i, message in enumerate(messages, start=1):
+                await ws.send_json({"id": i, **message})
+                while (answer := await ws.receive_json(timeout=timeout_s)).get("id") != i:
+                    pass  # (events of other subscriptions: none here)
+                if not answer.get("success"):
+                    raise SetupError(f"websocket {message['type']}: {answer.get('error')}")
+                results.append(answer.get("result"))
+        return results
+
+    return asyncio.run(run())
+
+
+def install_dashboard(inst: HaInstance) -> None:
+    """A sidebar dashboard "Safecam" with the cards the integration generates for its current entities.
+
+    Saved as cards, not as the `custom:safecam` strategy config: HA waits only 5 s for a strategy's
+    module on a page load, which a busy demo machine can miss. Re-running refreshes the cards.
+    """
+    [dashboards, generated] = websocket_calls(inst, [{"type": "lovelace/dashboards/list"}, {"type": "safecam/dashboard"}])
+    messages: list[dict[str, Any]] = []
+    if not any(d.get("url_path") == DASHBOARD_URL_PATH for d in dashboards):
+        log(f"installing the safecam dashboard at /{DASHBOARD_URL_PATH}")
+        messages.append(
+            {"type": "lovelace/dashboards/create", "url_path": DASHBOARD_URL_PATH, "title": "Safecam", "icon": "mdi:cctv"}
+        )
+    messages.append({"type": "lovelace/config/save", "url_path": DASHBOARD_URL_PATH, "config": generated})
+    websocket_calls(inst, messages)
 
 
 # ---- all together ---------------------------------------------------------------------------
@@ -533,7 +746,9 @@ def start(
         tokens_file.touch(mode=0o600)
         tokens_file.write_text(json.dumps(inst.tokens))
         ensure_entry(inst, inst.source)
+        ensure_site(inst)
         wait_for_entities(inst)
+        install_dashboard(inst)
         remove_failed_onboarding_entries(inst)
     except BaseException:
         stop(inst)
@@ -548,6 +763,8 @@ def describe(inst: HaInstance) -> str:
         f"  login:                        {USERNAME} / {PASSWORD}",
         f"  camera source:                {inst.source}",
         f"  safecam device page:          {inst.url}/config/devices/device/{inst.device_id}",
+        f"  safecam dashboard:            {inst.url}/{DASHBOARD_URL_PATH}",
+        f"  site floor plan:              {inst.url}/{DASHBOARD_URL_PATH}/{SITE_VIEW_PATH}",
         "  entities:",
         *(f"    {eid}" for eid in inst.all_entities),
         "",

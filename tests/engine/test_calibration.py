@@ -113,3 +113,14 @@ def test_calibration_is_a_scene_section():
     cal = scene.section("calibration")
     assert isinstance(cal, Calibration)
     assert scene.as_dict()["calibration"] == {"image": TRAPEZOID, "rectangle_m": [4, 3]}
+
+
+def test_scenes_with_a_calibration_compare_by_their_points() -> None:
+    # The HA options listener compares old and new scenes; an ndarray field made == raise.
+    image = [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]]
+    same = Calibration.from_points(image, [[0, 0], [4, 0], [4, 8], [0, 8]])
+    again = Calibration.from_points(image, [[0, 0], [4, 0], [4, 8], [0, 8]])
+    other = Calibration.from_points(image, [[0, 0], [5, 0], [5, 8], [0, 8]])
+    assert same == again
+    assert same != other
+    assert hash(same) == hash(again)

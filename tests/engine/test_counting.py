@@ -2,8 +2,9 @@
 
 - Gate failure modes on synthetic tracks, through the real pipeline (tracker, gates, occupancy
   analyzer) with scripted detections: flicker on the line, a box straddling it, two people at once,
-  a skip over the line at low fps, an unconfirmed track, a re-entry, a person hidden while crossing.
-- Gate counts on real video against crossings derived from the MOT ground truth.
+  a skip over the line at low fps, an unconfirmed track, a re-entry, a person hidden while crossing,
+  a crossing made while the tracker was still confirming the person.
+- Gate counts on real video against crossings derived from the MOT ground truth, at 25 and 5 fps.
 - Occupancy from gate flows (with its drift corrections) and dwell times; the `occupancy:` config.
 """
 
@@ -15,10 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from custom_components.safecam.engine.config import ConfigError, parse_scene
+from custom_components.safecam.engine.config import ConfigError, GateConfig, parse_scene
 from custom_components.safecam.engine.motion import MotionConfig
 from custom_components.safecam.engine.pipeline import CameraPipeline, FrameResult, PipelineConfig
-from custom_components.safecam.engine.types import Detections
+from custom_components.safecam.engine.scene.gates import GateCounter
+from custom_components.safecam.engine.types import Detections, Track
 
 from .mot import frames, load_gt
 
@@ -144,6 +146,51 @@ def test_an_unconfirmed_track_never_counts():
     assert s.crossings == []
 
 
+def test_a_crossing_made_while_the_track_is_being_confirmed_counts():
+    s = Scene({"gates": [DOOR]})  # 25 fps: a track is confirmed on its 3rd detection
+    s.walk([0.53, 0.47])  # appears right beside the door and steps through it...
+    assert s.gate()["in"] == 0  # ...not a confirmed person yet: nothing counted
+    s.walk(np.linspace(0.45, 0.3, 10))  # confirmed on the next frame: the crossing it made counts, once
+    assert s.gate() == {"in": 1, "out": 0, "net": 1}
+    assert len(s.crossings) == 1
+
+
+def test_a_crossing_between_the_first_two_looks_counts_at_low_fps():
+    s = Scene({"gates": [DOOR]}, fps=5)  # confirmed on the 2nd look, 0.2 s after the first
+    s.walk([0.53, 0.47, 0.41, 0.35])  # first seen just right of the door, next look already through it
+    assert s.gate() == {"in": 1, "out": 0, "net": 1}
+    assert [c[2] for c in s.crossings] == ["in"]
+
+
+def test_occupancy_flows_include_a_crossing_made_while_being_confirmed():
+    s = _room_scene()
+    s.walk([0.53, 0.47, 0.41, 0.35])  # in through the door between the first two looks (5 fps)
+    assert s.zone("room")["occupancy"] == 1
+    assert s.gate() == {"in": 1, "out": 0, "net": 1}  # the analyzer's flows agree with the gate
+
+
+def _tentative(tid: int, x: float, confirmed: bool = False) -> Track:
+    return Track(tid, (x * W - 20, 100.0, x * W + 20, 0.8 * H), 0.9, confirmed, 0.0, 0)
+
+
+def test_held_crossings_count_on_confirmation_and_vanish_without_it():
+    g = GateCounter((GateConfig("door", ((0.5, 0.1), (0.5, 0.95))),))
+    for x in (0.56, 0.44):  # two tentative tracks walk through the door
+        g.hold([_tentative(1, x), _tentative(2, x)], W, H)
+        assert g.update(np.zeros((0, 2)), []) == []
+        g.prune(set())
+    g.hold([_tentative(2, 0.40)], W, H)  # track 1 is no longer tentative: it was dropped as noise
+    g.prune(set())
+    assert g.update(np.array([[0.38, 0.8]]), [2]) == [("door", 2, "in")]  # track 2 is confirmed now
+    assert g.update(np.array([[0.36, 0.8]]), [1]) == []  # an id that comes back later brings nothing held
+    assert g.snapshot()["door"] == {"in": 1, "out": 0, "net": 1}
+    g.hold([_tentative(3, 0.56)], W, H)
+    g.hold([_tentative(3, 0.44)], W, H)
+    g.reset()  # a reset after the crossing: it is not counted when the track is confirmed
+    assert g.update(np.array([[0.40, 0.8]]), [3]) == []
+    assert g.snapshot()["door"] == {"in": 0, "out": 0, "net": 0}
+
+
 def test_re_entries_count_again():
     s = Scene({"gates": [DOOR]})
     for _ in range(3):
@@ -210,18 +257,37 @@ def campus(detector: Any, shared_data: Path) -> FrameResult:
     return result
 
 
-def test_gate_counts_on_real_video_match_the_ground_truth(campus: FrameResult, shared_data: Path):
-    gt = load_gt(shared_data / "pedestrians" / "tud_campus.gt.txt")
+def _errors(gates: dict[str, dict[str, int]], gt: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[list[int], int]:
+    """Per line and direction: counted minus true crossings; and the number of true crossings."""
     errors = []
     true_total = 0
     for x in XS:
         truth = _truth(gt, x)
         true_total += truth["in"] + truth["out"]
-        errors += [campus.gates[f"x{x}"][d] - truth[d] for d in ("in", "out")]
+        errors += [gates[f"x{x}"][d] - truth[d] for d in ("in", "out")]
+    return errors, true_total
+
+
+def test_gate_counts_on_real_video_match_the_ground_truth(campus: FrameResult, shared_data: Path):
+    errors, true_total = _errors(campus.gates, load_gt(shared_data / "pedestrians" / "tud_campus.gt.txt"))
     assert true_total >= 25  # people do cross these lines
     assert max(abs(e) for e in errors) <= 1  # no line badly off
-    assert sum(abs(e) for e in errors) <= 0.15 * true_total
+    assert sum(abs(e) for e in errors) <= 0.05 * true_total  # the issue's target
     assert sum(errors) <= 0  # what is missed is merged or hidden people; nothing is counted twice
+
+
+def test_gate_counts_on_real_video_at_home_assistants_default_rate(detector: Any, shared_data: Path):
+    """5 fps (every 5th frame of the 25 fps clip): people get a handful of looks, some crossings happen
+    between a track's first two; the truth still comes from every annotated frame."""
+    gates = [{"name": f"x{x}", "line": [[x, 0.0], [x, 1.0]]} for x in XS]
+    pipeline = CameraPipeline(detector, parse_scene({"gates": gates}))
+    clip = frames(shared_data / "pedestrians" / "tud_campus.mp4")
+    for i in range(0, len(clip), 5):
+        result = pipeline.process(clip[i], i / 25, i, render=False)
+    errors, true_total = _errors(result.gates, load_gt(shared_data / "pedestrians" / "tud_campus.gt.txt"))
+    assert true_total >= 25
+    assert sum(abs(e) for e in errors) <= 0.15 * true_total
+    assert sum(errors) <= 0
 
 
 def test_occupancy_on_real_video_matches_the_people_left_in_the_zone(campus: FrameResult, shared_data: Path):

@@ -29,8 +29,9 @@ from custom_components.safecam.engine.detect import Detector
 from custom_components.safecam.engine.sources import ReconnectingSource
 from custom_components.safecam.engine.types import SafetyEvent
 from custom_components.safecam.engine.watchdog import Watchdog
-from custom_components.safecam.engine.worker import CameraState, CameraWorker
+from custom_components.safecam.engine.worker import CameraState, CameraWorker, FpsGovernor
 from tests.servers.processes import free_port, gstreamer_missing, start_rtsp_server, stop_process
+from tests.servers.throttle_proxy import ThrottlingProxy
 
 from .mot import frames
 
@@ -434,3 +435,124 @@ def test_reconnecting_source_reports_how_long_a_read_is_busy(socket_enabled: Non
     src = ReconnectingSource(f"rtsp://127.0.0.1:{free_port()}/x", on_state=on_state, stop_event=stop, timeout_s=2)
     assert src.read() is None
     assert seen == [0.0] and src.busy_s() == 0.0
+
+
+# --- detector falling behind: the analysis rate is lowered, then raised again -----------------------
+
+
+class SlowDown:
+    """Detector factory: the real detector, whose inferences take at least `delay_s` while `slow` is set
+    (a machine too weak for the configured rate). Only the extra time is injected; detection is real."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.slow = threading.Event()
+        self.slow.set()
+
+    def __call__(self) -> Detector:
+        detector = Detector.from_catalog()
+        real = detector.session
+        outer = self
+
+        class _Session:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def run(self, *args: Any, **kwargs: Any) -> Any:
+                began = time.monotonic()
+                out = real.run(*args, **kwargs)
+                if outer.slow.is_set():
+                    time.sleep(max(0.0, outer.delay_s - (time.monotonic() - began)))
+                return out
+
+        detector.session = _Session()
+        return detector
+
+
+def test_fps_governor_steps_down_to_no_less_than_one_and_back_up() -> None:
+    gov = FpsGovernor(10.0, settle_s=1.0, min_samples=3)
+    now = 0.0
+    for _ in range(40):  # 3 s per frame: no rate keeps up, yet the floor is 1 fps
+        now += 1.0
+        gov.update(3.0, now)
+    assert gov.fps == 1.0
+    rates = [gov.fps]
+    for _ in range(40):  # 20 ms per frame: headroom at every rate up to the configured one
+        now += 1.0
+        if gov.update(0.02, now):
+            rates.append(gov.fps)
+    assert rates[-1] == 10.0 and rates == sorted(rates) and len(rates) > 2  # stepwise, never overshooting
+    assert FpsGovernor(0.5).floor == 0.5  # a configured rate below 1 fps is never "lowered" to 1
+
+
+def test_slow_detector_lowers_the_analysis_rate_and_frames_do_not_pile_up(shared_data: Path, worker_factory) -> None:
+    """Each inference takes 0.5 s at a configured 5 fps (a file, with the live cameras' adaptive rate switched
+    on; files keep their rate by default): the worker settles at a rate the machine can do
+    (skipping frames at the source, not queueing them: the analysed frame stays close to real time), keeps
+    counting, and goes back to 5 fps once inference is fast again."""
+    slow = SlowDown(0.5)
+    rec = Recorder()
+    scene = parse_scene(GATE_SCENE)
+    worker = worker_factory(str(shared_data / CAMPUS), rec, factory=slow, fps=5, scene=scene, adaptive_fps=True)
+    worker.governor.settle_s = 1.5  # (the default 3 s between steps would only make the test slower)
+    worker.start()
+    assert rec.wait(lambda ss: bool(ss) and 0 < ss[-1].effective_fps <= 2.0, 60), "the rate was not lowered"
+    lowered = len(rec.snapshot())
+    assert rec.wait(lambda ss: ss[-1].frames >= ss[lowered - 1].frames + 8, 60)
+    steady = rec.snapshot()[lowered:]
+    assert all(1.0 <= s.effective_fps <= 2.0 for s in steady)
+    assert all(s.target_fps == 5.0 for s in steady)  # what the camera could deliver is unchanged
+    # Without the lower rate the analysed frame would fall ~1.5 s further behind real time with every
+    # second (0.5 s of work per 0.2 s slot); at the governed rate the lag stops growing.
+    lags = [s.lag_s for s in steady]
+    assert lags[-1] <= lags[0] + 1.0 and max(lags) < 5.0, lags
+    assert steady[-1].dropped_frames > steady[0].dropped_frames  # skipped at the source, not queued
+    slow.slow.clear()
+    assert rec.wait(lambda ss: ss[-1].effective_fps == 5.0, 60), "the rate did not come back"
+    worker.stop()
+    states = rec.snapshot()
+    assert all(s.error is None for s in states)
+    outs = [s.gates["mid"]["out"] + s.gates["mid"]["in"] for s in states if "mid" in s.gates]
+    assert outs == sorted(outs) and outs[-1] > 0  # people were counted all along
+
+
+# --- slow network: a throttling proxy between the camera and the engine ------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_clip(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return scaled_clip(shared_data, tmp_path_factory.mktemp("slow") / "long.mp4", CAMPUS, 640, 480, seconds=40)
+
+
+def test_slow_network_keeps_analysing_and_recovers(gstreamer: None, long_clip: Path, worker_factory) -> None:
+    """The RTSP video (over TCP, through tests/servers/throttle_proxy.py) gets a third of its bitrate and
+    0.3 s latency for 8 s, then full speed again: the worker keeps analysing what arrives, `connected`
+    tells the truth throughout, and the gate totals only ever grow."""
+    bitrate = long_clip.stat().st_size / 40  # bytes per second of the clip
+    server = Rtsp(long_clip)
+    server.start()
+    rec = Recorder()
+    try:
+        with ThrottlingProxy(server.port) as proxy:
+            worker = worker_factory(f"rtsp://127.0.0.1:{proxy.port}/tcp", rec, fps=10, scene=parse_scene(GATE_SCENE))
+            worker.start()
+            assert rec.wait(lambda ss: bool(ss) and ss[-1].connected and ss[-1].frames > 10, 60), "no video through the proxy"
+            proxy.set(rate=bitrate / 3, latency_s=0.3)
+            slow_from = len(rec.snapshot())
+            time.sleep(8)
+            slow_to = len(rec.snapshot())
+            proxy.set(rate=None)
+            frames = rec.snapshot()[-1].frames
+            assert rec.wait(lambda ss: ss[-1].connected and ss[-1].frames > frames + 10, 60), "did not recover"
+            worker.stop()
+    finally:
+        server.stop()
+    states = rec.snapshot()
+    slow = states[slow_from:slow_to]
+    analysed = [s for s in slow if s.frames > states[slow_from - 1].frames]
+    assert analysed, "nothing was analysed on the slow link"
+    # A state that reports an analysed frame says connected, unless the source reported the loss first.
+    assert all(s.connected for s in analysed if s.error_reason is None)
+    assert not any(s.error_reason == "error" for s in states)  # no loop failures
+    totals = [(s.gates["mid"]["in"], s.gates["mid"]["out"]) for s in states if "mid" in s.gates]
+    assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in itertools.pairwise(totals))

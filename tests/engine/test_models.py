@@ -276,3 +276,91 @@ def test_garbage_file_session_is_corrupt(tmp_path: Path, provider: str) -> None:
     bad.write_bytes(os.urandom(5000))
     with pytest.raises(ModelCorruptError, match=r"yolox_nano\.onnx"):
         create_session(bad, provider=provider)
+
+
+# --- the wrong model, a huge file (issue #11) -------------------------------------------------------
+
+
+@needs_shared
+def test_face_model_given_as_the_person_detector_is_named(tmp_path: Path) -> None:
+    """A real face detector saved under the person detector's file name: the error says what it is."""
+    shutil.copyfile(SHARED_MODELS / "face_yunet_2023mar.onnx", tmp_path / "yolox_nano.onnx")
+    with pytest.raises(ModelCorruptError) as err:
+        resolve_model("yolox_nano", tmp_path, download=False)
+    message = str(err.value)
+    assert "it is the catalog model 'face_yunet_2023mar' (face_audit), not a detector model like 'yolox_nano'" in message
+    assert "fetch yolox_nano" in message  # and what to do
+
+
+@needs_shared
+@pytest.mark.parametrize("wrong", ["face_yunet_2023mar", "face_yunet_n_dynamic", "movenet_singlepose_lightning"])
+def test_model_with_the_wrong_shapes_is_refused_before_use(wrong: str) -> None:
+    """Loaded as the person detector, a model with another input or output shape fails at once, naming both."""
+    with pytest.raises(models.ModelMismatchError) as err:
+        create_session(SHARED_MODELS / f"{wrong}.onnx", provider="cpu", expect="yolox_nano")
+    message = str(err.value)
+    assert f"{wrong}.onnx" in message and "'yolox_nano' has input [1, 3, 416, 416]" in message
+    assert "fetch yolox_nano" in message
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["yolox_nano", "face_yunet_2023mar", "movenet_multipose_lightning", "face_centerface_dynamic"])
+def test_catalog_models_fit_their_own_specs(name: str) -> None:
+    """The shape check accepts every real catalog file for its own entry (fixed and dynamic axes)."""
+    assert create_session(SHARED_MODELS / f"{name}.onnx", provider="cpu") is not None  # checked by file name
+    assert create_session(SHARED_MODELS / f"{name}.onnx", provider="cpu", expect=name) is not None
+
+
+def test_huge_sparse_file_at_the_model_path_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """A 4 GiB (sparse) file named like the model: refused from its size alone; neither hashed nor loaded."""
+    import resource
+    import tracemalloc
+
+    huge = tmp_path / "yolox_nano.onnx"
+    with huge.open("wb") as fh:
+        fh.truncate(4 * 2**30)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelCorruptError) as err:
+            resolve_model("yolox_nano", tmp_path, download=False)
+        with pytest.raises(ModelCorruptError) as load_err:
+            create_session(huge, provider="cpu")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert f"size {4 * 2**30} bytes, far larger than any model" in str(err.value)
+    assert "not loaded" in str(load_err.value) and "yolox_nano.onnx" in str(load_err.value)
+    assert peak < 16 * 2**20  # Python allocations: no chunk of the file was read
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 256 * 1024  # KiB: nothing mapped either
+
+
+@needs_shared
+def test_worker_with_a_bad_model_reports_it_and_keeps_retrying(tmp_path: Path) -> None:
+    """The worker's detector factory fails on a wrong model file: the state says "model" with the
+    message, the worker retries with backoff (no crash, no stuck thread) and stops at once."""
+    import time
+
+    from custom_components.safecam.engine.detect import Detector
+    from custom_components.safecam.engine.worker import CameraState, CameraWorker
+
+    shutil.copyfile(SHARED_MODELS / "face_yunet_2023mar.onnx", tmp_path / "yolox_nano.onnx")
+    states: list[CameraState] = []
+    clip = SHARED_MODELS.parent / "data" / "pedestrians" / "tud_campus.mp4"
+    worker = CameraWorker(
+        "bad-model",
+        str(clip),
+        lambda: Detector.from_catalog(model_dir=tmp_path, provider="cpu"),
+        on_state=lambda s, _e: states.append(s),
+        restart_backoff_max_s=0.5,
+    )
+    worker.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sum(s.error_reason == "model" for s in states) < 2:
+        time.sleep(0.05)
+    worker.stop(timeout=5)
+    failures = [s for s in states if s.error_reason == "model"]
+    assert len(failures) >= 2  # retried
+    assert "face_yunet_2023mar" in (failures[-1].error or "") and "yolox_nano" in (failures[-1].error or "")
+    assert not any(t.name == "safecam-bad-model" and t.is_alive() for t in threading.enumerate())
+    assert states[-1].running is False and states[-1].frames == 0

@@ -13,11 +13,24 @@ import pytest
 
 from custom_components.safecam.engine.calibration import Calibration
 from custom_components.safecam.engine.site import (
+    DOT_MERGED,
+    DOT_ONE_CAMERA,
+    LEGEND_PX,
+    PLAN_BG,
+    PLAN_GRID,
+    PLAN_GRID_MAJOR,
+    PLAN_INK,
+    PLAN_LEGEND_BG,
     FloorObservation,
+    FloorPlan,
+    FusedPerson,
     GateFlowOccupancy,
     SiteFusion,
     SiteGate,
+    SiteHeatmap,
     fuse_positions,
+    render_floor_plan,
+    render_site_heatmap,
 )
 
 from .mot import frames, load_gt
@@ -216,3 +229,101 @@ def test_virtual_cameras_on_stadtmitte_with_the_detector_count_each_person_once(
     assert abs(f.mean() - wh.mean()) <= 0.3  # fused crops count what the whole frame's detector counts
     assert (np.abs(f - wh) <= 1).mean() >= 0.9
     assert (f <= gt_n + 1).all() and (gt_n - f).mean() <= 1.5  # never many more than the true people, a few missed
+
+
+# ---- the camera side (analytics["floor"]), dynamic sites, the site heatmap and floor plan ----------
+
+
+def test_floor_analyzer_reports_the_detected_people_in_street_metres(detector, shared_data):
+    """A calibrated camera's pipeline puts its people on the floor: compared with the ground truth's world x, y."""
+    from custom_components.safecam.engine.config import parse_scene
+    from custom_components.safecam.engine.motion import MotionConfig
+    from custom_components.safecam.engine.pipeline import CameraPipeline, PipelineConfig
+
+    rows = np.loadtxt(shared_data / "pedestrians" / "tud_stadtmitte.gt.txt", delimiter=",", ndmin=2)
+    hom = _floor_homography(rows, 640, 480)
+    quad = [[0.1, 0.5], [0.9, 0.5], [0.9, 0.95], [0.1, 0.95]]
+    floor = cv2.perspectiveTransform(np.array([quad], np.float64), hom)[0].tolist()
+    pipeline = CameraPipeline(
+        detector,
+        parse_scene({"calibration": {"image": quad, "floor": floor}}),
+        PipelineConfig(motion=MotionConfig(enabled=False)),
+    )
+    gt = _gt(shared_data)
+    world = {int(r[0]) - 1: rows[rows[:, 0] == r[0], 7:9] for r in rows}
+    errors, counted = [], 0
+    for i, image in enumerate(frames(shared_data / "pedestrians" / "tud_stadtmitte.mp4", 40)):
+        result = pipeline.process(image, i / 25.0, i, render=False)
+        pts = np.asarray(result.analytics["floor"]["people"], float).reshape(-1, 2)
+        assert len(pts) <= result.people  # no point without a counted person (beyond the horizon: left out)
+        counted += len(pts)
+        if len(pts) and i in gt:
+            d = np.hypot(*(pts[:, None, :] - world[i][None, :, :]).transpose(2, 0, 1))
+            errors += list(d.min(axis=1))  # each reported person: distance to the nearest true person
+    assert counted > 80  # about 6 people in each of 40 frames
+    # Box bottoms of a head-height camera are coarse in depth; half a metre is a stride, 1 m the fusion radius.
+    assert np.median(errors) < 0.5 and np.mean(np.array(errors) < 1.0) > 0.7
+
+
+def test_site_cameras_join_by_floor_points_and_leave():
+    site = SiteFusion(radius_m=1.0)
+    site.update_floor("a", 0.0, np.array([[2.0, 2.0], [5.0, 1.0]]))
+    site.update_floor("b", 0.1, np.array([[5.3, 1.2], [np.nan, 1.0]]))  # NaN: beyond b's horizon
+    assert site.naive_count(0.1) == 3 and len(site.people(0.1)) == 2
+    site.forget("a")
+    assert len(site.people(0.1)) == 1
+    with pytest.raises(ValueError, match="floor points"):
+        site.update("b", 0.2, np.array([[0.5, 0.5]]))
+
+
+def test_gate_flow_unknown_camera_state_never_counts_as_empty_and_cameras_can_change():
+    occ = GateFlowOccupancy([SiteGate("a", "door", "in")], ["b"], empty_reset_s=10)
+    occ.update(0, "a", {"door": {"in": 0, "out": 0}}, people=0)
+    occ.update(1, "a", {"door": {"in": 2, "out": 0}}, people=0)
+    occ.update(1, "b", {}, people=None)  # b has no video: it may see someone
+    occ.update(30, "a", {"door": {"in": 2, "out": 0}}, people=0)
+    assert occ.occupancy == 2
+    occ.set_cameras(["a"])  # b left the site: a alone decides, a has seen nobody since t = 0
+    occ.update(31, "a", {"door": {"in": 2, "out": 0}}, people=0)
+    assert occ.occupancy == 0 and occ.cameras == {"a"}
+    occ.update(32, "a", {"door": {"in": 3, "out": 0}}, people=1)
+    occ.set_cameras([])  # a deleted: its last counts stay, it no longer holds the reset back
+    occ.update(33, "c", {}, people=0)
+    assert occ.occupancy == 1 and occ.cameras == frozenset()
+
+
+def test_site_heatmap_counts_each_fused_person_once_per_step_however_many_cameras_report():
+    plan = FloorPlan(10.0, 4.0)
+    heat = SiteHeatmap(plan)
+    site = SiteFusion(radius_m=1.0)
+    for k in range(50):  # 10 s, two cameras at 5 fps each see one standing person
+        t = k * 0.2
+        site.update_floor("a", t, np.array([[2.2, 1.1]]))
+        heat.add(t, site.people(t))
+        site.update_floor("b", t + 0.05, np.array([[2.4, 1.2]]))
+        heat.add(t + 0.05, site.people(t + 0.05))
+    grid = heat.grid("hour")
+    assert grid.shape == (8, 20)  # 0.5 m cells
+    assert grid.sum() == 10 and grid[2, 4] == 10  # one per second, in the cell of (2.3 m, 1.15 m)
+    heat.add(20.0, [FusedPerson(11.0, 1.0, ())])  # off the plan: not counted
+    assert heat.grid("hour").sum() == 10
+
+
+def test_floor_plan_png_shows_one_dot_per_person_in_plan_colours_only():
+    plan = FloorPlan(10.0, 4.0)  # 800 x 320 px plan area
+    people = [
+        FusedPerson(2.0, 1.0, (FloorObservation("a", 0, 2.0, 1.0),)),
+        FusedPerson(7.5, 3.0, (FloorObservation("a", 0, 7.4, 3.0), FloorObservation("b", 0, 7.6, 3.0))),
+    ]
+    img = cv2.imdecode(np.frombuffer(render_floor_plan(plan, people), np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (320 + LEGEND_PX, 800, 3)
+    assert tuple(img[80, 160]) == DOT_ONE_CAMERA and tuple(img[240, 600]) == DOT_MERGED  # 80 px per metre
+    assert tuple(img[200, 400]) in (PLAN_BG, PLAN_GRID, PLAN_GRID_MAJOR)
+    colours = {tuple(c) for c in img.reshape(-1, 3)}
+    palette = {PLAN_BG, PLAN_GRID, PLAN_GRID_MAJOR, PLAN_INK, PLAN_LEGEND_BG, DOT_ONE_CAMERA, DOT_MERGED}
+    assert colours <= palette  # drawn from geometry only: nothing else can be in it
+    blue = np.all(img == DOT_ONE_CAMERA, axis=2)
+    ys, xs = np.nonzero(blue)
+    assert abs(xs.mean() - 160) < 1 and abs(ys.mean() - 80) < 1 and blue.sum() > 300  # a 0.25 m dot
+    heat = cv2.imdecode(np.frombuffer(render_site_heatmap(plan, np.ones((8, 20))), np.uint8), cv2.IMREAD_COLOR)
+    assert heat.shape == img.shape

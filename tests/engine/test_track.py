@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 
 import numpy as np
+import pytest
 
 from custom_components.safecam.engine.pipeline import CameraPipeline
-from custom_components.safecam.engine.track import Tracker, TrackerConfig, greedy_match, iou_matrix
+from custom_components.safecam.engine.track import Tracker, TrackerConfig, greedy_match, iou_matrix, linear_match
 from custom_components.safecam.engine.types import Detections
 
 from .mot import frames, load_gt
@@ -104,3 +106,108 @@ def test_state_is_bounded():
         tr.update(_dets(*boxes), k * 0.1)
         assert len(tr.tracks(include_tentative=True)) <= 20 + 50
     assert len(tr.tracks()) <= 20
+
+
+def _best_total(score: np.ndarray, threshold: float) -> float:
+    """The largest total score of a one-to-one matching above threshold, by trying every one (small matrices)."""
+    n, m = score.shape
+    best = 0.0
+    if n > m:
+        return _best_total(score.T, threshold)
+    for cols in itertools.permutations(range(m), n):
+        best = max(best, sum(score[r, c] for r, c in enumerate(cols) if score[r, c] >= threshold))
+    return best
+
+
+def test_linear_match_finds_the_best_one_to_one_matching():
+    # Greedy takes the single best pair (0, 0) and leaves row 1 without a match; the optimum pairs both.
+    score = np.array([[0.9, 0.8], [0.7, 0.0]])
+    assert sorted(linear_match(score, 0.2)) == [(0, 1), (1, 0)]
+    assert greedy_match(score, 0.2) == [(0, 0)]
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n, m = (int(v) for v in rng.integers(0, 6, 2))
+        score = rng.uniform(0, 1, (n, m)) * (rng.uniform(0, 1, (n, m)) < 0.5)
+        pairs = linear_match(score, 0.3)
+        assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == len(pairs)
+        assert all(score[r, c] >= 0.3 for r, c in pairs)
+        total = sum(score[r, c] for r, c in pairs)
+        assert total == pytest.approx(_best_total(score, 0.3) if n and m else 0.0)
+
+
+def test_ids_stay_with_people_at_5_fps(detector, shared_data):
+    """At Home Assistant's default rate people move far between looks and new tracks have no velocity:
+    newcomers walking close together must still keep their own tracks (tud_campus, every 5th frame)."""
+    clip = shared_data / "pedestrians"
+    gt = load_gt(clip / "tud_campus.gt.txt")
+    pipeline = CameraPipeline(detector)
+    per_person: dict[int, Counter[int]] = defaultdict(Counter)
+    images = frames(clip / "tud_campus.mp4")
+    for i in range(0, len(images), 5):
+        res = pipeline.process(images[i], i / 25, i, render=False)
+        if i not in gt or not res.tracks:
+            continue
+        ids, gboxes, flags = gt[i]
+        for g, j in greedy_match(iou_matrix(gboxes, np.array([t.box for t in res.tracks])), 0.5):
+            if flags[g]:
+                per_person[int(ids[g])][res.tracks[j].track_id] += 1
+    followed = [c for c in per_person.values() if sum(c.values()) >= 4]
+    assert len(followed) >= 4
+    # Nobody's looks are shared out between tracks: a person's main track has most of them.
+    for counts in followed:
+        assert counts.most_common(1)[0][1] / sum(counts.values()) >= 0.8  # as at 25 fps (test above)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #4, known limitation kept on purpose: a lost track's box keeps its size velocity. Freezing it "
+    "(ByteTrack/BoT-SORT) or bounding it against the last detected size was measured (bench/accuracy.py, --fps 25 5) "
+    "and worsened IDF1 / ID switches / MOTA on at least one clip and rate; the tracker gates what a drifted track may "
+    "claim instead (test below).",
+)
+def test_a_lost_tracks_box_does_not_grow_from_its_last_detections():
+    """The drift behind issue #4's x80 miss: a walker's last boxes grow (merging with someone in front), then
+    the walker is hidden; the prediction keeps growing the box, which can then claim a newcomer's detection."""
+    tr = Tracker()
+    t = 0.0
+    for k in range(20):  # walking right, 25 fps, box 100 px tall
+        tr.update(_dets([100 + 2 * k, 100, 140 + 2 * k, 200]), t)
+        t += 0.04
+    for k in range(5):  # the box's bottom edge slides down 8 px a frame: 140 px tall at the last detection
+        tr.update(_dets([140 + 2 * k, 100, 180 + 2 * k, 208 + 8 * k]), t)
+        t += 0.04
+    for _ in range(20):  # hidden for 0.8 s (within max_lost_s: the track is kept)
+        tr.update(Detections.empty(), t)
+        t += 0.04
+    (track,) = tr.tracks(include_tentative=True)
+    assert track.lost_frames == 20
+    assert track.box[3] - track.box[1] <= 1.2 * 140  # people do not grow 20 % in 0.8 s
+
+
+def test_a_drifted_lost_track_does_not_claim_a_newcomer_of_another_size():
+    """Issue #4: a far person's last boxes grow (merging with someone passing in front), then they are hidden; their
+    lost track's prediction keeps growing and overlaps a nearer newcomer, twice their size. The newcomer gets a
+    track of their own, and the far person's track still takes them back when they reappear as last seen."""
+    tr = Tracker()
+    t = 0.0
+    for k in range(20):  # a far person walking right, 25 fps, box 60 px tall
+        out = tr.update(_dets([100 + 2 * k, 100, 130 + 2 * k, 160]), t)
+        t += 0.04
+    (far,) = (o.track_id for o in out)
+    for k in range(4):  # merging: the box's bottom edge slides down, 100 px tall at the last detection
+        tr.update(_dets([140 + 2 * k, 100, 170 + 2 * k, 170 + 10 * k]), t)
+        t += 0.04
+    for _ in range(20):  # hidden for 0.8 s
+        tr.update(Detections.empty(), t)
+        t += 0.04
+    (drifted,) = tr.tracks(include_tentative=True)
+    assert drifted.box[3] - drifted.box[1] > 140  # the prediction did grow (the problem this guards against)
+
+    tr.update(_dets([150, 100, 230, 320]), t)  # a newcomer 220 px tall where the drifted box is
+    t += 0.04
+    by_id = {o.track_id: o for o in tr.tracks(include_tentative=True)}
+    assert by_id[far].lost_frames == 21  # the far person's track did not take the newcomer's detection
+    assert len(by_id) == 2  # the newcomer has a (tentative) track of their own
+
+    out = tr.update(_dets([150, 100, 230, 320], [178, 100, 212, 200]), t)  # the far person reappears as last seen
+    assert {o.track_id: o.lost_frames for o in out}.get(far) == 0

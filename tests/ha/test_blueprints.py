@@ -352,7 +352,12 @@ async def test_real_intrusions_siren_notification_and_signed_snapshot(
     entry = await _setup(hass, make_entry, clip)
     runtime: SafecamRuntime = entry.runtime_data
     captured: list[SafetyEvent] = []  # after the event entity's listener: same order, same events
-    unsub_capture = runtime.async_add_event_listener(captured.append)
+
+    def _capture(event: SafetyEvent) -> None:
+        if event.event_type in EVENT_TYPES:  # internal gate crossings never reach the event entity
+            captured.append(event)
+
+    unsub_capture = runtime.async_add_event_listener(_capture)
     states: list[State] = []
 
     @callback

@@ -51,7 +51,7 @@ async def no_setup(hass: HomeAssistant) -> AsyncGenerator[None]:
 async def _url_form(hass: HomeAssistant) -> dict[str, Any]:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["url", "entity"]
+    assert result["menu_options"] == ["url", "entity", "remote", "site"]
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "url"})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "url"

@@ -48,6 +48,7 @@ EXPECTED_ENTITIES = {
     "sensor.demo_dropped_frames",
     "sensor.demo_fail_closed_frames",
     "sensor.demo_inference_time",
+    "sensor.demo_intrusion_events",  # the walkway (danger) can fire intrusions: their counter
     "sensor.demo_metric_rules",  # the walkway is a danger zone: the safety rules run
     "sensor.demo_middle_entries",
     "sensor.demo_middle_exits",

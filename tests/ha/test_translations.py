@@ -47,17 +47,22 @@ def test_every_flow_error_and_issue_is_translated() -> None:
     errors = set(strings["config"]["error"])
     assert set(SOURCE_ERRORS.values()) | {"model_missing", "no_stream_source", "unknown", "unsupported_url"} <= errors
     assert {"already_configured", "reconfigure_successful"} <= set(strings["config"]["abort"])
-    assert set(strings["options"]["error"]) == {"invalid_scene", "invalid_calibration", "invalid_safety"}
+    assert set(strings["options"]["error"]) == {"invalid_scene", "invalid_calibration", "invalid_safety", "invalid_site"}
     assert set(strings["issues"]) == {"model_missing", "model_corrupt", "stream_unreachable", "engine_behind"}
     assert {"invalid_scene", "model_missing", "model_corrupt", "camera_unavailable", "no_stream_source"} <= set(
         strings["exceptions"]
     )
 
 
+SITE_KEYS = {"sensor": {"site_people", "site_people_on_map"}, "image": {"site_floor_plan", "site_heatmap"}}
+
+
 @pytest.mark.parametrize("platform", ["binary_sensor", "camera", "event", "sensor"])
 def test_every_entity_name_is_translated(platform: str) -> None:
     code = (COMPONENT / f"{platform}.py").read_text(encoding="utf-8")
     keys = set(re.findall(r'translation_key\s*=\s*"(\w+)"', code)) | set(re.findall(r'"(gate_(?:entries|exits))"', code))
+    site = (COMPONENT / "site_entry.py").read_text(encoding="utf-8")  # the site device's entities (keys "site_*")
+    keys |= {k for k in re.findall(r'entry, "(site_\w+)"\)', site) if k in SITE_KEYS.get(platform, set())}
     assert keys
     entity = _load("strings.json")["entity"][platform]
     icons = _load("icons.json")["entity"].get(platform, {})

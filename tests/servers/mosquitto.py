@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .certs import TlsFiles
 from .processes import free_port, stop_process, wait_for_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -30,12 +31,20 @@ class Broker:
     """Mosquitto on 127.0.0.1:port, optionally with one user. `kill()` + `start()` = a broker crash and restart."""
 
     def __init__(
-        self, workdir: Path, *, username: str | None = None, password: str | None = None, persistent: bool = False
+        self,
+        workdir: Path,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        persistent: bool = False,
+        tls: TlsFiles | None = None,
     ) -> None:
         """persistent: sessions, their queued QoS 1 messages and retained messages survive a restart, as on a
-        production broker (saved every second, so a SIGKILL loses at most the last second)."""
+        production broker (saved every second, so a SIGKILL loses at most the last second).
+        tls: also a TLS listener on `tls_port` with these files (the plain listener on `port` stays)."""
         self.workdir = workdir
         self.port = free_port()
+        self.tls_port = free_port() if tls is not None else None
         self.username, self.password = username, password
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +62,8 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         else:
             lines.append("allow_anonymous true")
+        if tls is not None:  # listener options below apply to this listener only; users are global
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {tls.ca}", f"certfile {tls.cert}", f"keyfile {tls.key}"]
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 
@@ -60,6 +71,8 @@ class Broker:
         with open(self.workdir / "mosquitto.log", "ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, self.proc)
+        if self.tls_port is not None:
+            wait_for_port(self.tls_port, self.proc)
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, clients see their connection drop."""

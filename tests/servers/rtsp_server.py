@@ -6,6 +6,8 @@
 Mounts on rtsp://127.0.0.1:<port>:
   /file  the mp4's H.264 without re-encoding, not shared: every client starts at frame 0, the stream ends at EOF
   /live  endless 640x480 15 fps test pattern (openh264enc, gop-size=15 so clients open in ~3 s), shared
+  /tcp   as /file, but RTP over the RTSP TCP connection only (clients asking for UDP get 461 and retry
+         over TCP), so all of the video goes through a TCP proxy (tests/servers/throttle_proxy.py)
 With auth_port, a second server on rtsp://127.0.0.1:<auth_port>/live needs basic auth user:secret
 (a separate server because gst-rtsp-server's auth is per server, and anonymous access never challenges).
 
@@ -19,7 +21,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 USER, PASSWORD = "user", "secret"
 
@@ -59,6 +62,9 @@ def main() -> None:
     mounts = server.get_mount_points()
     mounts.add_factory("/file", _factory(FILE.format(path=path), shared=False))
     mounts.add_factory("/live", _factory(LIVE, shared=True))
+    tcp = _factory(FILE.format(path=path), shared=False)
+    tcp.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+    mounts.add_factory("/tcp", tcp)
     _attach(server, port)
 
     if len(sys.argv) == 4:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -107,7 +107,9 @@ class Calibration:
 
     image: tuple[tuple[float, float], ...]
     floor: tuple[tuple[float, float], ...]
-    matrix: np.ndarray  # image -> floor, scaled so that w = 1 at the centre of the image quad
+    # image -> floor, scaled so that w = 1 at the centre of the image quad. Derived from the points,
+    # so left out of ==/hash (an ndarray cannot be compared as a bool; scenes are compared on change).
+    matrix: np.ndarray = field(compare=False)
 
     @classmethod
     def from_points(cls, image: Sequence[Sequence[float]], floor: Sequence[Sequence[float]]) -> Calibration:

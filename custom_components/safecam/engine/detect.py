@@ -45,6 +45,14 @@ def _grids(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, containment: float = 1.01) -> np.ndarray:
     """Greedy NMS; also drops a box mostly contained in a better one (tile-edge fragments)."""
+    if not len(boxes):
+        return np.zeros(0, np.int64)
+    if containment >= 1.0 and scores.min() > 0:
+        # Plain IoU NMS (containment is <= 1 anyway): OpenCV's C++ loop, same rule, ~10x faster.
+        # (It keeps only scores > its threshold, which must be >= 0.)
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)
+        kept = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, iou)  # type: ignore[arg-type]  # stubs: Sequence
+        return np.asarray(kept, np.int64).reshape(-1)
     order = np.argsort(-scores)
     keep: list[int] = []
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -154,15 +162,19 @@ class Detector:
         cfg = self.config
         x0, y0, x1, y1 = region
         out = self.session.run(None, {self._input_name: blob})[0][0]
-        cls_scores = out[:, 5:][:, list(cfg.classes)] * out[:, 4:5]
+        # Class probabilities are sigmoids (<= 1), so score = obj * cls <= obj: rows whose objectness
+        # alone is below the threshold (nearly all of the grid) go before any per-class work.
+        cand = np.flatnonzero(out[:, 4] >= cfg.score_threshold)
+        rows = out[cand]
+        cls_scores = rows[:, [5 + c for c in cfg.classes]] * rows[:, 4:5]
         best = cls_scores.argmax(axis=1)
         score = cls_scores[np.arange(len(best)), best]
         mask = score >= cfg.score_threshold
         if not mask.any():
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
-        rows, score, best = out[mask], score[mask], best[mask]
-        stride = self._strides[mask]
-        centre = (rows[:, :2] + self._cells[mask]) * stride
+        cand, rows, score, best = cand[mask], rows[mask], score[mask], best[mask]
+        stride = self._strides[cand]
+        centre = (rows[:, :2] + self._cells[cand]) * stride
         size = np.exp(np.clip(rows[:, 2:4], -10, 10)) * stride
         boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) / r
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]] + x0, 0, width)

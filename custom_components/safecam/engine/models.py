@@ -49,6 +49,9 @@ CACHE_ENV = "SAFECAM_CACHE_DIR"
 PROVIDERS = {"openvino": "OpenVINOExecutionProvider", "cpu": "CPUExecutionProvider"}
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 _CHUNK = 1 << 20
+# No catalog model comes near this; a bigger file at a model path is not loaded (onnxruntime would map
+# all of it) nor hashed. Size is checked before any byte is read, so a sparse multi-GB file costs nothing.
+MAX_MODEL_BYTES = 512 * 1024 * 1024
 _FETCH_CMD = "python -m custom_components.safecam.engine.models fetch"
 
 
@@ -62,6 +65,10 @@ class ModelMissingError(ModelError):
 
 class ModelCorruptError(ModelError):
     """Wrong size or sha256, or onnxruntime cannot load the file."""
+
+
+class ModelMismatchError(ModelCorruptError):
+    """A valid ONNX file, but not a model for this task (e.g. a face detector given as the person detector)."""
 
 
 class ModelProviderError(ModelError):
@@ -160,6 +167,24 @@ def search_dirs(model_dir: str | Path | None = None) -> list[Path]:
 _verified: dict[tuple[str, int, int], str | None] = {}
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):  # in chunks: memory stays at one chunk whatever the file
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _identify(spec: ModelSpec, path: Path, size: int, digest: str | None) -> str:
+    """' : it is <other catalog model> (<task>), not a <task> model' when the file is another catalog model."""
+    for other in _catalog():
+        if other.name == spec.name or other.size_bytes != size:
+            continue
+        if (digest or _sha256(path)) == other.sha256:
+            return f"; it is the catalog model '{other.name}' ({other.task}), not a {spec.task} model like '{spec.name}'"
+    return ""
+
+
 def _verify(spec: ModelSpec, path: Path) -> str | None:
     """None if path holds exactly the catalog bytes, else the reason it does not."""
     st = path.stat()
@@ -168,15 +193,13 @@ def _verify(spec: ModelSpec, path: Path) -> str | None:
         return _verified[key]
     reason = None
     if st.st_size != spec.size_bytes:
-        # Size first: a truncated or partial file is caught without reading it.
-        reason = f"size {st.st_size} bytes, expected {spec.size_bytes}"
+        # Size first: a truncated, partial or huge file is caught without reading it.
+        what = "far larger than any model" if st.st_size > MAX_MODEL_BYTES else f"expected {spec.size_bytes}"
+        reason = f"size {st.st_size} bytes, {what}" + _identify(spec, path, st.st_size, None)
     else:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        if h.hexdigest() != spec.sha256:
-            reason = f"sha256 {h.hexdigest()}, expected {spec.sha256}"
+        digest = _sha256(path)
+        if digest != spec.sha256:
+            reason = f"sha256 {digest}, expected {spec.sha256}" + _identify(spec, path, st.st_size, digest)
     _verified[key] = reason
     return reason
 
@@ -327,6 +350,7 @@ def create_session(
     cache_dir: str | Path | None = None,
     performance_hint: str | None = None,
     device: str = "CPU",
+    expect: str | None = None,
 ) -> onnxruntime.InferenceSession:
     """An InferenceSession on exactly the requested provider.
 
@@ -335,6 +359,8 @@ def create_session(
     device ("CPU", "GPU", ...), num_threads -> num_of_threads, cache_dir (compiled-blob
     cache, cuts start-up), performance_hint (LATENCY/THROUGHPUT/CUMULATIVE_THROUGHPUT;
     onnxruntime-openvino 1.24 has no direct option, it goes through load_config).
+    expect: the catalog model the file must fit (input and output shapes); by default the catalog model
+    whose file name it has. A file that does not fit raises ModelMismatchError before it is used.
     """
     import onnxruntime as ort
 
@@ -342,6 +368,13 @@ def create_session(
     label = f"model {path.name}"
     if not path.is_file():
         raise ModelMissingError(f"{label}: {path} does not exist; resolve it with resolve_model()")
+    if (size := path.stat().st_size) > MAX_MODEL_BYTES:
+        raise ModelCorruptError(
+            f"{label}: {path} is {size} bytes, far larger than any safecam model (at most {MAX_MODEL_BYTES}); "
+            f"not loaded. Replace it with the catalog file (`{_FETCH_CMD}`)."
+        )
+    by_name: dict[str, ModelSpec] = {s.file: s for s in _catalog()}
+    spec = get_spec(expect) if expect else by_name.get(path.name)
     available = ort.get_available_providers()
     if provider == "auto":
         provider = "openvino" if PROVIDERS["openvino"] in available else "cpu"
@@ -392,7 +425,43 @@ def create_session(
             "onnxruntime log for why: unknown device or option). Fix the options, or "
             "use provider 'cpu'."
         )
+    if spec is not None:
+        _check_fits(session, spec, path)
     return session
+
+
+def _dims(text: str) -> tuple[int, ...] | None:
+    """The first all-integer "[a,b,c]" of a catalog output description, e.g. yolox's "[1,3549,85]"."""
+    for part in text.split("[")[1:]:
+        inner = part.split("]", 1)[0]
+        try:
+            return tuple(int(x) for x in inner.split(","))
+        except ValueError:
+            continue
+    return None
+
+
+def _fits(actual: list[int | str | None], expected: tuple[int | str, ...]) -> bool:
+    """Same rank, and every dimension fixed on both sides is equal (a dynamic one fits anything)."""
+    return len(actual) == len(expected) and all(
+        not isinstance(a, int) or not isinstance(e, int) or a == e for a, e in zip(actual, expected, strict=True)
+    )
+
+
+def _check_fits(session: onnxruntime.InferenceSession, spec: ModelSpec, path: Path) -> None:
+    """Raise ModelMismatchError when the loaded graph is not shaped like catalog model `spec`."""
+    got_in = list(session.get_inputs()[0].shape)
+    got_out = list(session.get_outputs()[0].shape)
+    want_out = _dims(spec.output)
+    bad_in = spec.input is not None and not _fits(got_in, spec.input.shape)
+    bad_out = want_out is not None and not _fits(got_out, want_out)
+    if bad_in or bad_out:
+        want_in = list(spec.input.shape) if spec.input is not None else "?"
+        raise ModelMismatchError(
+            f"model file {path} is not a {spec.task} model like '{spec.name}': its input is {got_in} and its first output "
+            f"{got_out}, '{spec.name}' has input {want_in} and output {list(want_out) if want_out else spec.output}. "
+            f"Use the catalog file {spec.describe()} (`{_FETCH_CMD} {spec.name}`)."
+        )
 
 
 # --- CLI -------------------------------------------------------------------------------

@@ -313,6 +313,24 @@ def discovery_payload(
     return f"device/{device_id}/config", payload
 
 
+def connect_hint(error: str, settings: MqttSettings) -> str:
+    """What to check for the connect errors people meet: the library's own text names no setting."""
+    low = error.lower()
+    if "mismatch" in low and "certificate" in low:
+        return f": the broker's TLS certificate is not issued for '{settings.host}'; set mqtt.host to a name it is issued for"
+    if "certificate verify failed" in low or "certificate_verify_failed" in low:
+        trusted = f"the CA file {settings.ca_certs}" if settings.ca_certs else "any of the system's CAs"
+        return (
+            f": the broker's TLS certificate is not signed by {trusted}; set mqtt.ca_certs to the CA that signed it "
+            "(or mqtt.tls_insecure: true to skip the check)"
+        )
+    if "ssl" in low or "tls" in low:
+        return ": the TLS handshake failed; check that mqtt.port is the broker's TLS listener, or set mqtt.tls: false"
+    if "not authori" in low or "bad user name or password" in low:
+        return ": the broker refused the login; check mqtt.username and mqtt.password"
+    return ""
+
+
 def encode(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
 
@@ -434,7 +452,8 @@ class MqttBridge:
                 if self._connected:
                     _LOGGER.warning("safecam mqtt: lost the broker at %s (%s)", where, redact_url(str(err)))
                 else:
-                    _LOGGER.warning("safecam mqtt: cannot connect to %s (%s)", where, redact_url(str(err)))
+                    text = redact_url(str(err))
+                    _LOGGER.warning("safecam mqtt: cannot connect to %s (%s)%s", where, text, connect_hint(text, self.settings))
             finally:
                 self._connected = False
             if self._closing:

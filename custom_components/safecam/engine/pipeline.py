@@ -159,6 +159,7 @@ class CameraPipeline:
         positions = np.clip(feet / scale, 0.0, 1.0)
         ids = [tr.track_id for tr in counted]
         events = self.zones.update(positions, ids, t)
+        self.gates.hold(self.tracker.tracks(include_tentative=True), w, h)  # crossings while being confirmed count too
         for gate, track_id, direction in self.gates.update(positions, ids):
             events.append(
                 SafetyEvent("gate_crossing", t, self.config.camera, track_id, None, None, {"gate": gate, "direction": direction})
@@ -201,7 +202,8 @@ class CameraPipeline:
     def render(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
         """The anonymized image of the frame `result` was computed from (fail-closed when not analysed).
 
-        Separate from process() so a worker can render in another thread, overlapping inference.
+        Separate from process() so a worker renders only when a picture is asked for (render.py's
+        OnDemandRenderer), or in another thread, overlapping inference (AsyncRenderer).
         """
         return self.anonymizer.apply(image, result.mask_boxes, analysed=result.analysed)
 

@@ -1,18 +1,24 @@
-"""Rendering in a second thread of the camera worker: anonymize (and encode) frame N while the
-detector already runs on frame N+1. OpenCV releases the GIL, and OpenVINO leaves part of the second
-core idle on small models, so this hides most of the anonymizer's cost (bench/speed.py measures it).
+"""Producing the anonymized output of a camera worker, off the analysis path.
 
-The raw frame moves between two threads of the same worker and nowhere else; only the sink's
-output (anonymized pixels) leaves.
+- `OnDemandRenderer` (live cameras): keeps the newest analysed frame and anonymizes + encodes it
+  only when someone asks for a picture (the HA camera entity, a stream, a snapshot), once per
+  frame however many ask. Analysis alone (sensors, automations) then renders nothing at all.
+- `AsyncRenderer` (video files, every frame written): anonymizes frame N in a second thread while
+  the detector already runs on frame N+1 (OpenCV releases the GIL).
+
+The raw frame stays inside the worker's objects (held by reference, never copied out); what leaves
+is the anonymizer's output only. bench/speed.py measures both.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from .pipeline import CameraPipeline, FrameResult
@@ -79,3 +85,70 @@ class AsyncRenderer:
         self._thread.join(timeout=30)
         if self.error is not None:
             raise self.error
+
+
+class OnDemandRenderer:
+    """The newest analysed frame, anonymized and JPEG-encoded only when asked for (`jpeg`).
+
+    `submit` is O(1) (it keeps a reference); `jpeg` renders in the caller's thread, at most once
+    per frame (concurrent callers wait for that one render), and drops the raw frame once it is
+    rendered. Failing closed stays the anonymizer's job: a frame whose analysis failed is rendered
+    fully obscured; a render that raises gives no picture (None), never the frame.
+    """
+
+    def __init__(self, pipeline: CameraPipeline, *, quality: int = 80, clock: Callable[[], float] = time.monotonic) -> None:
+        self._pipeline = pipeline
+        self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+        self._clock = clock
+        self._lock = threading.Lock()  # guards the fields below; never held while rendering
+        self._render_lock = threading.Lock()  # one render at a time
+        self._seq = 0  # frames submitted
+        self._frame: tuple[np.ndarray, FrameResult] | None = None  # newest frame, until rendered or replaced
+        self._frame_time: float | None = None  # clock() when the newest frame was submitted
+        self._jpeg: tuple[int, bytes] | None = None  # (seq, JPEG) of the last frame rendered
+        self._failed = 0  # seq of the last frame whose render failed (not retried: one log line per frame)
+        self.rendered = 0  # frames rendered so far
+
+    def submit(self, image: np.ndarray, result: FrameResult, jpeg: bytes | None = None) -> None:
+        """The newest analysed frame; `jpeg`: its picture when already rendered (an event snapshot)."""
+        with self._lock:
+            self._seq += 1
+            self._frame_time = self._clock()
+            if jpeg is None:
+                self._frame = (image, result)
+            else:
+                self._frame, self._jpeg = None, (self._seq, jpeg)
+
+    def jpeg(self, max_age_s: float | None = None) -> bytes | None:
+        """The newest frame's anonymized JPEG, or None: no frame yet, older than max_age_s, or not renderable."""
+        with self._render_lock:
+            with self._lock:
+                seq, frame, at, cached = self._seq, self._frame, self._frame_time, self._jpeg
+            if at is None or (max_age_s is not None and self._clock() - at > max_age_s):
+                return None
+            if cached is not None and cached[0] == seq:
+                return cached[1]
+            if frame is None or self._failed == seq:  # closed before anyone asked for it, or unrenderable
+                return None
+            image, result = frame
+            try:
+                ok, buf = cv2.imencode(".jpg", self._pipeline.render(image, result), self._params)
+            except Exception:  # a failed render shows no picture (the caller serves its placeholder)
+                _LOGGER.exception("rendering failed")
+                ok = False
+            if not ok:
+                self._failed = seq
+                return None
+            data = bytes(buf.tobytes())
+            self.rendered += 1
+            with self._lock:
+                if self._jpeg is None or self._jpeg[0] < seq:  # a newer snapshot may have come in meanwhile
+                    self._jpeg = (seq, data)
+                if self._seq == seq:
+                    self._frame = None  # rendered: the raw frame is not needed any more
+            return data
+
+    def close(self) -> None:
+        """Drop the raw frame; a picture already rendered stays available (subject to max_age_s)."""
+        with self._lock:
+            self._frame = None

@@ -36,7 +36,7 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -456,8 +456,13 @@ class CameraService:
             self._discovery_cmps = {k: v for k, v in cmps.items() if len(v) > 1}
             self.engine.bridge.set_retained(f"{prefix}/{suffix}", encode(payload), 1, layout=True)
 
-    def publish_snapshot(self) -> None:
-        jpeg = self.worker.latest_jpeg() or self.engine.placeholder(self.worker)
+    async def jpeg(self) -> bytes:
+        """The anonymized picture (rendered on request, a few ms: off the event loop) or the placeholder."""
+        jpeg: bytes | None = await asyncio.to_thread(self.worker.latest_jpeg)
+        return jpeg or self.engine.placeholder(self.worker)
+
+    async def publish_snapshot(self) -> None:
+        jpeg = await self.jpeg()
         if jpeg:
             self.engine.bridge.set_retained(self.topics.snapshot(self.cfg.id), jpeg, 0)
 
@@ -566,8 +571,7 @@ class StreamServer:
                 camera := self.engine.cameras.get(m.group(1))
             ):
                 if m.group(2) == "snapshot.jpg":
-                    jpeg = camera.worker.latest_jpeg() or self.engine.placeholder(camera.worker)
-                    await self._reply(writer, 200, "image/jpeg", jpeg)
+                    await self._reply(writer, 200, "image/jpeg", await camera.jpeg())
                 elif len(self._streams) >= MAX_STREAM_CLIENTS:
                     await self._reply(writer, 503, "text/plain", b"too many viewers\n")
                 elif task is not None:
@@ -623,7 +627,7 @@ class StreamServer:
         sent_at = 0.0
         period = 1.0 / max(min(camera.cfg.fps, 15.0), 1.0)
         while True:
-            jpeg = camera.worker.latest_jpeg() or self.engine.placeholder(camera.worker)
+            jpeg = await camera.jpeg()
             now = time.monotonic()
             if jpeg is not last or now - sent_at >= 5.0:  # re-send now and then: proxies drop idle streams
                 part = f"--{self.BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
@@ -695,14 +699,15 @@ class EngineService:
         }
         self.bridge.set_retained(self.bridge.topics.info, encode(info), 1, layout=True)
 
-    async def _every(self, period: float, action: Callable[[], None]) -> None:
+    async def _every(self, period: float, action: Callable[[], Awaitable[None] | None]) -> None:
         while True:
             await asyncio.sleep(period)
-            action()
+            if (pending := action()) is not None:
+                await pending
 
-    def _snapshots(self) -> None:
-        for camera in self.cameras.values():
-            camera.publish_snapshot()
+    async def _snapshots(self) -> None:
+        for camera in list(self.cameras.values()):
+            await camera.publish_snapshot()
 
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
@@ -724,7 +729,7 @@ class EngineService:
         bridge = asyncio.create_task(self.bridge.run(), name="safecam-mqtt")
         timers = [asyncio.create_task(self._every(SAVE_EVERY_S, self.save), name="safecam-save")]
         if self.config.snapshot_interval_s > 0:
-            self._snapshots()
+            await self._snapshots()
             timers.append(asyncio.create_task(self._every(self.config.snapshot_interval_s, self._snapshots)))
         try:
             await stop.wait()

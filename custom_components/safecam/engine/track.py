@@ -1,7 +1,9 @@
 """ByteTrack-style multi-person tracker: Kalman motion model, IoU association in two passes
 (high-score detections first, then low-score ones for tracks the first pass left), a recovery
-pass in buffered-IoU space for tracks whose prediction drifted while hidden, tentative tracks
-confirmed after a few hits (or two far enough apart in time), and stationary-aware loss handling.
+pass in buffered-IoU space for tracks whose prediction drifted while hidden (and a size gate
+that keeps a drifted prediction off other people's detections), tentative tracks (matched by
+optimal assignment) confirmed after a few hits (or two far enough apart in time), and
+stationary-aware loss handling.
 
 Time-based (seconds), not frame-based, so it behaves the same at 2 fps and at 25 fps and when
 the motion gate skips detection on some frames (`predict` without `update`).
@@ -56,6 +58,89 @@ def greedy_match(score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
             pairs.append((r, c))
             used_r.add(r)
             used_c.add(c)
+    return pairs
+
+
+def _min_cost_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Rows -> columns of least total cost, every row assigned (n <= m): Hungarian algorithm with potentials, O(n^2 m)."""
+    n, m = cost.shape
+    u, v = np.zeros(n + 1), np.zeros(m + 1)
+    owner = np.zeros(m + 1, np.int64)  # column j (1-based) -> row (1-based) assigned to it, 0 = none
+    way = np.zeros(m + 1, np.int64)
+    for i in range(1, n + 1):
+        owner[0] = i
+        j0 = 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, bool)
+        while True:
+            used[j0] = True
+            i0 = owner[j0]
+            free = ~used[1:]
+            reduced = cost[i0 - 1] - u[i0] - v[1:]
+            better = free & (reduced < minv[1:])
+            minv[1:][better] = reduced[better]
+            way[1:][better] = j0
+            masked = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(masked)) + 1
+            delta = masked[j1 - 1]
+            u[owner[used]] += delta
+            v[used] -= delta
+            minv[~used] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:
+            j1 = int(way[j0])
+            owner[j0] = owner[j1]
+            j0 = j1
+    return [(int(owner[j]) - 1, j - 1) for j in range(1, m + 1) if owner[j]]
+
+
+def linear_match(score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (row, col) above threshold, each row and column once, with the largest total score.
+
+    ByteTrack's linear assignment. Greedy matching is the same wherever the boxes are well apart;
+    where they overlap, greedy can give the best-overlapping detection to the wrong track and leave
+    the other track nothing. Solved per group of rows and columns linked by a pair above threshold
+    (pure numpy, no scipy in Home Assistant), so a frame of people apart costs about what greedy does.
+    """
+    if score.size == 0:
+        return []
+    rows, cols = np.nonzero(score >= threshold)
+    if len(rows) == 0:
+        return []
+    n = score.shape[0]
+    parent = list(range(n + score.shape[1]))  # union-find over rows 0..n-1 and columns n..n+m-1
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    links = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True)]
+    for r, c in links:
+        parent[find(r)] = find(n + c)
+    groups: dict[int, tuple[set[int], set[int]]] = {}
+    for r, c in links:
+        g = groups.setdefault(find(r), (set(), set()))
+        g[0].add(r)
+        g[1].add(c)
+    pairs: list[tuple[int, int]] = []
+    for group_rows, group_cols in groups.values():
+        gr, gc = sorted(group_rows), sorted(group_cols)
+        sub = score[np.ix_(gr, gc)]
+        if len(gr) == 1 or len(gc) == 1:  # one track or one detection: the best pair
+            k = int(np.argmax(sub))
+            pairs.append((gr[k // len(gc)], gc[k % len(gc)]))
+            continue
+        cost = np.where(sub >= threshold, -sub, 0.0)  # pairs below threshold are no match (cost 0)
+        flip = len(gr) > len(gc)
+        found = _min_cost_assignment(cost.T if flip else cost)
+        for a, b in found:
+            r, c = (b, a) if flip else (a, b)
+            if sub[r, c] >= threshold:
+                pairs.append((gr[r], gc[c]))
     return pairs
 
 
@@ -134,6 +219,12 @@ class TrackerConfig:
     recover_buffer: float = 0.5
     recover_iou: float = 0.3
     recover_height_ratio: float = 1.3
+    # A lost track's prediction drifts: its velocity and box-size velocity, learnt from its last boxes (often
+    # partial or merged with a neighbour's as it went out of sight), keep integrating, so the predicted box
+    # can grow over a newcomer and claim their detection. A lost track only takes a detection whose height
+    # is within this factor of the height it was last detected at (no one's box halves or doubles while
+    # hidden for a second or two). Measured: bench/accuracy.py, and the same clips mirrored / reversed.
+    lost_height_ratio: float = 2.0
     min_hits: int = 3  # detections before a track is confirmed (kills one-frame false positives)
     confirm_span_s: float = 0.15  # ...or 2 detections at least this far apart (low frame rates)
     max_lost_tentative_s: float = 0.25  # a tentative track missed for longer than this was noise
@@ -205,8 +296,12 @@ class Tracker:
         unmatched_active = self._associate(active, boxes, scores, remaining_high, cfg.match_iou, t)
         # Pass 2: tracks still unmatched vs low-score detections (occluded, partly visible).
         still_lost = self._associate(unmatched_active, boxes, scores, [int(i) for i in low], cfg.low_match_iou, t)
-        # Pass 3: tentative tracks vs the high detections left over.
-        unmatched_tentative = self._associate(tentative, boxes, scores, remaining_high, cfg.match_iou, t)
+        # Pass 3: tentative tracks vs the high detections left over, by optimal assignment: a new track
+        # has no velocity yet, so where newcomers walk close together (and at low fps, where people move
+        # far between looks) the greedy best overlap often belongs to the neighbour, which leaves the
+        # neighbour's track nothing. (For confirmed tracks, whose predictions carry velocity, optimal
+        # assignment measured no better than greedy: bench/accuracy.py, IDF1 on TUD-Stadtmitte.)
+        unmatched_tentative = self._associate(tentative, boxes, scores, remaining_high, cfg.match_iou, t, optimal=True)
         # Pass 4: recovery of whatever is still unmatched, in buffered matching space.
         if cfg.recover_buffer > 0:
             left = still_lost + unmatched_tentative
@@ -252,6 +347,7 @@ class Tracker:
         min_iou: float,
         t: float,
         buffer: float = 0.0,
+        optimal: bool = False,
     ) -> list[int]:
         """Match track rows to candidate detections (consumed from `candidates`); return the unmatched rows."""
         if not rows or not candidates:
@@ -264,7 +360,13 @@ class Tracker:
             iou[(ratio > limit) | (ratio < 1 / limit)] = 0.0
         else:
             iou = iou_matrix(predicted, offered)
-        pairs = greedy_match(iou, min_iou)
+        lost = [k for k, row in enumerate(rows) if self._tracks[row].lost_frames > 0]
+        if lost and self.config.lost_height_ratio > 0:
+            last = self._last_box[[rows[k] for k in lost]]
+            ratio = (last[:, 3] - last[:, 1])[:, None] / np.maximum(offered[:, 3] - offered[:, 1], 1.0)[None, :]
+            limit = self.config.lost_height_ratio
+            iou[lost] = np.where((ratio > limit) | (ratio < 1 / limit), 0.0, iou[lost])
+        pairs = linear_match(iou, min_iou) if optimal else greedy_match(iou, min_iou)
         if not pairs:
             return list(rows)
         # One batched Kalman update for every track matched in this pass.

@@ -3,7 +3,11 @@
 This is where raw frames live and die. What leaves is `CameraState` (geometry and counts),
 `SafetyEvent`s and JPEG bytes encoded from the anonymized frame only.
 The worker restarts its loop with backoff after any failure, and paces file sources in real
-time (looping them) so a demo clip behaves like a camera.
+time (looping them) so a demo clip behaves like a camera. On a live camera, when a frame takes longer
+to analyse than its slot, `FpsGovernor` lowers the analysis rate (never below 1 fps) and raises it
+again when there is headroom, so frames are skipped on a fixed grid at the source instead of at random
+in the decode queue. Files keep the configured rate by default: which frames are analysed, and so every
+count, is then the same on any machine (a slow one plays the clip late, shown in `lag_s`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,19 @@ import numpy as np
 from .anonymize import AnonymizerConfig, placeholder
 from .config import SceneConfig
 from .detect import Detector
+from .models import ModelError
 from .pipeline import CameraPipeline, FrameResult, PipelineConfig
-from .render import AsyncRenderer
-from .sources import FROZEN_AFTER_S, BackgroundReader, ReconnectingSource, SourceError, open_source, redact_url, throttle
+from .render import OnDemandRenderer
+from .sources import (
+    FROZEN_AFTER_S,
+    BackgroundReader,
+    ReconnectingSource,
+    SourceError,
+    ThrottledSource,
+    open_source,
+    redact_url,
+    throttle,
+)
 from .types import EVENT_TYPES, SafetyEvent
 from .watchdog import Watchdog
 
@@ -54,9 +68,53 @@ class CameraState:
     fail_closed_frames: int = 0  # frames served fully obscured because analysis failed (fail closed)
     watchdog_restarts: int = 0  # loop runs abandoned because a step hung (reported with error_reason "hung")
     frame_ts: float | None = None  # wall clock (time.time()) when the analysed frame arrived (files: became due)
+    effective_fps: float = 0.0  # the rate analysis runs at now: target_fps, or less while the machine cannot keep up
+    lag_s: float = 0.0  # how long the analysed frame waited (live: since it was read; files: behind real-time pacing)
 
 
 StateCallback = Callable[[CameraState, list[SafetyEvent]], None]
+
+
+class FpsGovernor:
+    """The analysis rate that the machine can sustain: stepped down when processing a frame takes longer
+    than its slot (1/fps), stepped back up towards the configured rate when there is headroom.
+
+    `update(busy_s, now)` gets the time one frame kept the worker busy; it returns True when `fps` changed.
+    Changes are at least `settle_s` apart, so one slow frame (a GC pause, a model warm-up) does not swing it.
+    """
+
+    DOWN_LOAD = 0.9  # busy for more than 90 % of the slot: cannot keep the rate
+    UP_LOAD = 0.6  # the next rate up would still leave this much headroom
+    TARGET_LOAD = 0.75  # a new rate aims at this share of the slot
+
+    def __init__(self, configured: float, *, settle_s: float = 3.0, min_samples: int = 5) -> None:
+        self.configured = configured
+        self.floor = min(1.0, configured)  # never below 1 fps (a configured rate below 1 is kept as is)
+        self.fps = configured
+        self.settle_s = settle_s
+        self.min_samples = min_samples
+        self.busy_s: float | None = None  # smoothed processing time per frame
+        self._samples = 0
+        self._changed_at: float | None = None
+
+    def update(self, busy_s: float, now: float) -> bool:
+        ema = busy_s if self.busy_s is None else 0.7 * self.busy_s + 0.3 * busy_s
+        self.busy_s = ema
+        self._samples += 1
+        if self._samples < self.min_samples or (self._changed_at is not None and now - self._changed_at < self.settle_s):
+            return False
+        new = self.fps
+        if ema * self.fps > self.DOWN_LOAD and self.fps > self.floor:
+            new = max(self.floor, min(self.fps * 0.8, self.TARGET_LOAD / ema))
+        elif self.fps < self.configured:
+            up = min(self.configured, self.fps * 1.25)
+            if ema * up < self.UP_LOAD:
+                new = up
+        new = self.configured if new >= self.configured else max(self.floor, round(new, 1))
+        if new == self.fps:
+            return False
+        self.fps, self._changed_at = new, now
+        return True
 
 
 class CameraWorker:
@@ -74,8 +132,11 @@ class CameraWorker:
         hang_after_s: float = 60.0,
         frozen_after_s: float = FROZEN_AFTER_S,
         anonymization: str | AnonymizerConfig | None = None,
+        adaptive_fps: bool | None = None,
     ) -> None:
+        """adaptive_fps: lower the rate while the machine cannot keep it (None: for live sources only)."""
         self.camera = camera
+        self._adaptive_fps = adaptive_fps
         self.source_url = source_url
         self._detector_factory = detector_factory
         self._scene = scene or SceneConfig()
@@ -92,8 +153,8 @@ class CameraWorker:
         self._supervisor: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._jpeg: bytes | None = None
-        self._jpeg_time = 0.0
+        # The newest analysed frame, rendered only when a picture is asked for (latest_jpeg).
+        self._renderer: OnDemandRenderer | None = None
         self._restored_gates: dict[str, dict[str, int]] = {}
         # Changes requested from other threads; the worker thread applies them between frames,
         # so callers never wait for an inference and the pipeline is only touched by its thread.
@@ -102,6 +163,8 @@ class CameraWorker:
         self._pending_reset: set[str] = set()  # gates reset by reset_counters, not yet zeroed in the pipeline
         self._anonymizer = self._anonymizer_config(anonymization)
         self._pending_anonymizer: AnonymizerConfig | None = None
+        # Kept across loop restarts: what the machine sustains does not change with a reconnect.
+        self.governor = FpsGovernor(fps)
         self.state = CameraState(camera)
 
     # ---- control -------------------------------------------------------------------------
@@ -173,11 +236,13 @@ class CameraWorker:
 
     # ---- outputs ------------------------------------------------------------------------
     def latest_jpeg(self, max_age_s: float = STALE_AFTER_S) -> bytes | None:
-        """The last anonymized frame as JPEG, or None when it is older than max_age_s."""
-        with self._lock:
-            if self._jpeg is None or time.monotonic() - self._jpeg_time > max_age_s:
-                return None
-            return self._jpeg
+        """The newest analysed frame as an anonymized JPEG, or None when it is older than max_age_s.
+
+        Rendered here, on the first request for that frame (a few ms, in the caller's thread; async
+        callers should use a thread): nothing is rendered while nobody asks for a picture.
+        """
+        renderer = self._renderer
+        return renderer.jpeg(max_age_s) if renderer is not None else None
 
     def placeholder_jpeg(self, text: str = "no anonymized frame") -> bytes:
         ok, buf = cv2.imencode(".jpg", placeholder(text=text))
@@ -222,20 +287,16 @@ class CameraWorker:
                 st.entries = max(st.entries, int(saved.get("in", 0)))
                 st.exits = max(st.exits, int(saved.get("out", 0)))
 
-    def _store_jpeg(self, anonymized: np.ndarray, _result: FrameResult) -> None:
-        """Render-thread sink: only anonymized pixels are encoded and kept."""
-        ok, buf = cv2.imencode(".jpg", anonymized, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
-        if ok:
-            with self._lock:
-                self._jpeg, self._jpeg_time = buf.tobytes(), time.monotonic()
-
-    def _with_snapshots(self, pipeline: CameraPipeline, image: np.ndarray, result: FrameResult) -> list[SafetyEvent]:
-        """Safety events carry a JPEG of the anonymized frame they happened on (for notifications)."""
+    def _with_snapshots(
+        self, pipeline: CameraPipeline, image: np.ndarray, result: FrameResult
+    ) -> tuple[list[SafetyEvent], bytes | None]:
+        """Safety events carry a JPEG of the anonymized frame they happened on (for notifications);
+        also returns that JPEG (None when no safety event), which then serves as the frame's picture."""
         if not any(ev.event_type in EVENT_TYPES for ev in result.events):
-            return result.events
+            return result.events, None
         ok, buf = cv2.imencode(".jpg", pipeline.render(image, result), [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
         jpeg = buf.tobytes() if ok else None
-        return [replace(ev, snapshot=jpeg) if ev.event_type in EVENT_TYPES else ev for ev in result.events]
+        return [replace(ev, snapshot=jpeg) if ev.event_type in EVENT_TYPES else ev for ev in result.events], jpeg
 
     def _on_source_state(self, connected: bool, reason: str | None) -> None:
         now = time.monotonic()
@@ -280,7 +341,7 @@ class CameraWorker:
                 self._loop(stop)
                 backoff = 1.0
             except Exception as err:  # noqa: BLE001 - restart the loop on any failure, with backoff
-                reason = err.reason if isinstance(err, SourceError) else "error"
+                reason = err.reason if isinstance(err, SourceError) else "model" if isinstance(err, ModelError) else "error"
                 msg = redact_url(f"{type(err).__name__}: {err}")
                 _LOGGER.warning("safecam camera %s failed (%s); restarting in %.0f s", self.camera, msg, backoff)
                 if stop.is_set():
@@ -317,12 +378,24 @@ class CameraWorker:
             source = open_source(self.source_url)
             self._on_source_state(True, None)
         self._watch = watch
-        reader = BackgroundReader(throttle(source, self.fps), prepare=pipeline.prepare, stop_event=stop)
-        renderer = AsyncRenderer(pipeline, self._store_jpeg, latest_only=True)
+        governor = self.governor
+        adaptive = is_live if self._adaptive_fps is None else self._adaptive_fps
+        if not adaptive:
+            governor.fps = self.fps
+
+        def throttled_at_governed_rate(src: Any) -> ThrottledSource:
+            out = throttle(src, self.fps)  # its fps: the configured rate, or less if the camera sends less
+            out.period = 1.0 / min(governor.fps, self.fps)
+            return out
+
+        throttled = throttled_at_governed_rate(source)
+        reader = BackgroundReader(throttled, prepare=pipeline.prepare, stop_event=stop)
+        renderer = OnDemandRenderer(pipeline, quality=self._jpeg_quality)
         start = time.monotonic()
         media_offset = 0.0
         last_media_t = 0.0
         fps_window: list[float] = []
+        cycle_from = time.monotonic()
         try:
             while not stop.is_set():
                 frame = reader.read()
@@ -335,26 +408,32 @@ class CameraWorker:
                     # A file is a demo camera: loop it seamlessly on one timeline.
                     reader.close()
                     media_offset += last_media_t + 1.0 / max(self.fps, 1.0)
-                    reader = BackgroundReader(
-                        throttle(open_source(self.source_url), self.fps), prepare=pipeline.prepare, stop_event=stop
-                    )
+                    throttled = throttled_at_governed_rate(open_source(self.source_url))
+                    reader = BackgroundReader(throttled, prepare=pipeline.prepare, stop_event=stop)
                     continue
                 if is_live:
                     t = time.monotonic() - start
+                    lag = max(0.0, time.monotonic() - reader.t0 - frame.t)
+                    # A live read waits for the camera's next frame: only the processing counts as busy.
+                    busy_from = time.monotonic()
                 else:
                     last_media_t = frame.t
                     t = media_offset + frame.t
                     delay = t - (time.monotonic() - start)  # pace files in real time
                     if delay > 0 and stop.wait(delay):
                         break
+                    lag = max(0.0, -delay)
+                    # A file is decoded as fast as it can be: decoding (the read) is work too, pacing is not.
+                    busy_from = cycle_from + max(0.0, delay)
                 frame_ts = time.time()
                 self._apply_pending(pipeline)
                 with watch.section("analysis"):
                     result = pipeline.process(frame.image, t, frame.index, render=False, prepared=frame.prepared)
-                    events = self._with_snapshots(pipeline, frame.image, result)
+                    events, snapshot = self._with_snapshots(pipeline, frame.image, result)
                 if stop.is_set():
                     break  # stopped, or abandoned as hung while this frame was analysed: publish nothing
-                renderer.submit(frame.image, result)
+                renderer.submit(frame.image, result, snapshot)
+                self._renderer = renderer  # from this run's first frame on (until then the last run's picture)
                 now = time.monotonic()
                 fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]
                 # A frame queued before a disconnect must not mark the camera connected again.
@@ -375,11 +454,21 @@ class CameraWorker:
                     frames=self.state.frames + 1,
                     fail_closed_frames=self.state.fail_closed_frames + (not result.analysed),
                     frame_ts=frame_ts,
+                    effective_fps=round(min(governor.fps, float(reader.fps or governor.fps)), 2),
+                    lag_s=round(lag, 2),
                     error=pipeline.last_error,
                     error_reason="detector" if pipeline.last_error else None,
                     disconnected_since=None if connected else self.state.disconnected_since,
                 )
                 self._emit(state, events)
+                cycle_from = time.monotonic()
+                if adaptive and governor.update(cycle_from - busy_from, cycle_from):
+                    # Frames are skipped at the source from now on (the throttle's grid), never queued.
+                    throttled.period = 1.0 / governor.fps
+                    _LOGGER.info(
+                        "safecam camera %s: analysing at %.1f fps (configured %.1f; %.0f ms per frame)",
+                        self.camera, governor.fps, self.fps, (governor.busy_s or 0.0) * 1000,
+                    )  # fmt: skip
         finally:
             reader.close()
             renderer.close()

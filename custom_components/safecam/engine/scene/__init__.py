@@ -36,6 +36,11 @@ def build_analyzers(scene: SceneConfig, camera: str) -> list[Analyzer]:
         from ..ppe import PPEAnalyzer
 
         analyzers.append(PPEAnalyzer(ppe, camera))
+    # Floor points in metres for site fusion, on calibrated cameras only (engine/site.py).
+    if (calibration := scene.section("calibration")) is not None:
+        from ..site import FloorAnalyzer
+
+        analyzers.append(FloorAnalyzer(calibration))
     # Heatmap for every camera: counts on a coarse grid, cheap; its history outlives rebuilds.
     from .heatmap import HeatmapAnalyzer
 
