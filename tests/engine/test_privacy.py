@@ -88,6 +88,11 @@ def test_no_raw_frame_in_any_result_field(detector, shared_data):
             assert not np.array_equal(arr[y1:y2, x1:x2], frame[y1:y2, x1:x2])
 
 
+def high_pass(image: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return grey - cv2.GaussianBlur(grey, (0, 0), 1.5)
+
+
 def test_cli_video_frames_are_never_the_raw_ones(tmp_path, shared_data):
     """Disk: what `run --out-video` writes differs from the raw clip wherever a person is."""
     clip = shared_data / "pedestrians" / "tud_campus.mp4"
@@ -112,16 +117,16 @@ def test_cli_video_frames_are_never_the_raw_ones(tmp_path, shared_data):
             if (x2 - x1) * (y2 - y1) < 400:
                 continue
 
-            # The head (top of the box) is flat blocks; the body (full_frame: a soft figure) has no
-            # detail left. Detail: mean difference between neighbouring pixels (mp4v adds some).
-            def detail(img: np.ndarray, rows: slice, cols: slice) -> float:
-                return float(np.abs(np.diff(img[rows, cols].astype(int), axis=1)).mean())
+            # The head (top of the box) is flat cells and a flat pictogram: none of its fine detail is
+            # left; the body (full_frame: a soft figure) keeps little. Kept detail: how closely the
+            # written frame's high-pass follows the raw one's (a raw frame through mp4v: > 0.95; the
+            # edges of cells and pictogram are detail too, but not the person's).
+            def kept(rows: slice, cols: slice, a: np.ndarray = a, r: np.ndarray = r) -> float:
+                return float(np.corrcoef(high_pass(a)[rows, cols].ravel(), high_pass(r)[rows, cols].ravel())[0, 1])
 
             top, body, cols = slice(y1, y1 + (y2 - y1) // 5), slice(y1, y2), slice(x1, x2)
-            head_a, head_r = detail(a, top, cols), detail(r, top, cols)
-            assert head_a < 0.5 * head_r, f"frame {rec['frame']}: a head keeps its detail ({head_a:.1f} vs {head_r:.1f})"
-            body_a, body_r = detail(a, body, cols), detail(r, body, cols)
-            assert body_a < 0.8 * body_r, f"frame {rec['frame']}: a person keeps its detail ({body_a:.1f} vs {body_r:.1f})"
+            assert kept(top, cols) < 0.3, f"frame {rec['frame']}: a head keeps its detail ({kept(top, cols):.2f})"
+            assert kept(body, cols) < 0.5, f"frame {rec['frame']}: a person keeps its detail ({kept(body, cols):.2f})"
             checked += 1
     assert checked > 50
 
