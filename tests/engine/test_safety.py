@@ -367,7 +367,7 @@ def test_safety_section_parses_and_builds_the_analyzer():
     assert isinstance(cfg, SafetyConfig)
     assert cfg.cooldown_s["congestion"] == 300 and cfg.cooldown_s["intrusion"] == 30
     analyzers = build_analyzers(scene, "cam")
-    assert [a.name for a in analyzers] == ["safety", "heatmap"]
+    assert [a.name for a in analyzers] == ["safety", "floor", "heatmap"]  # floor: calibrated (site positions)
     assert set(analyzers[0].snapshot()) == {"metric_rules", "zones", "distancing_active"}
     assert [a.name for a in build_analyzers(parse_scene({"zones": [_zone("pit", SQUARE)]}), "cam")] == ["safety", "heatmap"]
 
