@@ -157,6 +157,20 @@ class _MjpegHandler(BaseHTTPRequestHandler):
             pass
 
 
+class HookedSession:
+    """The real onnxruntime session, its run() going through `around(run, *args, **kwargs)` (faults injected
+    around a real inference: the detection itself stays real)."""
+
+    def __init__(self, real: Any, around: Callable[..., Any]) -> None:
+        self._real, self._around = real, around
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self._around(self._real.run, *args, **kwargs)
+
+
 class HangOnce:
     """Detector factory: the real detector, whose session blocks once, on its `after`-th call, until
     `release` is set (an inference stuck in a driver). Later sessions and calls run normally."""
@@ -170,24 +184,17 @@ class HangOnce:
 
     def __call__(self) -> Detector:
         detector = Detector.from_catalog()
-        real = detector.session
-        outer = self
-
-        class _Session:
-            def __getattr__(self, name: str) -> Any:
-                return getattr(real, name)
-
-            def run(self, *args: Any, **kwargs: Any) -> Any:
-                with outer._lock:
-                    outer.calls += 1
-                    block = outer.calls == outer.after and not outer.hung.is_set()
-                if block:
-                    outer.hung.set()
-                    outer.release.wait(120)
-                return real.run(*args, **kwargs)
-
-        detector.session = _Session()
+        detector.session = HookedSession(detector.session, self._run)
         return detector
+
+    def _run(self, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls += 1
+            block = self.calls == self.after and not self.hung.is_set()
+        if block:
+            self.hung.set()
+            self.release.wait(120)
+        return run(*args, **kwargs)
 
 
 @dataclass
@@ -451,22 +458,15 @@ class SlowDown:
 
     def __call__(self) -> Detector:
         detector = Detector.from_catalog()
-        real = detector.session
-        outer = self
-
-        class _Session:
-            def __getattr__(self, name: str) -> Any:
-                return getattr(real, name)
-
-            def run(self, *args: Any, **kwargs: Any) -> Any:
-                began = time.monotonic()
-                out = real.run(*args, **kwargs)
-                if outer.slow.is_set():
-                    time.sleep(max(0.0, outer.delay_s - (time.monotonic() - began)))
-                return out
-
-        detector.session = _Session()
+        detector.session = HookedSession(detector.session, self._run)
         return detector
+
+    def _run(self, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        began = time.monotonic()
+        out = run(*args, **kwargs)
+        if self.slow.is_set():
+            time.sleep(max(0.0, self.delay_s - (time.monotonic() - began)))
+        return out
 
 
 def test_fps_governor_steps_down_to_no_less_than_one_and_back_up() -> None:
