@@ -87,13 +87,9 @@ from .engine.config import SECTION_PARSERS, ConfigError, SceneConfig, parse_scen
 from .engine.scene.ppe_rules import ITEMS as PPE_ITEMS
 from .engine.site import DEFAULT_EMPTY_RESET_S, DEFAULT_RADIUS_M
 from .engine.sources import redact_url
+from .entries import camera_entries, is_site_entry
 from .remote import RemoteCamera, async_mqtt_ready, async_scan, options_of, settings_from_config
-from .site_entry import (
-    async_validate_site,
-    camera_entries,
-    gate_choices,
-    is_site_entry,
-)
+from .site_entry import async_validate_site, gate_choices
 from .source import check_model, engine_url, entity_unique_id, is_supported, probe_source, url_unique_id
 
 _LOGGER = logging.getLogger(__name__)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from homeassistant.config_entries import ConfigEntry
+from typing import Final
 
 DOMAIN: Final = "safecam"
 
@@ -32,11 +29,6 @@ CONF_PLAN_WIDTH_M: Final = "plan_width_m"  # the mapped floor: x 0..width (right
 CONF_PLAN_DEPTH_M: Final = "plan_depth_m"
 DEFAULT_PLAN_WIDTH_M: Final = 20.0
 DEFAULT_PLAN_DEPTH_M: Final = 10.0
-
-
-def is_site_entry(entry: ConfigEntry) -> bool:
-    """A site device over several cameras (site_entry.py), not a camera."""
-    return entry.data.get(CONF_ENTRY_KIND) == ENTRY_KIND_SITE
 
 
 # Config entry options (analysis settings and the scene) ------------------------------------

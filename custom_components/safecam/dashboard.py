@@ -34,7 +34,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.util import slugify
 
 from .const import CONF_SCENE, CONF_SITE_CAMERAS, DOMAIN
-from .site_entry import camera_entries, is_site_entry
+from .entries import is_site_entry, site_camera_entries
 
 STRATEGY_JS = Path(__file__).parent / "www" / "safecam-dashboard-strategy.js"
 # Served by panel.py's static path (/safecam_static -> www/); the hash busts the browser cache.
@@ -204,10 +204,10 @@ def site_view(hass: HomeAssistant, site: ConfigEntry) -> dict[str, Any]:
     heat: list[dict[str, Any]] = [_heading("Site heatmap (last hour)", "mdi:fire")]
     heat += [{"type": "picture", "image_entity": image, **full} for image in ids("site_heatmap")]
     # The site's cameras (none chosen: every safecam camera), their people counts named by camera.
-    chosen = set(site.options.get(CONF_SITE_CAMERAS) or [])
     cameras: list[dict[str, Any]] = [_heading("Cameras", "mdi:cctv")]
-    for camera in sorted(camera_entries(hass), key=lambda e: e.title.casefold()):
-        if (not chosen or camera.entry_id in chosen) and (people := _entities_by_key(hass, camera)[0].get("people")):
+    chosen = site.options.get(CONF_SITE_CAMERAS) or []
+    for camera in sorted(site_camera_entries(hass, chosen), key=lambda e: e.title.casefold()):
+        if people := _entities_by_key(hass, camera)[0].get("people"):
             cameras.append({"type": "tile", "entity": people, "name": camera.title})
     history: list[dict[str, Any]] = [_heading("History", "mdi:chart-line")]
     if counts:

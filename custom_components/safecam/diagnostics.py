@@ -10,9 +10,9 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_PASSWORD, CONF_URL, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
-from .const import is_site_entry
 from .coordinator import SafecamConfigEntry
 from .engine.sources import redact_url
+from .entries import is_site_entry
 
 TO_REDACT = {CONF_URL, CONF_USERNAME, CONF_PASSWORD, "source_url", "unique_id"}
 

@@ -20,6 +20,7 @@ from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
 from .engine.models import ModelCorruptError, ModelError, resolve_model
 from .engine.sources import redact_url
+from .entries import is_site_entry
 from .remote import async_setup_remote_entry
 from .source import engine_url
 
@@ -28,7 +29,7 @@ MODEL_ISSUES = ("model_missing", "model_corrupt")
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
-    if site_entry.is_site_entry(entry):  # a site device over several cameras (site_entry.py)
+    if is_site_entry(entry):  # a site device over several cameras (site_entry.py)
         return await site_entry.async_setup_entry(hass, entry)  # type: ignore[arg-type]
     if entry.data.get(CONF_SOURCE_TYPE) == SOURCE_MQTT:  # a camera of a remote engine, over HA's MQTT (remote.py)
         return await async_setup_remote_entry(hass, entry, PLATFORMS, _remove_stale_entities)
@@ -61,7 +62,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> 
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
-    if site_entry.is_site_entry(entry):
+    if is_site_entry(entry):
         return await site_entry.async_unload_entry(hass, entry)  # type: ignore[arg-type]
     if unload_ok := await hass.config_entries.async_unload_platforms(entry, PLATFORMS):
         await entry.runtime_data.async_stop()

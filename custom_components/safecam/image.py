@@ -19,7 +19,8 @@ from .coordinator import SafecamConfigEntry, SafecamRuntime
 from .engine.scene.heatmap import heatmap_store, render_heatmap_jpeg
 from .engine.worker import CameraState
 from .entity import SafecamEntity
-from .site_entry import is_site_entry, site_images
+from .entries import is_site_entry
+from .site_entry import site_images
 
 PARALLEL_UPDATES = 0
 REFRESH_S = 60.0

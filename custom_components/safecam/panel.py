@@ -20,8 +20,9 @@ from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 
-from .const import CONF_SCENE, DOMAIN, is_site_entry
+from .const import CONF_SCENE, DOMAIN
 from .engine.config import ConfigError, parse_scene
+from .entries import is_site_entry
 
 WWW_DIR = Path(__file__).parent / "www"
 STATIC_URL = "/safecam_static"

@@ -24,7 +24,8 @@ from .coordinator import SafecamConfigEntry, analytics_of, safety_zone
 from .engine.types import SafetyEvent
 from .engine.worker import CameraState
 from .entity import SafecamEntity, ZoneEntity
-from .site_entry import is_site_entry, site_sensors
+from .entries import is_site_entry
+from .site_entry import site_sensors
 
 PARALLEL_UPDATES = 0  # push only
 

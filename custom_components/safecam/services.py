@@ -16,8 +16,9 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.service import async_extract_config_entry_ids
 
-from .const import DOMAIN, is_site_entry
+from .const import DOMAIN
 from .dashboard import async_setup_dashboard
+from .entries import is_site_entry
 from .report import async_setup_report
 
 if TYPE_CHECKING:

@@ -48,7 +48,6 @@ from .const import (
     DEFAULT_PLAN_DEPTH_M,
     DEFAULT_PLAN_WIDTH_M,
     DOMAIN,
-    is_site_entry,
 )
 from .engine.config import ConfigError
 from .engine.site import (
@@ -64,6 +63,7 @@ from .engine.site import (
     render_floor_plan,
     render_site_heatmap,
 )
+from .entries import camera_entries, is_site_entry, site_camera_entries
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -76,13 +76,6 @@ HEATMAP_REFRESH_S = 60.0
 HEATMAP_WINDOW = "hour"
 MAX_RADIUS_M = 5.0
 MAX_EMPTY_RESET_S = 86400.0
-
-
-def camera_entries(hass: HomeAssistant) -> list[ConfigEntry]:
-    """The safecam camera entries (embedded or remote), not the sites; disabled ones watch nothing."""
-    return [
-        e for e in hass.config_entries.async_entries(DOMAIN, include_ignore=False, include_disabled=False) if not is_site_entry(e)
-    ]
 
 
 # ---- settings ----------------------------------------------------------------------------------
@@ -229,8 +222,7 @@ class SiteRuntime:
         return self.flows.occupancy
 
     def site_cameras(self) -> set[str]:
-        configured = set(self.settings.cameras)
-        return {e.entry_id for e in camera_entries(self.hass) if not configured or e.entry_id in configured}
+        return {e.entry_id for e in site_camera_entries(self.hass, self.settings.cameras)}
 
     async def async_start(self) -> None:
         self._unsubs.append(async_dispatcher_connect(self.hass, SIGNAL_CONFIG_ENTRY_CHANGED, self._async_entry_changed))

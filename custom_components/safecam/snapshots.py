@@ -21,7 +21,8 @@ from homeassistant.components.http.auth import async_sign_path
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 
-from .const import DOMAIN, is_site_entry
+from .const import DOMAIN
+from .entries import is_site_entry
 
 if TYPE_CHECKING:
     from .coordinator import SafecamRuntime

@@ -1,0 +1,27 @@
+"""Which safecam config entries are cameras and which are sites. Light: imported at start-up (services)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_ENTRY_KIND, DOMAIN, ENTRY_KIND_SITE
+
+
+def is_site_entry(entry: ConfigEntry) -> bool:
+    """A site device over several cameras (site_entry.py), not a camera."""
+    return entry.data.get(CONF_ENTRY_KIND) == ENTRY_KIND_SITE
+
+
+def camera_entries(hass: HomeAssistant) -> list[ConfigEntry]:
+    """The safecam camera entries (embedded or remote), not the sites; disabled ones watch nothing."""
+    return [
+        e for e in hass.config_entries.async_entries(DOMAIN, include_ignore=False, include_disabled=False) if not is_site_entry(e)
+    ]
+
+
+def site_camera_entries(hass: HomeAssistant, chosen: Collection[str]) -> list[ConfigEntry]:
+    """The cameras of a site: those chosen by entry id, or every safecam camera when none is chosen."""
+    return [e for e in camera_entries(hass) if not chosen or e.entry_id in chosen]
