@@ -54,7 +54,7 @@ class Settings:
     fps: int
     anonymization: str
     scene: SceneConfig
-    unreachable_after_s: float | None = None  # None: STREAM_UNREACHABLE_AFTER_S
+    unreachable_after_s: float  # the stream-unreachable repair waits this long
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Settings:
@@ -64,7 +64,9 @@ class Settings:
             fps=int(options.get(CONF_FPS, DEFAULT_FPS)),
             anonymization=anonymization if anonymization in ANONYMIZATION_MODES else DEFAULT_ANONYMIZATION,
             scene=parse_scene(options.get(CONF_SCENE)),
-            unreachable_after_s=None if (minutes := options.get(CONF_UNREACHABLE_AFTER)) is None else 60.0 * float(minutes),
+            unreachable_after_s=(
+                STREAM_UNREACHABLE_AFTER_S if (minutes := options.get(CONF_UNREACHABLE_AFTER)) is None else 60.0 * float(minutes)
+            ),
         )
 
     @property
@@ -314,7 +316,6 @@ class SafecamRuntime:
                 self._down_since = since if since is not None else now
             down_s = now - self._down_since
             after_s = self.settings.unreachable_after_s
-            after_s = STREAM_UNREACHABLE_AFTER_S if after_s is None else after_s
             if down_s < after_s and "stream_unreachable" in self._issues:
                 self._delete_issue("stream_unreachable")  # the user gave the camera longer
             elif down_s >= after_s and "stream_unreachable" not in self._issues:

@@ -230,16 +230,10 @@ class RemoteRuntime(SafecamRuntime):
         )
 
     async def async_stop(self, *, clear_issues: bool = True) -> None:
-        self._closed = True
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
-        if self._unsub_timer is not None:
-            self._unsub_timer()
-            self._unsub_timer = None
-        if clear_issues:
-            for key in list(self._issues):
-                self._delete_issue(key)
+        await super().async_stop(clear_issues=clear_issues)  # (its worker never started: stopping it is a no-op)
 
     # ---- what HA asks of the camera --------------------------------------------------------
     def snapshot_jpeg(self) -> bytes:

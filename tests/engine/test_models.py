@@ -24,8 +24,8 @@ from custom_components.safecam.engine.models import (
     load_catalog,
     resolve_model,
 )
+from tests.conftest import MODELS as SHARED_MODELS
 
-SHARED_MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "models"
 REPO = Path(__file__).resolve().parents[2]
 needs_shared = pytest.mark.skipif(not SHARED_MODELS.is_dir(), reason="../shared/models not beside the repo")
 YOLOX_SIZE = 3660092

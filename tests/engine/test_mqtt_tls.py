@@ -86,7 +86,7 @@ def _wait_log(engine: EngineProcess, text: str, count: int, timeout_s: float = 6
         if log.count(text) >= count:
             return log
         time.sleep(0.2)
-    return engine.log()
+    pytest.fail(f"{text!r} not {count} times in the engine log within {timeout_s} s:\n{engine.log()[-1500:]}")
 
 
 def test_tls_with_credentials_and_a_restart_publishes_every_event_once(site: TlsSite) -> None:
@@ -129,7 +129,6 @@ def test_wrong_ca_and_wrong_password_are_named_and_retried(site: TlsSite) -> Non
     ca_log = _wait_log(wrong_ca, "cannot connect to 127.0.0.1", 3)
     pw_log = _wait_log(wrong_pw, "cannot connect to 127.0.0.1", 3)
     assert wrong_ca.proc.poll() is None and wrong_pw.proc.poll() is None  # still running, still retrying
-    print(ca_log[-1500:], pw_log[-1500:])
     assert "certificate" in ca_log and str(site.other_ca) in ca_log
     assert "mqtt.username" in pw_log and "not-the-password" not in pw_log
     assert wrong_ca.stop() == 0 and wrong_pw.stop() == 0

@@ -22,10 +22,10 @@ from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache_with_extra_data
 
 from custom_components.safecam.const import CONF_ANONYMIZATION, CONF_FPS, CONF_UNREACHABLE_AFTER, DOMAIN
+from tests.conftest import MODELS as SHARED_MODELS
 
 from .conftest import number_of, setup_loaded, state_of, unload, wait_for
 
-SHARED_MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "models"
 EVENT = "event.demo_safety_event"
 EXITS = "sensor.demo_middle_exits"
 

@@ -159,14 +159,14 @@ class CameraPipeline:
         positions = np.clip(feet / scale, 0.0, 1.0)
         ids = [tr.track_id for tr in counted]
         events = self.zones.update(positions, ids, t)
-        self.gates.hold(self.tracker.tracks(include_tentative=True), w, h)  # crossings while being confirmed count too
+        all_tracks = self.tracker.tracks(include_tentative=True)
+        self.gates.hold(all_tracks, w, h)  # crossings while being confirmed count too
         for gate, track_id, direction in self.gates.update(positions, ids):
             events.append(
                 SafetyEvent("gate_crossing", t, self.config.camera, track_id, None, None, {"gate": gate, "direction": direction})
             )
         self.gates.prune({tr.track_id for tr in tracks})
         zones = self.zones.snapshot()
-        all_tracks = self.tracker.tracks(include_tentative=True)
         analytics: dict[str, dict[str, Any]] = {}
         if self.analyzers:
             ok = detected and analysed

@@ -380,12 +380,10 @@ class CameraWorker:
         self._watch = watch
         governor = self.governor
         adaptive = is_live if self._adaptive_fps is None else self._adaptive_fps
-        if not adaptive:
-            governor.fps = self.fps
 
         def throttled_at_governed_rate(src: Any) -> ThrottledSource:
             out = throttle(src, self.fps)  # its fps: the configured rate, or less if the camera sends less
-            out.period = 1.0 / min(governor.fps, self.fps)
+            out.period = 1.0 / governor.fps  # (never above the configured rate; only updated when adaptive)
             return out
 
         throttled = throttled_at_governed_rate(source)
