@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .engine.scene.safety import SafetyConfig
 from .engine.types import EVENT_TYPES
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def event_types_of(scene: SceneConfig) -> tuple[str, ...]:
     calibrated = scene.section("calibration") is not None  # metre-based rules need the ground plane
     kinds = {z.kind for z in scene.zones}
     falls = scene.section("falls")
-    approach_m = rules.approach_m if rules is not None else 2.0  # SafetyConfig's default
+    approach_m = (rules or SafetyConfig()).approach_m
     equipment = {z.name for z in scene.zones if z.kind == "equipment"}
     possible = {
         # Entering a danger zone or a restricted area.
