@@ -24,7 +24,14 @@ LineZone gets those observations too); with its default trigger (all four box co
 side) and with the bottom-centre anchor our gates use. supervision runs in a
 benchmark-only venv that this script creates under run/ (never a product dependency).
 
-Run: .venv/bin/python bench/counting.py [--fps 25 5] [--no-supervision]
+Hand-off (engine/scene/gates.py): a crossing split across a lost track and a new one counts once; its
+parameters can be varied here (--gates-param handoff_s=1.0, handoff_radius=0.35,0.5, handoff_height_ratio=2,
+handoff_s=0 turns it off) to show the counts do not hinge on them. --diagnose prints, per line and
+direction where ours is off, each true crossing (ground-truth identity, frames) and each counted one
+(track, frame, the identity its box overlaps, whether it was a hand-off), and for every missed or extra
+crossing the tracks on that identity around it with their births and ends; and every hand-off counted.
+
+Run: .venv/bin/python bench/counting.py [--fps 25 5] [--no-supervision] [--diagnose] [--gates-param K=V ...]
 """
 
 from __future__ import annotations
@@ -101,22 +108,43 @@ def ground_truth_counts(clip: str, width: int, height: int) -> dict[str, dict[st
 Frames = list[list[tuple[int, list[float]]]]  # per analysed frame: (track id, pixel box)
 
 
-def engine_counts(clip: str, step: int, clip_fps: float = 25.0) -> tuple[dict[str, dict[str, int]], Frames, int, int]:
+class Trace:
+    """What the diagnostics look at: per analysed frame every track the tracker holds, and the counted crossings."""
+
+    def __init__(self) -> None:
+        self.frames: list[int] = []  # video frame index of each analysed frame
+        self.tracks: list[list[tuple[int, list[float], bool, int]]] = []  # (id, box, confirmed, lost frames)
+        self.crossings: list[tuple[int, str, int, str]] = []  # (frame, gate, track, direction)
+
+
+def engine_counts(
+    clip: str, step: int, clip_fps: float = 25.0, gate_params: dict[str, Any] | None = None, trace: Trace | None = None
+) -> tuple[dict[str, dict[str, int]], Frames, int, int]:
     """Gate totals of the full pipeline on every `step`-th frame, and the tracks it counted per frame."""
     from common import PEDESTRIANS, read_frames
 
     from custom_components.safecam.engine.config import parse_scene
     from custom_components.safecam.engine.detect import Detector
     from custom_components.safecam.engine.pipeline import CameraPipeline
+    from custom_components.safecam.engine.scene.gates import GateCounter
 
     frames = read_frames(PEDESTRIANS / f"{clip}.mp4")
     scene = parse_scene({"gates": [{"name": n, "line": [list(a), list(b)]} for n, (a, b) in GATES.items()]})
     pipeline = CameraPipeline(Detector.from_catalog(), scene)
+    if gate_params:
+        pipeline.gates = GateCounter(scene.gates, **gate_params)
     tracks: Frames = []
     tentative: list[list[tuple[int, list[float]]]] = []
     res = None
     for i in range(0, len(frames), step):
         res = pipeline.process(frames[i], i / clip_fps, i, render=False)
+        if trace is not None:
+            trace.frames.append(i)
+            every = pipeline.tracker.tracks(include_tentative=True)
+            trace.tracks.append([(tr.track_id, [float(v) for v in tr.box], tr.confirmed, tr.lost_frames) for tr in every])
+            for e in res.events:
+                if e.event_type == "gate_crossing" and e.track_id is not None:
+                    trace.crossings.append((i, e.details["gate"], e.track_id, e.details["direction"]))
         tracks.append([(tr.track_id, [float(v) for v in tr.box]) for tr in res.tracks])
         seen = [tr for tr in pipeline.tracker.tracks(include_tentative=True) if not tr.confirmed and tr.lost_frames == 0]
         tentative.append([(tr.track_id, [float(v) for v in tr.box]) for tr in seen])
@@ -125,6 +153,125 @@ def engine_counts(clip: str, step: int, clip_fps: float = 25.0) -> tuple[dict[st
     tracks = [now + [(tid, box) for tid, box in early if tid in confirmed] for now, early in zip(tracks, tentative, strict=True)]
     h, w = frames[0].shape[:2]
     return {g: {"in": c["in"], "out": c["out"]} for g, c in res.gates.items()}, tracks, w, h
+
+
+# ---- diagnostics ----------------------------------------------------------------------------
+
+
+def _iou(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def true_crossings(clip: str, width: int, height: int) -> list[tuple[str, str, int, int]]:
+    """Every true crossing as (gate, direction, identity, frame), by the very rule of ground_truth_counts: the frame
+    is where a growing prefix of the identity's path gains a crossing."""
+    from common import load_mot_gt
+
+    gt = load_mot_gt(clip)
+    paths: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for f in sorted(gt):
+        ids, boxes, _flags = gt[f]
+        for tid, box in zip(ids, boxes, strict=True):
+            paths.setdefault(int(tid), []).append((f, np.array([(box[0] + box[2]) / 2 / width, box[3] / height])))
+    out: list[tuple[str, str, int, int]] = []
+    for gid, path in paths.items():
+        points = [q for _, q in path]
+        for name, (a, b) in GATES.items():
+            before: list[str] = []
+            for k in range(len(points)):
+                now = path_crossings(points[: k + 1], a, b)
+                if len(now) > len(before):
+                    out.append((name, now[-1], gid, path[k][0]))
+                before = now
+    return sorted(out, key=lambda c: (c[0], c[1], c[3]))
+
+
+def diagnose(clip: str, fps: int, trace: Trace, width: int, height: int, only_wrong: bool = True) -> None:
+    """Per line and direction where ours differs from the truth: true and counted crossings, matched (same
+    identity first, then nearest in time: at most 1 s apart, 4 s for a hand-off, which counts only once the
+    lost track has ended), and for what is left over the tracks on that identity around it."""
+    from common import load_mot_gt
+
+    gt = load_mot_gt(clip)
+    window = 25  # frames (1 s) either side
+    truth = true_crossings(clip, width, height)
+
+    def gt_box(gid: int, f: int) -> np.ndarray | None:
+        ids, boxes, _ = gt.get(f, (np.zeros(0, int), np.zeros((0, 4)), None))
+        hit = np.nonzero(ids == gid)[0]
+        return boxes[hit[0]] if len(hit) else None
+
+    def identity(tid: int, f: int) -> tuple[int | None, str]:
+        """The ground-truth identity the track's box overlaps most at the analysed frame nearest f (seen, else predicted)."""
+        k = min(range(len(trace.frames)), key=lambda j: abs(trace.frames[j] - f))
+        box = next((b for t, b, _, _ in trace.tracks[k] if t == tid), None)
+        ids, boxes, _ = gt.get(trace.frames[k], (np.zeros(0, int), np.zeros((0, 4)), None))
+        if box is None or not len(ids):
+            return None, "?"
+        overlaps = [_iou(box, g) for g in boxes]
+        j = int(np.argmax(overlaps))
+        return (int(ids[j]), f"gt{int(ids[j])}@{overlaps[j]:.2f}") if overlaps[j] > 0 else (None, "none")
+
+    def departed(tid: int, f: int, gate: str, direction: str) -> bool:
+        """Was the track ever clearly on the side it left from, before f? (No: the crossing was a hand-off.)"""
+        (x, _), _ = GATES[gate]
+        for fr, frame_tracks in zip(trace.frames, trace.tracks, strict=True):
+            if fr >= f:
+                break
+            for t, box, _, lost in frame_tracks:
+                if t == tid and lost == 0:
+                    d = x - (box[0] + box[2]) / 2 / width  # s(q) / |p2 - p1| for p1 = (x, 0), p2 = (x, 1)
+                    if (d < -MARGIN and direction == "in") or (d > MARGIN and direction == "out"):
+                        return True
+        return False
+
+    def tracks_on(gid: int, f: int) -> str:
+        """Tracks whose box overlaps the identity (IoU >= 0.3) within the window, with their first and last frames."""
+        seen: dict[int, list[int]] = {}
+        for fr, frame_tracks in zip(trace.frames, trace.tracks, strict=True):
+            g = gt_box(gid, fr)
+            if g is None or abs(fr - f) > window:
+                continue
+            for t, box, _, lost in frame_tracks:
+                if lost == 0 and _iou(box, g) >= 0.3:
+                    seen.setdefault(t, []).append(fr)
+        spans = []
+        for t, frs in sorted(seen.items()):
+            life = [fr for fr, ft in zip(trace.frames, trace.tracks, strict=True) if any(x[0] == t and x[3] == 0 for x in ft)]
+            spans.append(f"track {t} on it f{frs[0]}-f{frs[-1]} (seen f{life[0]}-f{life[-1]})")
+        return "; ".join(spans) or "no track on it"
+
+    handoffs = [c for c in trace.crossings if not departed(c[2], c[0], c[1], c[3])]
+    for f, gate, tid, direction in handoffs:
+        print(f"  {clip} {fps} fps hand-off: {gate} {direction} f{f} track {tid} ({identity(tid, f)[1]})")
+    for gate in GATES:
+        for direction in ("in", "out"):
+            true = [c for c in truth if c[0] == gate and c[1] == direction]
+            ours = [c for c in trace.crossings if c[1] == gate and c[3] == direction]
+            if only_wrong and len(true) == len(ours):
+                continue
+            print(f"  {clip} {fps} fps {gate} {direction}: truth {len(true)}, ours {len(ours)}")
+            who = [identity(o[2], o[0]) for o in ours]
+            late = [0 if departed(o[2], o[0], gate, direction) else 3 * window for o in ours]  # hand-offs count late
+            # Same identity first, then nearest in time.
+            pairs = sorted((who[j][0] != t[2], abs(t[3] - o[0]), i, j) for i, t in enumerate(true) for j, o in enumerate(ours))
+            used_t: set[int] = set()
+            used_o: set[int] = set()
+            for _, gap, i, j in pairs:
+                if gap <= window + late[j] and i not in used_t and j not in used_o:
+                    used_t.add(i)
+                    used_o.add(j)
+            for i, (_, _, gid, f) in enumerate(true):
+                state = "counted" if i in used_t else "MISSED: " + tracks_on(gid, f)
+                print(f"    true gt{gid} f{f}: {state}")
+            for j, (f, _, tid, _) in enumerate(ours):
+                kind = "" if departed(tid, f, gate, direction) else " (hand-off)"
+                state = "" if j in used_o else "  EXTRA"
+                print(f"    ours track {tid} f{f} ({who[j][1]}){kind}{state}")
 
 
 # ---- supervision (runs in the bench venv) ---------------------------------------------------
@@ -207,6 +354,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fps", type=int, nargs="+", default=[25, 5], help="analysis rates (divisors of 25)")
     parser.add_argument("--no-supervision", action="store_true")
+    parser.add_argument("--diagnose", action="store_true", help="per-crossing diagnostics where ours is off, and every hand-off")
+    parser.add_argument("--gates-param", action="append", default=[], metavar="K=V", help="a GateCounter parameter for ours")
     parser.add_argument("--linezone-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.linezone_worker:
@@ -216,13 +365,24 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import MOT_CLIPS, emit, table
 
+    gate_params: dict[str, Any] = {}
+    for item in args.gates_param:
+        key, value = item.split("=", 1)
+        numbers = tuple(float(v) for v in value.split(","))
+        gate_params[key] = numbers if len(numbers) > 1 else numbers[0]
+    if gate_params:
+        emit({"bench": "gate_counts_params", **gate_params})
     python = None if args.no_supervision else ensure_bench_venv()
     methods = ("ours", *SV_VARIANTS) if python else ("ours",)
     for fps in args.fps:
         step = 25 // fps
         rows: list[dict[str, Any]] = []
+        diagnostics: list[tuple[str, Trace, int, int]] = []
         for clip in MOT_CLIPS:
-            ours, frames, w, h = engine_counts(clip, step)
+            trace = Trace() if args.diagnose else None
+            ours, frames, w, h = engine_counts(clip, step, gate_params=gate_params, trace=trace)
+            if trace is not None:
+                diagnostics.append((clip, trace, w, h))
             truth = ground_truth_counts(clip, w, h)
             counted = {"ours": ours, **(supervision_counts(python, frames, w, h, f"{clip}_{fps}") if python else {})}
             for gate in GATES:
@@ -250,6 +410,8 @@ def main() -> None:
         table(shown, ["clip", "gate", "direction", "truth", *methods])
         line = ", ".join(f"{m} {summary[f'{m}_abs_error']} ({100 * summary[f'{m}_relative']:.1f} %)" for m in methods)
         print(f"{fps} fps, all lines: {total_truth} true crossings; total absolute error: {line}")
+        for clip, trace, w, h in diagnostics:
+            diagnose(clip, fps, trace, w, h)
 
 
 if __name__ == "__main__":

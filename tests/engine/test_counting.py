@@ -175,17 +175,17 @@ def _tentative(tid: int, x: float, confirmed: bool = False) -> Track:
 
 def test_held_crossings_count_on_confirmation_and_vanish_without_it():
     g = GateCounter((GateConfig("door", ((0.5, 0.1), (0.5, 0.95))),))
-    for x in (0.56, 0.44):  # two tentative tracks walk through the door
-        g.hold([_tentative(1, x), _tentative(2, x)], W, H)
+    for t, x in ((0.0, 0.56), (0.2, 0.44)):  # two tentative tracks walk through the door
+        g.hold([_tentative(1, x), _tentative(2, x)], W, H, t)
         assert g.update(np.zeros((0, 2)), []) == []
         g.prune(set())
-    g.hold([_tentative(2, 0.40)], W, H)  # track 1 is no longer tentative: it was dropped as noise
+    g.hold([_tentative(2, 0.40)], W, H, 0.4)  # track 1 is no longer tentative: it was dropped as noise
     g.prune(set())
     assert g.update(np.array([[0.38, 0.8]]), [2]) == [("door", 2, "in")]  # track 2 is confirmed now
     assert g.update(np.array([[0.36, 0.8]]), [1]) == []  # an id that comes back later brings nothing held
     assert g.snapshot()["door"] == {"in": 1, "out": 0, "net": 1}
-    g.hold([_tentative(3, 0.56)], W, H)
-    g.hold([_tentative(3, 0.44)], W, H)
+    g.hold([_tentative(3, 0.56)], W, H, 0.6)
+    g.hold([_tentative(3, 0.44)], W, H, 0.8)
     g.reset()  # a reset after the crossing: it is not counted when the track is confirmed
     assert g.update(np.array([[0.40, 0.8]]), [3]) == []
     assert g.snapshot()["door"] == {"in": 0, "out": 0, "net": 0}

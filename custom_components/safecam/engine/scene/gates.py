@@ -19,10 +19,22 @@ Their sides are followed from their first detection and a crossing made while te
 then counted (and reported, a few frames late) when the track is confirmed; dropped if it never is.
 Without this, whoever crosses while being confirmed (their first looks: 2-3 frames, at 5 fps the
 first 0.2-0.4 s) is lost, and every gate misses people who appear right beside it.
+
+Hand-off (`hold` with the frame time): a crossing split across two track ids. A confirmed track lost
+on one side of a gate (hidden behind someone while crossing) and a new track born on the other side
+shortly after, where the lost one would be by now, is one person: the crossing counts once, in the
+direction of travel, for the new track. Position and time only (no appearance): the birth must lie
+within `handoff_radius` of the lost track's constant-velocity prediction (in the lost person's box
+heights, growing with the time hidden), within `handoff_s` of the loss, with a box of about the same
+height, and the path from where the lost track last stood clearly on its side to the birth must pass
+through the gate. It waits until the tracker drops the lost track: if the lost track is matched again,
+the new one is someone else (it may continue the next best-placed lost track instead). One hand-off
+per lost track, each birth continues at most one lost track. Without the frame time, `hold` does none.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -41,14 +53,65 @@ class GateState:
     _side: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)  # track -> (side, position)
 
 
+@dataclass(slots=True)
+class _Lost:
+    """A confirmed track out of sight: where and when it was last seen, and where it was heading."""
+
+    t: float
+    feet: np.ndarray  # pixels
+    height: float  # pixels
+    velocity: np.ndarray  # pixels / s
+    paired: bool = False  # one hand-off per lost track
+
+
+@dataclass(slots=True)
+class _Handoff:
+    """A lost track's crossing handed to the track born where it went: counted when the lost track ends unmatched."""
+
+    born: int
+    crossings: list[tuple[str, str]]  # (gate, direction)
+    confirmed: bool = False  # the new track was confirmed (it may be out of sight, or gone, when this is counted)
+    # The other lost tracks the birth could continue, best placed first: tried in turn if this one comes back.
+    alternatives: list[tuple[int, list[tuple[str, str]]]] = field(default_factory=list)
+
+
+# Hand-off defaults, from a walker's motion rather than from any clip (bench/counting.py reports neighbours):
+# - HANDOFF_S: the tracker keeps a moving person it cannot see for 1.5 s (TrackerConfig.max_lost_s); a new
+#   track later than that is not the continuation of a person the tracker itself would give up on.
+# - HANDOFF_RADIUS (box heights, + per second hidden): the feet of a fresh detection lie within about half
+#   a body height of where they are (box jitter, a body's width, a partly hidden box), and a walker (about
+#   0.8 heights/s) changes speed by at most about half a height per second in the time they are hidden.
+# - HANDOFF_HEIGHT_RATIO: the same person at the same depth has the same box height, give or take a
+#   partly hidden or merged box.
+HANDOFF_S = 1.5
+HANDOFF_RADIUS = (0.5, 0.5)
+HANDOFF_HEIGHT_RATIO = 1.5
+_VELOCITY_WINDOW_S = 1.0  # velocity over the last second of observations (steps of a stride average out)
+
+
 class GateCounter:
-    def __init__(self, gates: tuple[GateConfig, ...], margin: float = 0.01) -> None:
+    def __init__(
+        self,
+        gates: tuple[GateConfig, ...],
+        margin: float = 0.01,
+        handoff_s: float = HANDOFF_S,
+        handoff_radius: tuple[float, float] = HANDOFF_RADIUS,
+        handoff_height_ratio: float = HANDOFF_HEIGHT_RATIO,
+    ) -> None:
         self.gates = gates
         self.margin = margin
+        self.handoff_s = handoff_s  # 0 turns the hand-off off
+        self.handoff_radius = handoff_radius
+        self.handoff_height_ratio = handoff_height_ratio
         self._lines = [(np.asarray(g.line[0]), np.asarray(g.line[1])) for g in gates]
         self.states = {g.name: GateState(g.name) for g in gates}
         self._held: dict[int, list[tuple[str, str]]] = {}  # tentative track -> crossings (gate, direction) not yet counted
         self._holding: set[int] = set()  # tentative tracks alive at the last hold() (kept by prune)
+        # Hand-off state, all of it bounded by the tracker's live tracks.
+        self._seen: dict[int, deque[tuple[float, np.ndarray, float]]] = {}  # track -> recent (t, feet px, height px)
+        self._lost: dict[int, _Lost] = {}  # confirmed tracks out of sight
+        self._pending: dict[int, _Handoff] = {}  # lost track -> its continuation
+        self._ready: list[tuple[str, int, str]] = []  # hand-offs to count at the next update()
 
     def _crossings(self, positions: np.ndarray, track_ids: list[int]) -> list[tuple[str, int, str]]:
         """Side changes through each gate (updates the per-track sides; counts nothing)."""
@@ -77,8 +140,98 @@ class GateCounter:
         else:
             st.exits += 1
 
-    def hold(self, tracks: Iterable[Track], width: int, height: int) -> None:
-        """This frame's tracks (all of them): the tentative ones are followed, their crossings wait for confirmation."""
+    def _handoff_crossings(self, lost_id: int, feet: np.ndarray, scale: np.ndarray) -> list[tuple[str, str]]:
+        """Crossings implied by the lost track continuing as a track born at `feet` (pixels)."""
+        out: list[tuple[str, str]] = []
+        b = np.clip(feet / scale, 0.0, 1.0)
+        for gate, (p1, p2) in zip(self.gates, self._lines, strict=True):
+            prev = self.states[gate.name]._side.get(lost_id)
+            if prev is None:
+                continue  # the lost track never stood clearly on a side of this gate
+            d = float(side_of_line(b[None, :], p1, p2)[0]) / float(np.hypot(*(p2 - p1)))
+            if abs(d) <= self.margin or (d > 0) == (prev[0] > 0):
+                continue
+            if segments_intersect(prev[1], b, p1, p2):
+                out.append((gate.name, "in" if d > 0 else "out"))
+        return out
+
+    def _handoff(self, tracks: list[Track], width: int, height: int, t: float) -> None:
+        """Follow lost tracks and births; a lost track that ended unmatched hands its crossing to its continuation."""
+        scale = np.array([width, height], np.float64)
+        alive = {tr.track_id for tr in tracks}
+        confirmed = {tr.track_id for tr in tracks if tr.confirmed}
+        for tid, handoff in list(self._pending.items()):
+            handoff.confirmed = handoff.confirmed or handoff.born in confirmed
+            if handoff.born not in alive and not handoff.confirmed and tid in alive:
+                del self._pending[tid]  # the continuation was noise after all: the lost track may pair again
+                self._lost[tid].paired = False
+        for tid in [tid for tid in self._lost if tid not in alive]:  # ended without being matched again
+            del self._lost[tid]
+            ended = self._pending.pop(tid, None)
+            if ended is None:
+                continue
+            if ended.confirmed:
+                self._ready += [(gate, ended.born, direction) for gate, direction in ended.crossings]
+            elif ended.born in alive:
+                self._held.setdefault(ended.born, []).extend(ended.crossings)  # counted if it is confirmed
+        for tid in [tid for tid in self._seen if tid not in alive]:
+            del self._seen[tid]
+        births: list[Track] = []
+        for tr in tracks:
+            if tr.lost_frames == 0:
+                box = tr.box
+                obs = (t, np.array([(box[0] + box[2]) / 2, box[3]], np.float64), float(box[3] - box[1]))
+                if tr.track_id not in self._seen:
+                    births.append(tr)
+                    self._seen[tr.track_id] = deque()
+                seen = self._seen[tr.track_id]
+                seen.append(obs)
+                while len(seen) > 2 and t - seen[0][0] > _VELOCITY_WINDOW_S:
+                    seen.popleft()
+                if self._lost.pop(tr.track_id, None) is not None:
+                    returned = self._pending.pop(tr.track_id, None)  # matched again: the birth was someone else
+                    if returned is not None:
+                        self._pair(returned.born, returned.alternatives, returned.confirmed)
+            elif tr.confirmed and tr.track_id not in self._lost and tr.track_id in self._seen:
+                seen = self._seen[tr.track_id]
+                t0, p0, _ = seen[0]
+                t1, p1, h1 = seen[-1]
+                v = (p1 - p0) / (t1 - t0) if t1 - t0 >= 0.2 else np.zeros(2)
+                self._lost[tr.track_id] = _Lost(t1, p1, h1, v)
+        if self.handoff_s <= 0:
+            return
+        r0, r1 = self.handoff_radius
+        for tr in births:
+            feet, h = self._seen[tr.track_id][-1][1], self._seen[tr.track_id][-1][2]
+            candidates: list[tuple[float, int, list[tuple[str, str]]]] = []
+            for tid, lost in self._lost.items():
+                dt = t - lost.t
+                if lost.paired or not 0 < dt <= self.handoff_s:
+                    continue
+                if max(h, lost.height) > self.handoff_height_ratio * max(min(h, lost.height), 1.0):
+                    continue
+                miss = float(np.hypot(*(feet - lost.feet - lost.velocity * dt))) / max(lost.height, 1.0) / (r0 + r1 * dt)
+                if miss > 1.0:
+                    continue
+                crossings = self._handoff_crossings(tid, feet, scale)
+                if crossings:
+                    candidates.append((miss, tid, crossings))
+            self._pair(tr.track_id, [(tid, crossings) for _, tid, crossings in sorted(candidates, key=lambda c: c[0])], False)
+
+    def _pair(self, born: int, candidates: list[tuple[int, list[tuple[str, str]]]], confirmed: bool) -> None:
+        """Make the birth the continuation of the first candidate lost track still lost and not taken."""
+        for k, (tid, crossings) in enumerate(candidates):
+            lost = self._lost.get(tid)
+            if lost is not None and not lost.paired:
+                lost.paired = True
+                self._pending[tid] = _Handoff(born, crossings, confirmed, candidates[k + 1 :])
+                return
+
+    def hold(self, tracks: Iterable[Track], width: int, height: int, t: float) -> None:
+        """This frame's tracks (all of them) at time `t`: the tentative ones are followed, their crossings
+        wait for confirmation; lost tracks and births are followed for the hand-off."""
+        tracks = list(tracks)
+        self._handoff(tracks, width, height, t)
         tentative = [tr for tr in tracks if not tr.confirmed]
         self._holding = {tr.track_id for tr in tentative}
         seen = [tr for tr in tentative if tr.lost_frames == 0]  # a missed one keeps its last seen side
@@ -90,7 +243,7 @@ class GateCounter:
 
     def update(self, positions: np.ndarray, track_ids: list[int]) -> list[tuple[str, int, str]]:
         """Returns the crossings this frame as (gate, track_id, 'in'|'out'), held ones of newly confirmed tracks first."""
-        crossings: list[tuple[str, int, str]] = []
+        crossings, self._ready = self._ready, []
         for tid in track_ids:
             crossings += [(gate, tid, direction) for gate, direction in self._held.pop(tid, ())]
         crossings += self._crossings(positions, track_ids)
@@ -116,6 +269,9 @@ class GateCounter:
                 st.entries = st.exits = 0
         for tid, held in list(self._held.items()):  # crossings made before the reset are not counted after it
             self._held[tid] = [(g, d) for g, d in held if names is not None and g not in names]
+        for handoff in self._pending.values():
+            handoff.crossings = [(g, d) for g, d in handoff.crossings if names is not None and g not in names]
+        self._ready = [(g, tid, d) for g, tid, d in self._ready if names is not None and g not in names]
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         return {n: {"in": s.entries, "out": s.exits, "net": s.entries - s.exits} for n, s in self.states.items()}

@@ -128,7 +128,7 @@ class OccupancyAnalyzer:
         t = self._t = frame.t
         ids = [tr.track_id for tr in frame.tracks]
         # Flows first, so a person who walked in through the door this frame is inside and counted once.
-        self._gates.hold(frame.all_tracks, frame.width, frame.height)  # as the pipeline's gates do
+        self._gates.hold(frame.all_tracks, frame.width, frame.height, t)  # as the pipeline's gates do
         for gate, _track, direction in self._gates.update(frame.positions, ids):
             for zone, entering in self._flows.get(gate, ()):
                 self.states[zone].flow += 1 if direction == entering else -1
