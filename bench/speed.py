@@ -14,7 +14,8 @@ Prints JSON lines, then tables:
     none: nobody watches (sensors and automations only): nothing is rendered;
     every_frame: every analysed frame rendered + encoded in the render thread (what the worker did
       before on-demand rendering; also a live view when analysis runs at the view's poll rate);
-  as deployed (decode-and-prepare-ahead thread, rendering outside the analysis thread), and all in
+  as deployed (CameraPipeline.reader: decode + prepare in one thread, inference in the next, both
+  ahead of tracking; rendering outside the analysis thread), and all in
   one thread (with OpenVINO's default threads, and with OpenVINO on 1 thread vs 1-thread inference).
   Each also as process CPU time per frame (all threads) over that of pure inference: the work ratio,
   which load from other processes distorts far less than wall time (on a busy shared VM it is the
@@ -43,7 +44,7 @@ from custom_components.safecam.engine.models import create_session, resolve_mode
 from custom_components.safecam.engine.motion import MotionConfig
 from custom_components.safecam.engine.pipeline import STAGES, CameraPipeline, PipelineConfig
 from custom_components.safecam.engine.render import AsyncRenderer, OnDemandRenderer
-from custom_components.safecam.engine.sources import BackgroundReader, open_source, throttle
+from custom_components.safecam.engine.sources import open_source, throttle
 
 
 def pure_inference_ms(session, blobs, repeats: int = 1) -> float:
@@ -107,12 +108,13 @@ def pipeline_pass(
 ) -> dict:
     """Decode + analyse `frames` frames; the anonymized picture is rendered + encoded as `view` says
     ("live": polled at VIEWER_HZ; "none": never; "every_frame": every frame). threaded: as the camera
-    worker runs it (decode-and-prepare-ahead thread; rendering in the viewer's or the render thread);
-    otherwise everything in one thread (a live viewer's polls are served inline when due)."""
+    worker runs it (CameraPipeline.reader: decode, prepare and inference ahead of tracking; rendering in
+    the viewer's or the render thread); otherwise everything in one thread (a live viewer's polls are served inline when due).
+    'detect' in stage_ms is the inference time wherever it ran; 'decode' the analysis thread's wait."""
     pipeline = CameraPipeline(detector, config=PipelineConfig(motion=MotionConfig(enabled=motion)))
     source = open_source(clip)
     throttled = throttle(source, fps) if fps else source
-    reader = BackgroundReader(throttled, prepare=pipeline.prepare) if threaded else throttled
+    reader = pipeline.reader(throttled) if threaded else throttled
     on_demand = OnDemandRenderer(pipeline) if view != "every_frame" else None
     renderer = AsyncRenderer(pipeline, _encode) if threaded and view == "every_frame" else None
     viewer = _Viewer(on_demand, VIEWER_HZ) if threaded and on_demand is not None and view == "live" else None

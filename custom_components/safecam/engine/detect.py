@@ -7,6 +7,7 @@ grids row-major with columns [dx, dy, log w, log h, obj, 80 class probs] (alread
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,9 @@ class Detector:
         if fixed is not None and fixed != self.config.input_size:
             raise ValueError(f"model input is {fixed}px, config asks {self.config.input_size}px")
         self._cells, self._strides = _grids(self.config.input_size)
+        # One inference at a time: a pipeline detects ahead in its reader thread and, for forced
+        # looks, in its own (CameraPipeline.reader).
+        self._run_lock = threading.Lock()
 
     @classmethod
     def from_catalog(
@@ -161,7 +165,8 @@ class Detector:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
         x0, y0, x1, y1 = region
-        out = self.session.run(None, {self._input_name: blob})[0][0]
+        with self._run_lock:
+            out = self.session.run(None, {self._input_name: blob})[0][0]
         # Class probabilities are sigmoids (<= 1), so score = obj * cls <= obj: rows whose objectness
         # alone is below the threshold (nearly all of the grid) go before any per-class work.
         cand = np.flatnonzero(out[:, 4] >= cfg.score_threshold)

@@ -12,7 +12,6 @@ the motion gate skips detection on some frames (`predict` without `update`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from statistics import median
 
 import numpy as np
 
@@ -144,6 +143,13 @@ def linear_match(score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     return pairs
 
 
+def _median(values: list[float]) -> float:
+    """statistics.median for a few floats, without its generality (it runs once per track per frame)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def _xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
     """(M,4) xyxy -> (M,4) centre x, centre y, aspect w/h, height."""
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -159,48 +165,49 @@ def _xyah_to_xyxy(x: np.ndarray) -> np.ndarray:
 
 
 # Constant-velocity Kalman filter on (cx, cy, aspect, height), velocities per second, kept for all
-# tracks at once: state X (N,8) and covariance P (N,8,8), row i belonging to Tracker._tracks[i].
-# The batched matmuls run the same per-matrix BLAS kernels as the old one-filter-per-track code,
-# so results are bit-identical to it.
-_I8 = np.eye(8)
-_DIAG8 = np.arange(8)
-_DIAG4 = np.arange(4)
+# tracks at once: state X (N,8), row i belonging to Tracker._tracks[i] (4 positions, then their 4
+# velocities). With a diagonal start, diagonal noise and only positions measured, the 8x8
+# covariance never couples one coordinate with another: it is 4 independent (position, velocity)
+# filters, so only their 2x2 blocks are kept, as P (N,3,4) = variance of position, covariance of
+# position and velocity, variance of velocity, per coordinate. Same filter as the full matrices
+# (to rounding), in a handful of elementwise operations instead of batched 8x8 matmuls and solves.
 # Noise scales relative to box height (people far away move fewer pixels).
 _Q_SCALE = np.array([0.05, 0.05, 1e-2, 0.05, 0.5, 0.5, 1e-3, 0.5])
 _Q_H = np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)
 _R_SCALE = np.array([0.05, 0.05, 1e-2, 0.05])
 _R_H = np.array([1, 1, 0, 1], bool)
+_INIT_STD = np.array([0.1, 0.1, 0.0, 0.1, 1.0, 1.0, 0.0, 1.0])  # times the box height ...
+_INIT_STD_FIXED = np.array([0.0, 0.0, 1e-2, 0.0, 0.0, 0.0, 1e-3, 0.0])  # ... plus these (aspect and its velocity)
 
 
 def _kalman_init(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """States (M,8) at rest and their covariances (M,8,8) for new tracks."""
+    """States (M,8) at rest and their covariance blocks (M,3,4) for new tracks."""
     z = _xyxy_to_xyah(boxes)
-    h = z[:, 3]
     x = np.concatenate([z, np.zeros_like(z)], axis=1)
-    std = np.stack([0.1 * h, 0.1 * h, np.full_like(h, 1e-2), 0.1 * h, h, h, np.full_like(h, 1e-3), h], axis=1)
-    P = np.zeros((len(boxes), 8, 8))
-    P[:, _DIAG8, _DIAG8] = std**2
+    var = (_INIT_STD * z[:, 3:4] + _INIT_STD_FIXED) ** 2
+    P = np.zeros((len(boxes), 3, 4))
+    P[:, 0], P[:, 2] = var[:, :4], var[:, 4:]
     return x, P
 
 
 def _kalman_predict(x: np.ndarray, P: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    F = _I8.copy()
-    F[:4, 4:] = _I8[:4, :4] * dt
     q = np.where(_Q_H, _Q_SCALE * np.maximum(x[:, 3:4], 1.0), _Q_SCALE) ** 2 * dt
-    x = (F @ x[:, :, None])[:, :, 0]
-    P = F @ P @ F.T
-    P[:, _DIAG8, _DIAG8] += q
+    x = x.copy()
+    x[:, :4] += x[:, 4:] * dt
+    pp, pv, vv = P[:, 0], P[:, 1], P[:, 2]
+    P = np.stack([pp + (2 * dt) * pv + (dt * dt) * vv + q[:, :4], pv + dt * vv, vv + q[:, 4:]], axis=1)
     return x, P
 
 
 def _kalman_update(x: np.ndarray, P: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correct states (M,8) / covariances (M,8,8) with measured (M,4) xyxy boxes."""
+    """Correct states (M,8) / covariance blocks (M,3,4) with measured (M,4) xyxy boxes."""
     z = _xyxy_to_xyah(boxes)
-    S = P[:, :4, :4].copy()
-    S[:, _DIAG4, _DIAG4] += np.where(_R_H, _R_SCALE * np.maximum(x[:, 3:4], 1.0), _R_SCALE) ** 2
-    K = np.linalg.solve(S, P[:, :4, :]).transpose(0, 2, 1)  # P H^T S^-1, H selecting the first 4 states
-    x = x + (K @ (z - x[:, :4])[:, :, None])[:, :, 0]
-    P = P - K @ P[:, :4, :]
+    pp, pv, vv = P[:, 0], P[:, 1], P[:, 2]
+    s = pp + np.where(_R_H, _R_SCALE * np.maximum(x[:, 3:4], 1.0), _R_SCALE) ** 2
+    k_pos, k_vel = pp / s, pv / s  # the Kalman gain, per coordinate
+    residual = z - x[:, :4]
+    x = np.concatenate([x[:, :4] + k_pos * residual, x[:, 4:] + k_vel * residual], axis=1)
+    P = np.stack([pp - k_pos * pp, pv - k_pos * pv, vv - k_vel * pv], axis=1)
     return x, P
 
 
@@ -256,8 +263,9 @@ class Tracker:
         self._tracks: list[_TrackState] = []
         # Row i of these arrays belongs to self._tracks[i].
         self._x: np.ndarray = np.zeros((0, 8))  # Kalman states
-        self._P: np.ndarray = np.zeros((0, 8, 8))  # Kalman covariances
+        self._P: np.ndarray = np.zeros((0, 3, 4))  # Kalman covariance blocks (see _kalman_predict)
         self._last_box: np.ndarray = np.zeros((0, 4))  # last observed (not predicted) box
+        self._predicted: np.ndarray = np.zeros((0, 4))  # boxes of the states as predicted for this update
         self._next_id = 1
         self._t: float | None = None
         self._out: list[Track] | None = None  # Track views of the current state, built once per frame
@@ -288,6 +296,8 @@ class Tracker:
         for tr in self._tracks:
             tr.matched = False
 
+        # Every pass matches tracks no earlier pass matched, whose predictions are unchanged: box them once.
+        self._predicted = _xyah_to_xyxy(self._x)
         active = [i for i, tr in enumerate(self._tracks) if tr.confirmed]
         tentative = [i for i, tr in enumerate(self._tracks) if not tr.confirmed]
         remaining_high = [int(i) for i in high]
@@ -352,7 +362,7 @@ class Tracker:
         """Match track rows to candidate detections (consumed from `candidates`); return the unmatched rows."""
         if not rows or not candidates:
             return list(rows)
-        predicted, offered = _xyah_to_xyxy(self._x[rows]), boxes[candidates]
+        predicted, offered = self._predicted[rows], boxes[candidates]
         if buffer > 0:
             iou = iou_matrix(buffered_boxes(predicted, buffer), buffered_boxes(offered, buffer))
             ratio = (predicted[:, 3] - predicted[:, 1])[:, None] / np.maximum(offered[:, 3] - offered[:, 1], 1.0)[None, :]
@@ -388,7 +398,7 @@ class Tracker:
             if dt > 0:
                 tr.speeds.append(per_height[k] / dt)
                 del tr.speeds[:-10]
-                tr.stationary = len(tr.speeds) >= 3 and median(tr.speeds) < cfg.stationary_speed
+                tr.stationary = len(tr.speeds) >= 3 and _median(tr.speeds) < cfg.stationary_speed
             tr.score = float(scores[det])
             tr.last_seen_t = t
             tr.matched = True

@@ -30,7 +30,6 @@ from .pipeline import CameraPipeline, FrameResult, PipelineConfig
 from .render import OnDemandRenderer
 from .sources import (
     FROZEN_AFTER_S,
-    BackgroundReader,
     ReconnectingSource,
     SourceError,
     ThrottledSource,
@@ -387,7 +386,7 @@ class CameraWorker:
             return out
 
         throttled = throttled_at_governed_rate(source)
-        reader = BackgroundReader(throttled, prepare=pipeline.prepare, stop_event=stop)
+        reader = pipeline.reader(throttled, stop_event=stop, watch=watch)
         renderer = OnDemandRenderer(pipeline, quality=self._jpeg_quality)
         start = time.monotonic()
         media_offset = 0.0
@@ -407,7 +406,7 @@ class CameraWorker:
                     reader.close()
                     media_offset += last_media_t + 1.0 / max(self.fps, 1.0)
                     throttled = throttled_at_governed_rate(open_source(self.source_url))
-                    reader = BackgroundReader(throttled, prepare=pipeline.prepare, stop_event=stop)
+                    reader = pipeline.reader(throttled, stop_event=stop, watch=watch)
                     continue
                 if is_live:
                     t = time.monotonic() - start
@@ -460,7 +459,10 @@ class CameraWorker:
                 )
                 self._emit(state, events)
                 cycle_from = time.monotonic()
-                if adaptive and governor.update(cycle_from - busy_from, cycle_from):
+                # Inference ran ahead, in the reader (CameraPipeline.reader): a live frame's processing time
+                # leaves it out (a file's timed read waited for it).
+                ahead_s = getattr(frame.prepared, "detect_ms", 0.0) / 1000 if is_live else 0.0
+                if adaptive and governor.update(cycle_from - busy_from + ahead_s, cycle_from):
                     # Frames are skipped at the source from now on (the throttle's grid), never queued.
                     throttled.period = 1.0 / governor.fps
                     _LOGGER.info(
