@@ -21,6 +21,8 @@ replaced by cv2.blur of the box with a kernel of half the box size.
 `--check-deface` compares this with the real deface in a bench-only venv (run/deface-venv).
 
 Run: .venv/bin/python bench/privacy_audit.py [--step 5] [--modes full_frame,body,head]
+Variants: MODE+STYLE (another head style), MODE:key=value:... (AnonymizerConfig overrides of that variant).
+Recall breakdown only (fast, MOT clips): --utility-only [--dump DIR] (frames with the missed people marked).
 """
 
 from __future__ import annotations
@@ -188,19 +190,26 @@ def variants(args: argparse.Namespace) -> dict[str, AnonymizerConfig]:
     types = {f.name: str(f.type) for f in fields(AnonymizerConfig)}
     for item in args.set:
         key, value = item.split("=", 1)
-        overrides[key] = (
-            value.lower() in ("1", "true") if types[key] == "bool" else {"int": int, "float": float}.get(types[key], str)(value)
-        )
+        overrides[key] = _typed(types[key], value)
     out = {}
-    for name in args.modes.split(","):
+    for spec in args.modes.split(","):
+        name, *extra = spec.split(":")  # e.g. full_frame:figure_cell=3:head_cells=4 (this variant's own overrides)
         mode, _, preset = name.partition("+")  # e.g. full_frame+soft
         config = AnonymizerConfig(mode=mode)
         if preset == "soft":  # the detectability-first settings: soft heads, finer figures
             config = replace(config, head_style="soft", figure_cell=2.0)
         elif preset:  # another head style: full_frame+flat (the former default), head+silhouette, ...
             config = replace(config, head_style=preset)
-        out[name] = replace(config, **overrides)
+        own = dict(overrides)
+        for item in extra:
+            key, value = item.split("=", 1)
+            own[key] = _typed(types[key], value)
+        out[spec] = replace(config, **own)
     return out
+
+
+def _typed(kind: str, value: str) -> object:
+    return value.lower() in ("1", "true") if kind == "bool" else {"int": int, "float": float}.get(kind, str)(value)
 
 
 def face_set_figures(detector: Detector, configs: dict[str, AnonymizerConfig], audit: Audit, blur: FaceBlur) -> list[dict]:
@@ -303,6 +312,90 @@ def clip_figures(
     return leak_rows, util_rows, cost_rows
 
 
+def utility_breakdown(
+    detector: Detector, configs: dict[str, AnonymizerConfig], clips: list[str], dump: Path | None
+) -> list[dict]:
+    """Utility only (no face audit): of the ground-truth people the person detector finds (score >= 0.3)
+    on the raw frame, the share it still finds on the anonymized one, by clip, box height, overlap with
+    another person, how well and how often the pipeline's mask boxes cover them, and cut by the frame
+    edge. Prints one JSON line per missed person and returns one row per group."""
+    person = Detector.from_catalog()
+    totals: list[dict] = []
+    groups: dict[tuple[str, str, str], list[int]] = {}  # (method, key, value) -> [raw found, also found anonymized]
+    for clip in [c for c in clips if c in MOT_CLIPS]:
+        cap = cv2.VideoCapture(str(CLIPS[clip]), cv2.CAP_FFMPEG)
+        gt = load_mot_gt(clip)
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        pipeline = pipeline_for(detector, next(iter(configs.values())))
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            result = pipeline.process(frame, i / fps, i, render=False)
+            if i in gt:
+                _, gboxes, flags = gt[i]
+                raw = person(frame)
+                raw_hit = _found(raw.boxes[raw.scores >= UTILITY_SCORES[0]], gboxes)
+                masks = np.array([b[:4] for b in result.mask_boxes], np.float32).reshape(-1, 4)
+                ious = iou_matrix(gboxes, masks) if len(masks) else np.zeros((len(gboxes), 1))
+                mask_iou, n_masks = ious.max(axis=1), (ious >= 0.3).sum(axis=1)
+                other = iou_matrix(gboxes, gboxes) - np.eye(len(gboxes))
+                for name, cfg in configs.items():
+                    pipeline.set_anonymization(cfg)
+                    image = pipeline.render(frame, result)
+                    d = person(image)
+                    hit = _found(d.boxes[d.scores >= UTILITY_SCORES[0]], gboxes)
+                    for g in np.flatnonzero(flags & raw_hit):
+                        keys = _person_keys(clip, gboxes[g], other[g].max(), mask_iou[g], n_masks[g], frame.shape)
+                        for key, value in keys.items():
+                            groups.setdefault((name, key, value), [0, 0])[0] += 1
+                            groups[(name, key, value)][1] += int(hit[g])
+                        if not hit[g]:
+                            emit({"bench": "privacy_missed", "method": name, "set": clip, "frame": i,
+                                  "box": [round(float(v)) for v in gboxes[g]], "mask_iou": round(float(mask_iou[g]), 2),
+                                  "overlap": round(float(other[g].max()), 2)})  # fmt: skip
+                    if dump is not None and not hit[flags & raw_hit].all():
+                        dump.mkdir(parents=True, exist_ok=True)
+                        marked = image.copy()
+                        for g in np.flatnonzero(flags & raw_hit & ~hit):
+                            x1, y1, x2, y2 = gboxes[g].astype(int)
+                            cv2.rectangle(marked, (x1, y1), (x2, y2), (0, 0, 255), 1)
+                        cv2.imwrite(str(dump / f"{name}_{clip}_{i:04d}.png"), marked)
+            i += 1
+        cap.release()
+    for (name, key, value), (n, kept) in sorted(groups.items()):
+        row = {"bench": "privacy_breakdown", "method": name, "by": key, "value": value, "raw_found": n, "anon_found": kept,
+               "kept": round(kept / max(n, 1), 3)}  # fmt: skip
+        emit(row)
+        totals.append(row)
+    return totals
+
+
+def _person_keys(clip: str, box: np.ndarray, overlap: float, mask_iou: float, masks: int, shape: tuple) -> dict[str, str]:
+    """The groups a ground-truth person falls in (utility_breakdown)."""
+    height = float(box[3] - box[1])
+    cut = box[0] < 2 or box[2] > shape[1] - 2 or box[3] > shape[0] - 2
+    return {
+        "clip": clip,
+        "height": "<80" if height < 80 else "80-120" if height < 120 else "120-180" if height < 180 else ">=180",
+        "overlap": "none" if overlap < 0.05 else "<0.3" if overlap < 0.3 else ">=0.3",  # IoU with another person
+        "mask_iou": "<0.5" if mask_iou < 0.5 else "<0.7" if mask_iou < 0.7 else ">=0.7",  # best IoU with a mask box
+        "masks": str(min(int(masks), 3)),  # mask boxes over the person (IoU >= 0.3)
+        "edge": "edge" if cut else "inside",  # cut by the frame's side or bottom
+    }
+
+
+def _found(pred: np.ndarray, gt: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """Per ground-truth box: matched by a prediction (greedy IoU matching, as match_counts)."""
+    from custom_components.safecam.engine.track import greedy_match
+
+    hit = np.zeros(len(gt), bool)
+    for _, g in greedy_match(iou_matrix(pred, gt), iou):
+        hit[g] = True
+    return hit
+
+
 def summarize(methods: list[str], leak_rows: list[dict], util_rows: list[dict], cost_rows: list[dict]) -> list[dict]:
     """One row per method: leakage per set (low level) and pooled, pooled utility, cost ratio."""
     face_sets = ("wider_val", "pascal_dlib")
@@ -367,12 +460,19 @@ def main() -> None:
     ap.add_argument("--skip-faces", action="store_true")
     ap.add_argument("--check-deface", action="store_true", help="compare the baseline with deface itself, then exit")
     ap.add_argument("--provider", default="openvino")
+    ap.add_argument("--utility-only", action="store_true", help="only the recall breakdown of missed people on the MOT clips")
+    ap.add_argument("--dump", type=Path, help="--utility-only: write anonymized frames with missed people marked here")
     args = ap.parse_args()
     if args.check_deface:
         check_deface()
         return
     configs = variants(args)
     detector = Detector.from_catalog(provider=args.provider)
+    if args.utility_only:
+        rows = utility_breakdown(detector, configs, args.clips.split(","), args.dump)
+        print()
+        table(rows, ["method", "by", "value", "raw_found", "anon_found", "kept"])
+        return
     audit, blur = Audit(), FaceBlur()
     leak_rows = [] if args.skip_faces else face_set_figures(detector, configs, audit, blur)
     clips = [c for c in args.clips.split(",") if c]

@@ -16,6 +16,7 @@ from custom_components.safecam.engine.anonymize import (
     AnonymizerConfig,
     MaskMemory,
     _clip,
+    generic_head_box,
     grown_box,
     head_region,
 )
@@ -96,8 +97,32 @@ def test_default_mode_keeps_people_detectable(analysed, shared_data):
             if len(found):
                 hits[name] += int((iou_matrix(boxes[evaluate], found).max(axis=1) >= 0.5).sum())
     assert people >= 50 and hits["raw"] >= 0.7 * people  # the detector does find them on raw frames
-    assert hits["silhouette"] >= 0.9 * hits["raw"], hits
+    assert hits["silhouette"] >= 0.95 * hits["raw"], hits
     assert hits["flat"] < hits["silhouette"], hits
+
+
+def test_pictograms_are_not_taken_for_faces(analysed, low_auditors):
+    """The default pictogram (a flat dark head with a flat bottom over a dome for the shoulders) is
+    drawn at every person, and face detectors at the audit's low level seldom find a face on its head."""
+    cfg = AnonymizerConfig()
+    anonymizer = Anonymizer(cfg)
+    drawn = taken = 0
+    for frame, res in analysed:
+        out = anonymizer.apply(frame, res.mask_boxes)
+        heads = np.array([generic_head_box(b, cfg) for b in res.mask_boxes], np.float32).reshape(-1, 4)
+        for x1, y1, x2, y2 in heads:
+            cx, cy, hw = int((x1 + x2) / 2), int((y1 + y2) / 2), max(1, int((x2 - x1) / 4))
+            inside = min(cx, cy) >= hw and cx + hw <= frame.shape[1] and cy + hw <= frame.shape[0]
+            if hw < 3 or not inside:
+                continue
+            core = out[cy - hw : cy + hw, cx - hw : cx + hw].reshape(-1, 3)
+            drawn += 1
+            # flat and dark (a quarter of the colour under it); pictograms of overlapping boxes may share the spot
+            assert len(np.unique(core, axis=0)) <= 4 and core.max() <= cfg.generic_head_shade * 255 + 1
+        taken += max(found(heads, auditor(out)[0]) for auditor in low_auditors)
+    assert drawn >= 20
+    # Measured on these frames: 2 of 81 heads (all boxes: 2 of 121; the former oval head over a bar: 9 of 121).
+    assert taken <= 0.05 * drawn, (taken, drawn)
 
 
 def test_modes_keep_what_they_promise(analysed):

@@ -14,11 +14,12 @@ Heads, in every mode, come from the person box alone (not from a face detector),
 heads, side and tiny faces are covered: a head is about 0.45 box widths (or 0.15 box heights)
 tall (`head_size`), anywhere across the top of the box and a little above it (`head_region`).
 `head_style` (default: "silhouette" in `full_frame`, "flat" in `body` and `head`):
-- "silhouette": the head region becomes flat cells of a third of a head (`head_cells`
-  per head: eyes, nose and mouth fall into one or two cells each), and a flat dark pictogram, a
-  generic head over a shoulder bar, is drawn where the head most likely is (centred, at the top
-  of the box). Person detectors rely on the head-and-shoulders outline the cells break up; the
-  pictogram gives it back without anything of the real head.
+- "silhouette": the head region becomes flat cells of 1/2.5 head (`head_cells` per head: eyes,
+  nose and mouth share a cell or two), pulled towards the region's mean colour (`head_contrast`),
+  and a flat dark pictogram is drawn where the head most likely is (centred, at the top of the
+  box): a head with a rounded top, straight sides and a flat bottom (a hood or helmet outline, no
+  face's oval) over a dome for the shoulders. Person detectors rely on the head-and-shoulders
+  outline the cells break up; the pictogram gives it back without anything of the real head.
 - "flat": the head region becomes 2 x 2 flat cells (people are harder to detect in the output).
 - "soft": the head region is low-passed to `head_detail` samples (a face is a few samples), and
   YuNet looks for faces in those head crops only (`HeadFaces`; never the whole frame): each face it
@@ -62,11 +63,16 @@ class AnonymizerConfig:
     # "silhouette": flat cells of 1/head_cells head plus a dark head-and-shoulders pictogram (people stay detectable);
     # "flat": head_blocks x head_blocks flat cells; "soft": low-passed to head_detail samples, plus a
     # flat ellipse on every face YuNet finds in it (blurred head shapes remain). bench/privacy_audit.py.
+    # Silhouettes with the dome pictogram: head_cells 2.5 (not 3), head_contrast 0.7 and figure_cell 6 (not 4) take
+    # clip leakage from 7 to 3 of 815 faces (0.37 %) and keep the recall ratio at 0.98.
     head_style: str | None = None  # None: "silhouette" in full_frame, "flat" in body and head (measured there)
-    head_cells: float = 3.0  # "silhouette": flat cells per head size (a face is ~3 x 3 cells)
+    head_cells: float = 2.5  # "silhouette": flat cells per head size (a face is ~2.5 x 2.5 cells) ...
+    head_contrast: float = 0.7  # ... pulled this far towards the head region's mean colour (less facial structure)
     generic_head_width: float = 0.8  # "silhouette": the generic head's size (head sizes) ...
     generic_head_height: float = 1.0
     generic_head_shade: float = 0.25  # ... and colour: this fraction of the mean colour where it is drawn
+    generic_shoulders_width: float = 1.8  # "silhouette": the shoulders' width and height (generic head widths / heights)
+    generic_shoulders_height: float = 1.0
     head_blocks: int = 2
     head_detail: int = 16  # "soft": a head region keeps this many samples across its longer side
     find_faces: bool = True  # "soft": look for faces inside head regions and flatten them
@@ -76,7 +82,7 @@ class AnonymizerConfig:
     min_face_region: int = 24  # smaller head regions are not searched: the low-pass leaves no face there
     body_blocks: int = 8  # `body`: mosaic cells along a person's height (a face is ~1 cell)
     figure_rows: int = 64  # `full_frame`: a person keeps this many samples along their height ...
-    figure_cell: float = 4.0  # ... and at most one per figure_cell pixels (small and top-down people: faces are 1-2 samples)
+    figure_cell: float = 6.0  # ... and at most one per figure_cell pixels (small and top-down people: faces are 1-2 samples)
     background_blocks: int = 64  # `full_frame`: cells across the longer side of the frame
     fail_closed_blocks: int = 24  # cells across the frame when failing closed
 
@@ -138,11 +144,16 @@ def mosaic(region: np.ndarray, cell: float) -> np.ndarray:
     return cv2.resize(_block_means(region, cell), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def mosaic_in_place(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, cell: float) -> None:
-    """mosaic() written straight into the image region (no temporary full-size copy)."""
+def mosaic_in_place(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, cell: float, contrast: float = 1.0) -> None:
+    """mosaic() written straight into the image region (no temporary full-size copy); contrast < 1
+    pulls every cell towards the region's mean colour."""
     roi = image[y1:y2, x1:x2]
     h, w = roi.shape[:2]
-    cv2.resize(_block_means(roi, cell), (w, h), dst=roi, interpolation=cv2.INTER_NEAREST)
+    means = _block_means(roi, cell)
+    if contrast != 1.0:
+        mean = np.array(cv2.mean(means)[:3], np.float32)
+        means = np.clip(mean + contrast * (means.astype(np.float32) - mean), 0, 255).astype(np.uint8)
+    cv2.resize(means, (w, h), dst=roi, interpolation=cv2.INTER_NEAREST)
 
 
 def _clip(x1: float, y1: float, x2: float, y2: float, w: int, h: int) -> Region | None:
@@ -179,6 +190,15 @@ def head_region(box: MaskBox, config: AnonymizerConfig) -> tuple[float, float, f
     s = head_size(box, config)
     bottom = y1 + s * (1.3 + grow) + (s if y1 <= 1.0 else 0.0)
     return min(gx1, x1 - s / 4), min(gy1, y1 - s * (0.35 + grow)), max(gx2, x2 + s / 4), bottom
+
+
+def generic_head_box(box: MaskBox, config: AnonymizerConfig) -> tuple[float, float, float, float]:
+    """Where the "silhouette" pictogram's head is drawn: centred, its top at the top of the box."""
+    x1, y1, x2, _, _ = box
+    s = head_size(box, config)
+    ew, eh = config.generic_head_width * s, config.generic_head_height * s
+    cx = (x1 + x2) / 2
+    return cx - ew / 2, y1, cx + ew / 2, y1 + eh
 
 
 def _distinct(regions: list[Region], inside: float = 0.8) -> list[Region]:
@@ -308,7 +328,7 @@ class Anonymizer:
                     _low_pass(out, body, max(bx2 - bx1, by2 - by1) / cell)
         for (x1, y1, x2, y2), box in placed:
             if style == "silhouette":
-                mosaic_in_place(out, x1, y1, x2, y2, head_size(box, cfg) / cfg.head_cells)
+                mosaic_in_place(out, x1, y1, x2, y2, head_size(box, cfg) / cfg.head_cells, cfg.head_contrast)
             elif style == "flat":
                 mosaic_in_place(out, x1, y1, x2, y2, max(x2 - x1, y2 - y1) / cfg.head_blocks)
             else:
@@ -325,28 +345,35 @@ class Anonymizer:
         return out
 
     def _generic_head(self, image: np.ndarray, out: np.ndarray, box: MaskBox) -> None:
-        """A flat dark pictogram where the head most likely is: an ellipse, centred, its top at the top
-        of the box, over a bar for the shoulders just below it.
+        """A flat dark pictogram where the head most likely is: a head, centred, its top at the top of
+        the box, with straight sides and a flat bottom (a hood or helmet outline, not a face's oval),
+        over a dome for the shoulders that starts just below it.
 
-        Measured with bench/privacy_audit.py: a lone ellipse, one on a neck, or a bar over the chin
-        keep people as detectable but face detectors at low thresholds take those outlines for
-        faces (1.7-3.3 % of clip faces); a bar clear of the ellipse brings that under 0.5 %. Dark
-        like hair or a backlit head (a pale one helps person detectors less): generic_head_shade x
-        the mean raw colour under the ellipse, one colour for many pixels.
+        Measured with bench/privacy_audit.py on the MOT clips (--utility-only: the people yolox_nano
+        finds on the raw frames that it still finds): head cells alone keep 77-88 % of them, an oval
+        head over a flat shoulder bar 91-94 %, over a dome for the shoulders 92-97 % (most of the
+        rest overlap another person or have a mask box off their outline). Face detectors at low
+        thresholds took the oval over a dome for a face (5-6 of 71 Stadtmitte faces, against 1 with
+        the bar); the flat-bottomed head over the dome: 0, and fewer at the very low level than
+        either. Dark like hair or a backlit head (a pale one helps person detectors less):
+        generic_head_shade x the mean raw colour under the head, one colour for many pixels.
         """
         cfg = self.config
-        s = head_size(box, cfg)
-        x1, y1, x2, _, _ = box
-        cx, cy, ew, eh = (x1 + x2) / 2, y1 + s / 2, cfg.generic_head_width * s, cfg.generic_head_height * s
+        hx1, hy1, hx2, hy2 = generic_head_box(box, cfg)
+        cx, cy, ew, eh = (hx1 + hx2) / 2, (hy1 + hy2) / 2, hx2 - hx1, hy2 - hy1
         h, w = out.shape[:2]
         region = _clip(cx - ew / 2, cy - eh / 2, cx + ew / 2, cy + eh / 2, w, h)
         if region is None:
             return
         rx1, ry1, rx2, ry2 = region
         colour = [c * cfg.generic_head_shade for c in cv2.mean(image[ry1:ry2, rx1:rx2])[:3]]
-        cv2.ellipse(out, ((cx, cy), (ew, eh), 0.0), colour, -1)
-        bar = (int(cx - 1.1 * ew), int(cy + 0.6 * eh)), (int(cx + 1.1 * ew), int(cy + eh))
-        cv2.rectangle(out, *bar, colour, -1)
+        # The head: the upper half of the ellipse over a rectangle (a rounded top, straight sides, flat bottom).
+        cv2.ellipse(out, (round(cx), round(cy)), (round(ew / 2), round(eh / 2)), 0.0, 180, 360, colour, -1)
+        cv2.rectangle(out, (round(cx - ew / 2), round(cy)), (round(cx + ew / 2), round(cy + eh / 2)), colour, -1)
+        # The shoulders: the upper half of an ellipse, its top a tenth of a head below the head.
+        sw, sh = cfg.generic_shoulders_width * ew, cfg.generic_shoulders_height * eh
+        centre = (round(cx), round(cy + 0.6 * eh + sh))
+        cv2.ellipse(out, centre, (round(sw / 2), round(sh)), 0.0, 180, 360, colour, -1)
 
     @staticmethod
     def _flatten_face(image: np.ndarray, cx: float, cy: float, fw: float, fh: float) -> None:
