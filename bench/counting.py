@@ -15,7 +15,8 @@ were first annotated (on a clip's first frame, or when they walk into view), but
 their first two annotated frames counts (it was observable: they were seen on the first side).
 
 Counted: the full pipeline as deployed (motion gate, YOLOX-nano, tracker, GateCounter) on the video,
-at the clip's 25 fps and at 5 fps (every 5th frame, Home Assistant's default analysis rate).
+at every analysis rate a site owner can get from a 25 fps camera down to the default: every 1st to 5th
+frame (25, 12.5, 8.33, 6.25 and 5 fps; 5 fps is Home Assistant's default analysis rate).
 
 Reference: the very same per-frame tracks fed to supervision's `LineZone` (pinned version below): the
 pipeline's counted people (ids and boxes), plus, for tracks confirmed later, their detected boxes
@@ -31,7 +32,7 @@ direction where ours is off, each true crossing (ground-truth identity, frames) 
 (track, frame, the identity its box overlaps, whether it was a hand-off), and for every missed or extra
 crossing the tracks on that identity around it with their births and ends; and every hand-off counted.
 
-Run: .venv/bin/python bench/counting.py [--fps 25 5] [--no-supervision] [--diagnose] [--gates-param K=V ...]
+Run: .venv/bin/python bench/counting.py [--fps 25 12.5 8.33 6.25 5] [--no-supervision] [--diagnose] [--gates-param K=V ...]
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def true_crossings(clip: str, width: int, height: int) -> list[tuple[str, str, i
     return sorted(out, key=lambda c: (c[0], c[1], c[3]))
 
 
-def diagnose(clip: str, fps: int, trace: Trace, width: int, height: int, only_wrong: bool = True) -> None:
+def diagnose(clip: str, fps: float, trace: Trace, width: int, height: int, only_wrong: bool = True) -> None:
     """Per line and direction where ours differs from the truth: true and counted crossings, matched (same
     identity first, then nearest in time: at most 1 s apart, 4 s for a hand-off, which counts only once the
     lost track has ended), and for what is left over the tracks on that identity around it."""
@@ -277,6 +278,12 @@ def diagnose(clip: str, fps: int, trace: Trace, width: int, height: int, only_wr
 # ---- supervision (runs in the bench venv) ---------------------------------------------------
 
 
+def _rate(step: int) -> float | int:
+    """The analysis rate of every step-th frame of a 25 fps clip: 25, 12.5, 8.33, 6.25, 5."""
+    fps = round(25 / step, 2)
+    return int(fps) if fps == int(fps) else fps
+
+
 def ensure_bench_venv() -> Path | None:
     """run/bench-venv with supervision, created with uv (or venv + pip); None when that fails."""
     python = BENCH_VENV / "bin" / "python"
@@ -352,7 +359,13 @@ def supervision_counts(python: Path, frames: Frames, width: int, height: int, ta
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fps", type=int, nargs="+", default=[25, 5], help="analysis rates (divisors of 25)")
+    parser.add_argument(
+        "--fps",
+        type=float,
+        nargs="+",
+        default=[25, 12.5, 8.33, 6.25, 5],
+        help="analysis rates: every 25/fps-th frame, rounded (default: every 1st to 5th frame)",
+    )
     parser.add_argument("--no-supervision", action="store_true")
     parser.add_argument("--diagnose", action="store_true", help="per-crossing diagnostics where ours is off, and every hand-off")
     parser.add_argument("--gates-param", action="append", default=[], metavar="K=V", help="a GateCounter parameter for ours")
@@ -374,8 +387,10 @@ def main() -> None:
         emit({"bench": "gate_counts_params", **gate_params})
     python = None if args.no_supervision else ensure_bench_venv()
     methods = ("ours", *SV_VARIANTS) if python else ("ours",)
-    for fps in args.fps:
-        step = 25 // fps
+    per_rate: list[dict[str, Any]] = []
+    for rate in args.fps:
+        step = max(1, round(25 / rate))
+        fps = _rate(step)
         rows: list[dict[str, Any]] = []
         diagnostics: list[tuple[str, Trace, int, int]] = []
         for clip in MOT_CLIPS:
@@ -405,6 +420,7 @@ def main() -> None:
             summary[f"{m}_abs_error"] = abs_err
             summary[f"{m}_relative"] = round(abs_err / max(total_truth, 1), 3)
         emit(summary)
+        per_rate.append(summary)
         print(f"\n{fps} fps (rows with no true and no counted crossing left out)")
         shown = [r for r in rows if any(r[k] for k in ("truth", *methods))]
         table(shown, ["clip", "gate", "direction", "truth", *methods])
@@ -412,6 +428,11 @@ def main() -> None:
         print(f"{fps} fps, all lines: {total_truth} true crossings; total absolute error: {line}")
         for clip, trace, w, h in diagnostics:
             diagnose(clip, fps, trace, w, h)
+    print("\nper analysis rate, all lines")
+    errors = [{m: f"{r[f'{m}_abs_error']} ({100 * r[f'{m}_relative']:.1f} %)" for m in methods} for r in per_rate]
+    table(
+        [{"fps": r["fps"], "truth": r["truth"], **e} for r, e in zip(per_rate, errors, strict=True)], ["fps", "truth", *methods]
+    )
 
 
 if __name__ == "__main__":

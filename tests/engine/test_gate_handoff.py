@@ -244,6 +244,45 @@ def test_a_new_track_whose_best_placed_lost_track_comes_back_continues_the_next_
     assert feed.crossings == [("door", 2, "in")]
 
 
+def test_the_hand_off_goes_to_the_birth_placed_best_not_the_first():
+    # Track 1 is hidden on the line. Someone else walks into view beyond the line first, within the radius
+    # allowed but well off where track 1 would be (at low rates, before a lost track has a velocity, this
+    # is what an entrance next to a gate looks like); track 1's person reappears later, right where they
+    # would be by then. The crossing is theirs, and counts once.
+    feed = Feed()
+    x = walk_then_hide(feed)
+    k = hidden(feed, 1, x, 5)
+    other_x = x - SPEED * (k + 1) / FPS - 0.14  # 0.2 s after the loss, 0.14 off (the radius then: about 0.18)
+    for j in range(10):
+        feed.frame(person(2, other_x - SPEED * j / FPS, confirmed=j >= 2), lost(1, x, k + 1 + j))
+    k += 11
+    born_x = x - SPEED * k / FPS - 0.01
+    for j in range(10):
+        feed.frame(
+            person(2, other_x - SPEED * (10 + j) / FPS),
+            person(3, born_x - SPEED * j / FPS, confirmed=j >= 2),
+            lost(1, x, k + j),
+        )
+    feed.frame(person(2, other_x - 0.2), person(3, born_x - 0.1))  # track 1 dropped: the hand-off counts
+    assert feed.count() == {"in": 1, "out": 0, "net": 1}
+    assert feed.crossings == [("door", 3, "in")]
+
+
+def test_a_merged_last_box_does_not_misplace_the_lost_track():
+    # The walker's last box before the loss merged with someone nearer the camera passing in front: taller,
+    # feet lower. Where the walker went is judged from their usual boxes, so their reappearance beyond the
+    # line, as tall as before, continues them.
+    feed = Feed()
+    x = walk_then_hide(feed)
+    feed.frame(person(1, x - 0.005, 0.9, height=0.62))  # the merged box (about 1.55 times the walker's height)
+    k = hidden(feed, 1, x, 10)
+    born_x = x - SPEED * (k + 1) / FPS - 0.01
+    reborn(feed, 2, born_x, 0.4, 0.8, (1, x, k + 1))
+    feed.frame(person(2, born_x - 0.1))  # track 1 dropped
+    assert feed.count() == {"in": 1, "out": 0, "net": 1}
+    assert feed.crossings == [("door", 2, "in")]
+
+
 def test_a_reset_drops_hand_offs_not_counted_yet_and_off_turns_it_off():
     feed = Feed()
     x = walk_then_hide(feed)

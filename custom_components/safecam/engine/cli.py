@@ -28,7 +28,7 @@ from .models import ModelError
 from .motion import MotionConfig
 from .pipeline import STAGES, CameraPipeline, FrameResult, PipelineConfig
 from .render import AsyncRenderer
-from .sources import SourceError, open_source, redact_url, throttle
+from .sources import BackgroundReader, SourceError, open_source, redact_url, throttle
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     source = open_source(args.source)
     config = PipelineConfig(camera=args.camera, anonymizer=AnonymizerConfig(mode=args.mode))
     pipeline = CameraPipeline(_detector(args), scene, config)
-    # Decode, prepare and detect ahead in threads: that work overlaps tracking.
-    frames = pipeline.reader(throttle(source, args.fps) if args.fps else source)
+    # Decode (and prepare) ahead in a thread: that work overlaps inference.
+    frames = BackgroundReader(throttle(source, args.fps) if args.fps else source, prepare=pipeline.prepare)
     video_fps = args.fps or source.fps or 10.0
     video = _VideoOut(args.out_video, video_fps) if args.out_video else None
     renderer = AsyncRenderer(pipeline, lambda image, _result: video.write(image)) if video is not None else None
@@ -169,7 +169,7 @@ def anonymize(args: argparse.Namespace) -> int:
         if result.anonymized is None or not cv2.imwrite(args.output, result.anonymized):
             raise OSError(f"cannot write {args.output}")
         return 0
-    source = pipeline.reader(open_source(args.input))
+    source = BackgroundReader(open_source(args.input), prepare=pipeline.prepare)
     video = _VideoOut(args.output, source.fps or 10.0)
     try:
         while (frame := source.read()) is not None:

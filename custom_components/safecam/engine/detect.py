@@ -7,7 +7,6 @@ grids row-major with columns [dx, dy, log w, log h, obj, 80 class probs] (alread
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,12 @@ if TYPE_CHECKING:
 
 PERSON = 0
 STRIDES = (8, 16, 32)
+# Inference threads of each camera's detector session, unless configured. One: a camera analyses a few
+# frames a second, and bench/speed.py measured on 2 cores that one thread needs less CPU per frame than
+# the runtime's default of one per core (yolox_nano: 17.5 vs 20.0 CPU-ms; the second thread buys latency,
+# not throughput), leaves a core for decoding, tracking and Home Assistant itself (pipeline overhead
+# +9 % instead of +22-28 %), and several cameras do not oversubscribe the machine.
+CAMERA_INFERENCE_THREADS = 1
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
@@ -105,9 +110,6 @@ class Detector:
         if fixed is not None and fixed != self.config.input_size:
             raise ValueError(f"model input is {fixed}px, config asks {self.config.input_size}px")
         self._cells, self._strides = _grids(self.config.input_size)
-        # One inference at a time: a pipeline detects ahead in its reader thread and, for forced
-        # looks, in its own (CameraPipeline.reader).
-        self._run_lock = threading.Lock()
 
     @classmethod
     def from_catalog(
@@ -165,8 +167,7 @@ class Detector:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
         x0, y0, x1, y1 = region
-        with self._run_lock:
-            out = self.session.run(None, {self._input_name: blob})[0][0]
+        out = self.session.run(None, {self._input_name: blob})[0][0]
         # Class probabilities are sigmoids (<= 1), so score = obj * cls <= obj: rows whose objectness
         # alone is below the threshold (nearly all of the grid) go before any per-class work.
         cand = np.flatnonzero(out[:, 4] >= cfg.score_threshold)

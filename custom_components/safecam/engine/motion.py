@@ -46,10 +46,6 @@ class MotionGate:
         diff = cv2.absdiff(grey, previous)
         return float(np.count_nonzero(diff > cfg.pixel_threshold)) / diff.size
 
-    def moved(self, changed_fraction: float) -> bool:
-        """Enough changed for the detector to run whatever `decide` says (stateless: any thread may ask)."""
-        return not self.config.enabled or changed_fraction >= self.config.min_changed_fraction
-
     def decide(self, changed_fraction: float, t: float) -> bool:
         """Run the detector? On motion, and at least every force_every_s."""
         cfg = self.config

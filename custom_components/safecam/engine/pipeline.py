@@ -2,21 +2,14 @@
 
 Raw frames enter `CameraPipeline.process` and never leave it: a `FrameResult` carries geometry,
 counts, events and the *anonymized* image only (design invariant 1).
-
-`CameraPipeline.reader` runs the work that needs no tracking state ahead of `process`, in two
-threads: decode + motion measure + letterbox, then inference. So inference of the next frame
-runs while `process` tracks this one (on a machine with spare cores nothing waits for decode or
-tracking; bench/speed.py measures it).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,10 +23,6 @@ from .scene.gates import GateCounter
 from .scene.zones import ZoneCounter, ZoneTiming
 from .track import Tracker, TrackerConfig, iou_matrix
 from .types import Detections, SafetyEvent, Track
-
-if TYPE_CHECKING:
-    from .sources import FrameSource
-    from .watchdog import Watchdog
 
 _LOGGER = logging.getLogger(__name__)
 STAGES = ("motion", "detect", "track", "scene", "anonymize")
@@ -55,10 +44,6 @@ class PipelineConfig:
 class FramePrep:
     changed_fraction: float
     detector_input: PreparedInput
-    # Filled by detect_ahead when the frame moved enough (process runs the detector itself otherwise).
-    detections: Detections | None = None
-    detect_error: str | None = None
-    detect_ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -135,37 +120,6 @@ class CameraPipeline:
         """
         return FramePrep(self.motion.measure(image), self.detector.prepare(image))
 
-    def detect_ahead(self, image: np.ndarray, prepared: FramePrep | None) -> FramePrep | None:
-        """Inference for a prepared frame, ahead of process(), in another thread; only where the
-        motion gate will surely let the detector run (forced looks and a failed detector's retries
-        stay in process). A failure is kept for process to handle (fail closed)."""
-        if prepared is None or not self.motion.moved(prepared.changed_fraction):
-            return prepared
-        started = time.perf_counter()
-        try:
-            detections = self.detector(image, prepared.detector_input)
-        except Exception as err:  # noqa: BLE001 - reported by process(), which fails closed
-            return replace(prepared, detect_error=f"{type(err).__name__}: {err}")
-        return replace(prepared, detections=detections, detect_ms=(time.perf_counter() - started) * 1000)
-
-    def reader(
-        self, source: FrameSource, *, stop_event: threading.Event | None = None, watch: Watchdog | None = None
-    ) -> FrameSource:
-        """`source` read, prepared and detected ahead of process() (frame.prepared), in two threads.
-
-        The detect-ahead stage holds at most one finished frame: it never runs inference on a frame
-        that a newer one would replace (a live source's reader keeps only the newest decoded frame).
-        `watch` times each inference, so a hung one is seen as one.
-        """
-        from .sources import BackgroundReader, Frame
-
-        def detect(frame: Frame) -> FramePrep | None:
-            with watch.section("analysis inference") if watch is not None else nullcontext():
-                return self.detect_ahead(frame.image, frame.prepared)
-
-        decoded = BackgroundReader(source, prepare=lambda frame: self.prepare(frame.image), stop_event=stop_event)
-        return BackgroundReader(decoded, prepare=detect, latest_only=False, depth=1, stop_event=stop_event)
-
     def process(
         self, image: np.ndarray, t: float, index: int, *, render: bool = True, prepared: FramePrep | None = None
     ) -> FrameResult:
@@ -188,28 +142,21 @@ class CameraPipeline:
         analysed = True
         detections = Detections.empty()
         if detected:
-            error = prepared.detect_error
-            if prepared.detections is not None:
-                detections = prepared.detections  # found ahead (reader())
-            elif error is None:
-                try:
-                    detections = self.detector(image, prepared.detector_input)
-                except Exception as err:  # noqa: BLE001 - any detector failure must fail closed, not crash
-                    error = f"{type(err).__name__}: {err}"
-            self.last_error = error
-            if error is not None:
+            try:
+                detections = self.detector(image, prepared.detector_input)
+                self.last_error = None
+            except Exception as err:  # noqa: BLE001 - any detector failure must fail closed, not crash
                 analysed = False
-                _LOGGER.warning("detector failed on camera %s: %s", self.config.camera, error)
+                self.last_error = f"{type(err).__name__}: {err}"
+                _LOGGER.warning("detector failed on camera %s: %s", self.config.camera, self.last_error)
         lap("detect")
-        if detected:
-            timings["detect"] += prepared.detect_ms  # inference done ahead, in the reader thread
         tracks = self.tracker.update(detections, t) if detected and analysed else self.tracker.predict(t)
         counted = [tr for tr in tracks if tr.lost_frames <= self.config.count_grace_frames]
         lap("track")
 
         scale = np.array([w, h], np.float64)
         feet = np.array([((tr.box[0] + tr.box[2]) / 2, tr.box[3]) for tr in counted], np.float64).reshape(-1, 2)
-        positions = np.minimum(np.maximum(feet / scale, 0.0), 1.0)  # (np.clip's wrapper costs more than this)
+        positions = np.clip(feet / scale, 0.0, 1.0)
         ids = [tr.track_id for tr in counted]
         events = self.zones.update(positions, ids, t)
         all_tracks = self.tracker.tracks(include_tentative=True)

@@ -16,7 +16,7 @@ Config file (YAML; unknown keys are errors, every error is one line naming the k
          scene: {zones: [...], gates: [...]}}   # scene omitted or null: managed over MQTT (set_scene)
     provider: auto                        # onnxruntime EP: auto | openvino | cpu
     model_dir: null
-    threads: null                         # inference threads per camera (null: onnxruntime's default)
+    threads: null                         # inference threads per camera (null: 1, CAMERA_INFERENCE_THREADS)
     state_file: null                      # e.g. /data/state.json
     state_interval_s: 10                  # unchanged states are re-published this often
     snapshot_interval_s: 30               # anonymized snapshot to MQTT (0: off)
@@ -45,7 +45,7 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 from .anonymize import DEFAULT_MODE
 from .anonymize import MODES as ANONYMIZATION_MODES
 from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
-from .detect import Detector
+from .detect import CAMERA_INFERENCE_THREADS, Detector
 from .mqtt import (
     CAMERA_ID_RE,
     CONTRACT_VERSION,
@@ -663,8 +663,8 @@ class EngineService:
         self.loop: asyncio.AbstractEventLoop
 
     def _default_detector(self) -> Detector:
-        options: dict[str, Any] = {"num_threads": self.config.threads} if self.config.threads else {}
-        return Detector.from_catalog(model_dir=self.config.model_dir, provider=self.config.provider, **options)
+        threads = self.config.threads or CAMERA_INFERENCE_THREADS
+        return Detector.from_catalog(model_dir=self.config.model_dir, provider=self.config.provider, num_threads=threads)
 
     def placeholder(self, worker: CameraWorker) -> bytes:
         if self._placeholder is None:

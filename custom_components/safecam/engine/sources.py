@@ -984,13 +984,13 @@ class BackgroundReader(FrameSource):
         *,
         latest_only: bool | None = None,
         depth: int = 2,
-        prepare: Callable[[Frame], Any] | None = None,
+        prepare: Callable[[np.ndarray], Any] | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
         self.source = source
         # read() gives up (returns None) once this is set, even while the source thread is stuck in a read.
         self._stop_event = stop_event
-        self._prepare = prepare  # per-frame work done here, ahead of the consumer (in frame order), into frame.prepared
+        self._prepare = prepare  # per-frame work done here, ahead of the consumer (in frame order)
         self.latest_only = source.is_live if latest_only is None else latest_only
         self.name, self.is_live, self.t0, self.fps, self.size = source.name, source.is_live, source.t0, source.fps, source.size
         self._replaced = 0
@@ -1036,7 +1036,7 @@ class BackgroundReader(FrameSource):
                     return
                 if frame is not None and self._prepare is not None:
                     try:
-                        frame.prepared = self._prepare(frame)
+                        frame.prepared = self._prepare(frame.image)
                     except Exception:  # the consumer recomputes it inline
                         _LOGGER.exception("frame preparation failed")
                 if not self._put(frame) or frame is None:
@@ -1063,7 +1063,5 @@ class BackgroundReader(FrameSource):
             self._closed = True
             self._items.clear()
             self._cond.notify_all()
-        if isinstance(self.source, BackgroundReader):
-            self.source.close()  # thread-safe, unlike a real source; unblocks our thread's read()
         # A live source stops blocking once its stop_event is set or its read timeout expires.
         self._thread.join(timeout=15)

@@ -30,6 +30,7 @@ from .pipeline import CameraPipeline, FrameResult, PipelineConfig
 from .render import OnDemandRenderer
 from .sources import (
     FROZEN_AFTER_S,
+    BackgroundReader,
     ReconnectingSource,
     SourceError,
     ThrottledSource,
@@ -386,7 +387,7 @@ class CameraWorker:
             return out
 
         throttled = throttled_at_governed_rate(source)
-        reader = pipeline.reader(throttled, stop_event=stop, watch=watch)
+        reader = BackgroundReader(throttled, prepare=pipeline.prepare, stop_event=stop)
         renderer = OnDemandRenderer(pipeline, quality=self._jpeg_quality)
         start = time.monotonic()
         media_offset = 0.0
@@ -406,7 +407,7 @@ class CameraWorker:
                     reader.close()
                     media_offset += last_media_t + 1.0 / max(self.fps, 1.0)
                     throttled = throttled_at_governed_rate(open_source(self.source_url))
-                    reader = pipeline.reader(throttled, stop_event=stop, watch=watch)
+                    reader = BackgroundReader(throttled, prepare=pipeline.prepare, stop_event=stop)
                     continue
                 if is_live:
                     t = time.monotonic() - start
@@ -459,10 +460,7 @@ class CameraWorker:
                 )
                 self._emit(state, events)
                 cycle_from = time.monotonic()
-                # Inference ran ahead, in the reader (CameraPipeline.reader): a live frame's processing time
-                # leaves it out (a file's timed read waited for it).
-                ahead_s = getattr(frame.prepared, "detect_ms", 0.0) / 1000 if is_live else 0.0
-                if adaptive and governor.update(cycle_from - busy_from + ahead_s, cycle_from):
+                if adaptive and governor.update(cycle_from - busy_from, cycle_from):
                     # Frames are skipped at the source from now on (the throttle's grid), never queued.
                     throttled.period = 1.0 / governor.fps
                     _LOGGER.info(

@@ -29,7 +29,10 @@ heights, growing with the time hidden), within `handoff_s` of the loss, with a b
 height, and the path from where the lost track last stood clearly on its side to the birth must pass
 through the gate. It waits until the tracker drops the lost track: if the lost track is matched again,
 the new one is someone else (it may continue the next best-placed lost track instead). One hand-off
-per lost track, each birth continues at most one lost track. Without the frame time, `hold` does none.
+per lost track, to the birth placed best (nearest its prediction, relative to the radius allowed then), each
+birth continues at most one lost track. The lost track's last position, height and velocity come from its
+recent boxes of the person's usual height (a box merged with someone passing in front, often the last one
+before a loss, would misplace it). Without the frame time, `hold` does none.
 """
 
 from __future__ import annotations
@@ -71,8 +74,10 @@ class _Handoff:
     born: int
     crossings: list[tuple[str, str]]  # (gate, direction)
     confirmed: bool = False  # the new track was confirmed (it may be out of sight, or gone, when this is counted)
-    # The other lost tracks the birth could continue, best placed first: tried in turn if this one comes back.
-    alternatives: list[tuple[int, list[tuple[str, str]]]] = field(default_factory=list)
+    # The other lost tracks the birth could continue, best placed first: tried in turn if this one comes back
+    # or a better-placed birth takes it. Each with how far the birth is from where it would be (see miss).
+    alternatives: list[tuple[int, list[tuple[str, str]], float]] = field(default_factory=list)
+    miss: float = 0.0  # distance from the lost track's prediction, as a fraction of the radius allowed then
 
 
 # Hand-off defaults, from a walker's motion rather than from any clip (bench/counting.py reports neighbours):
@@ -87,6 +92,26 @@ HANDOFF_S = 1.5
 HANDOFF_RADIUS = (0.5, 0.5)
 HANDOFF_HEIGHT_RATIO = 1.5
 _VELOCITY_WINDOW_S = 1.0  # velocity over the last second of observations (steps of a stride average out)
+
+
+_BOX_CONSISTENT_RATIO = 1.25  # a box this much taller or shorter than the person's usual one is merged or partly hidden
+
+
+def _lost_record(seen: deque[tuple[float, np.ndarray, float]]) -> _Lost:
+    """Where a track went out of sight, from its last boxes of the person's usual height (median of the recent ones).
+
+    People are often lost just after a box that merged with someone passing in front (taller, feet on the
+    other person's) or was cut by them (shorter): that box would put the lost person at the wrong height and,
+    through the velocity, somewhere else entirely, and no hand-off would find their continuation.
+    """
+    ordered = sorted(h for _, _, h in seen)
+    mid = len(ordered) // 2
+    usual = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    kept = [o for o in seen if max(o[2], usual) <= _BOX_CONSISTENT_RATIO * max(min(o[2], usual), 1.0)] or list(seen)
+    t0, p0, _ = kept[0]
+    t1, p1, h1 = kept[-1]
+    v = (p1 - p0) / (t1 - t0) if t1 - t0 >= 0.2 else np.zeros(2)
+    return _Lost(t1, p1, h1, v)
 
 
 class GateCounter:
@@ -193,20 +218,16 @@ class GateCounter:
                     if returned is not None:
                         self._pair(returned.born, returned.alternatives, returned.confirmed)
             elif tr.confirmed and tr.track_id not in self._lost and tr.track_id in self._seen:
-                seen = self._seen[tr.track_id]
-                t0, p0, _ = seen[0]
-                t1, p1, h1 = seen[-1]
-                v = (p1 - p0) / (t1 - t0) if t1 - t0 >= 0.2 else np.zeros(2)
-                self._lost[tr.track_id] = _Lost(t1, p1, h1, v)
+                self._lost[tr.track_id] = _lost_record(self._seen[tr.track_id])
         if self.handoff_s <= 0:
             return
         r0, r1 = self.handoff_radius
         for tr in births:
             feet, h = self._seen[tr.track_id][-1][1], self._seen[tr.track_id][-1][2]
-            candidates: list[tuple[float, int, list[tuple[str, str]]]] = []
+            candidates: list[tuple[int, list[tuple[str, str]], float]] = []
             for tid, lost in self._lost.items():
                 dt = t - lost.t
-                if lost.paired or not 0 < dt <= self.handoff_s:
+                if not 0 < dt <= self.handoff_s:
                     continue
                 if max(h, lost.height) > self.handoff_height_ratio * max(min(h, lost.height), 1.0):
                     continue
@@ -215,17 +236,26 @@ class GateCounter:
                     continue
                 crossings = self._handoff_crossings(tid, feet, scale)
                 if crossings:
-                    candidates.append((miss, tid, crossings))
-            self._pair(tr.track_id, [(tid, crossings) for _, tid, crossings in sorted(candidates, key=lambda c: c[0])], False)
+                    candidates.append((tid, crossings, miss))
+            self._pair(tr.track_id, sorted(candidates, key=lambda c: c[2]), False)
 
-    def _pair(self, born: int, candidates: list[tuple[int, list[tuple[str, str]]]], confirmed: bool) -> None:
-        """Make the birth the continuation of the first candidate lost track still lost and not taken."""
-        for k, (tid, crossings) in enumerate(candidates):
+    def _pair(self, born: int, candidates: list[tuple[int, list[tuple[str, str]], float]], confirmed: bool) -> None:
+        """Make the birth the continuation of the first candidate lost track still lost and not taken by a birth
+        placed at least as well. An earlier birth is not preferred for being earlier: someone walking into view
+        near a hidden person (at low rates, before the lost track has a velocity) would otherwise take the hand-off
+        from the hidden person's true reappearance; the birth displaced tries its own next candidates."""
+        for k, (tid, crossings, miss) in enumerate(candidates):
             lost = self._lost.get(tid)
-            if lost is not None and not lost.paired:
-                lost.paired = True
-                self._pending[tid] = _Handoff(born, crossings, confirmed, candidates[k + 1 :])
-                return
+            if lost is None:
+                continue
+            taken = self._pending.get(tid)
+            if lost.paired and (taken is None or taken.miss <= miss):
+                continue
+            lost.paired = True
+            self._pending[tid] = _Handoff(born, crossings, confirmed, candidates[k + 1 :], miss)
+            if taken is not None:
+                self._pair(taken.born, taken.alternatives, taken.confirmed)
+            return
 
     def hold(self, tracks: Iterable[Track], width: int, height: int, t: float) -> None:
         """This frame's tracks (all of them) at time `t`: the tentative ones are followed, their crossings
