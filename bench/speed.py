@@ -278,7 +278,9 @@ def main() -> None:
 
     cams = []
     for k in () if args.no_cameras else (1, 2, 4, 8):
-        rate = cameras_sustained(lambda: Detector(create_session(path, provider="openvino", num_threads=1)), args.clip, k, 7.0)
+        rate = cameras_sustained(
+            lambda: Detector(create_session(path, provider="openvino", num_threads=CAMERA_INFERENCE_THREADS)), args.clip, k, 7.0
+        )
         ok = rate >= 5.0
         emit({"bench": "cameras", "cameras": k, "fps_each": round(rate, 2), "sustains_5fps": ok})
         cams.append({"cameras": k, "fps_each": round(rate, 2), "sustains_5fps": ok})

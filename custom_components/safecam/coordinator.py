@@ -37,7 +37,7 @@ from .const import (
     STREAM_UNREACHABLE_AFTER_S,
 )
 from .engine.config import SceneConfig, parse_scene
-from .engine.detect import CAMERA_INFERENCE_THREADS, Detector
+from .engine.detect import Detector, camera_inference_threads
 from .engine.types import SafetyEvent
 from .engine.worker import CameraState, CameraWorker
 from .event_counts import event_types_of
@@ -131,7 +131,7 @@ def safety_zone(state: CameraState | None, zone: str) -> dict[str, Any] | None:
 
 def _detector() -> Detector:
     """Runs in the worker thread. "auto": OpenVINO EP on x86-64, plain CPU EP elsewhere (aarch64)."""
-    return Detector.from_catalog(MODEL_NAME, provider="auto", num_threads=CAMERA_INFERENCE_THREADS)
+    return Detector.from_catalog(MODEL_NAME, provider="auto", num_threads=camera_inference_threads("auto"))
 
 
 class SafecamRuntime:

@@ -102,6 +102,21 @@ def test_a_crossing_split_between_a_lost_track_and_a_new_one_counts_once_when_th
     assert feed.count() == {"in": 1, "out": 0, "net": 1}
 
 
+def test_a_crossing_the_lost_track_itself_counts_is_not_handed_off_again():
+    """Hidden just before the line: the new track is born beyond it while the lost track is still counted at its
+    predicted position (count_grace_frames), and that prediction crosses the line too. One person, one crossing."""
+    feed = Feed()
+    x = walk_then_hide(feed, x1=0.515)  # clearly on the near side (margin 0.01), hidden from the next frame
+    feed.frame(lost(1, x, 1))
+    # Born beyond the line as the prediction reaches it; two frames later the prediction is clearly beyond it too.
+    reborn(feed, 2, 0.48, 0.5, 0.8, (1, x, 2))
+    assert feed.count()["in"] == 1  # counted for the lost track's prediction, as any counted track's crossing
+    feed.frame(person(2, 0.40))  # the tracker has dropped track 1
+    for _ in range(5):
+        feed.frame(person(2, 0.39))
+    assert feed.count() == {"in": 1, "out": 0, "net": 1}
+
+
 def test_the_hand_off_counts_in_the_direction_of_travel():
     feed = Feed()
     n = round(0.24 / SPEED * FPS)

@@ -211,3 +211,49 @@ def test_a_drifted_lost_track_does_not_claim_a_newcomer_of_another_size():
 
     out = tr.update(_dets([150, 100, 230, 320], [178, 100, 212, 200]), t)  # the far person reappears as last seen
     assert {o.track_id: o.lost_frames for o in out}.get(far) == 0
+
+
+def test_the_per_coordinate_kalman_filter_is_the_full_8x8_filter():
+    """The tracker keeps 4 independent (position, velocity) 2x2 blocks instead of an 8x8 covariance: a
+    step of both must agree, written out here from the textbook form (F P F^T + Q; K = P H^T S^-1,
+    P - K H P with H = [I 0]) for random states and random (coupled) block covariances."""
+    from custom_components.safecam.engine import track
+
+    rng = np.random.default_rng(7)
+    n, dt = 5, 0.12
+    x = np.concatenate([rng.uniform(50, 500, (n, 2)), rng.uniform(0.3, 0.6, (n, 1)), rng.uniform(40, 200, (n, 1))], axis=1)
+    x = np.concatenate([x, rng.normal(0, 20, (n, 4))], axis=1)
+    pp, vv = rng.uniform(1, 100, (n, 4)), rng.uniform(1, 100, (n, 4))
+    pv = rng.uniform(-0.9, 0.9, (n, 4)) * np.sqrt(pp * vv)  # any valid covariance of position and velocity
+    blocks = np.stack([pp, pv, vv], axis=1)
+    full = np.zeros((n, 8, 8))
+    i = np.arange(4)
+    full[:, i, i], full[:, i, i + 4], full[:, i + 4, i], full[:, i + 4, i + 4] = pp, pv, pv, vv
+
+    F = np.eye(8)
+    F[i, i + 4] = dt
+    q = np.where(track._Q_H, track._Q_SCALE * np.maximum(x[:, 3:4], 1.0), track._Q_SCALE) ** 2 * dt
+    x_pred, p_pred = track._kalman_predict(x, blocks, dt)
+    full_pred = F @ full @ F.T
+    full_pred[:, np.arange(8), np.arange(8)] += q
+    np.testing.assert_allclose(x_pred, (F @ x[:, :, None])[:, :, 0], rtol=1e-12)
+    np.testing.assert_allclose(p_pred[:, 0], full_pred[:, i, i], rtol=1e-12)
+    np.testing.assert_allclose(p_pred[:, 1], full_pred[:, i, i + 4], rtol=1e-12)
+    np.testing.assert_allclose(p_pred[:, 2], full_pred[:, i + 4, i + 4], rtol=1e-12)
+
+    boxes = track._xyah_to_xyxy(x_pred + rng.normal(0, 3, (n, 8)))
+    x_upd, p_upd = track._kalman_update(x_pred, p_pred, boxes)
+    z = track._xyxy_to_xyah(boxes)
+    S = full_pred[:, :4, :4].copy()
+    S[:, i, i] += np.where(track._R_H, track._R_SCALE * np.maximum(x_pred[:, 3:4], 1.0), track._R_SCALE) ** 2
+    K = full_pred[:, :, :4] @ np.linalg.inv(S)
+    want_x = x_pred + (K @ (z - x_pred[:, :4])[:, :, None])[:, :, 0]
+    want_p = full_pred - K @ full_pred[:, :4, :]
+    np.testing.assert_allclose(x_upd, want_x, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(p_upd[:, 0], want_p[:, i, i], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(p_upd[:, 1], want_p[:, i, i + 4], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(p_upd[:, 1], want_p[:, i + 4, i], rtol=1e-9, atol=1e-9)  # still symmetric
+    np.testing.assert_allclose(p_upd[:, 2], want_p[:, i + 4, i + 4], rtol=1e-9, atol=1e-9)
+    off_block = want_p.copy()
+    off_block[:, i, i] = off_block[:, i, i + 4] = off_block[:, i + 4, i] = off_block[:, i + 4, i + 4] = 0
+    assert np.abs(off_block).max() < 1e-9  # nothing couples one coordinate with another

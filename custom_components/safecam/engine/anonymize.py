@@ -333,7 +333,7 @@ class Anonymizer:
                 mosaic_in_place(out, x1, y1, x2, y2, max(x2 - x1, y2 - y1) / cfg.head_blocks)
             else:
                 _low_pass(out, (x1, y1, x2, y2), cfg.head_detail)
-        if style == "silhouette":  # after every head's cells: one head's cells never cover another's ellipse
+        if style == "silhouette":  # after every head's cells: one head's cells never cover another's pictogram
             for box in boxes:
                 self._generic_head(image, out, box)
         for found in faces:

@@ -20,12 +20,20 @@ if TYPE_CHECKING:
 
 PERSON = 0
 STRIDES = (8, 16, 32)
-# Inference threads of each camera's detector session, unless configured. One: a camera analyses a few
+# Inference threads of each camera's OpenVINO session, unless configured. One: a camera analyses a few
 # frames a second, and bench/speed.py measured on 2 cores that one thread needs less CPU per frame than
-# the runtime's default of one per core (yolox_nano: 17.5 vs 20.0 CPU-ms; the second thread buys latency,
+# OpenVINO's default of one per core (yolox_nano: 17.3 vs 20.2 CPU-ms; the second thread buys latency,
 # not throughput), leaves a core for decoding, tracking and Home Assistant itself (pipeline overhead
-# +9 % instead of +22-28 %), and several cameras do not oversubscribe the machine.
+# +9-10 % instead of +28 %), and several cameras do not oversubscribe the machine.
 CAMERA_INFERENCE_THREADS = 1
+
+
+def camera_inference_threads(provider: str) -> int | None:
+    """Threads for a camera's detector on `provider`: CAMERA_INFERENCE_THREADS with OpenVINO, where it was
+    measured; the runtime's default (None) with the CPU provider (aarch64 boards: not measured here)."""
+    from .models import resolved_provider
+
+    return CAMERA_INFERENCE_THREADS if resolved_provider(provider) == "openvino" else None
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:

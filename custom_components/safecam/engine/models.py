@@ -342,6 +342,15 @@ def _is_load_error(err: Exception) -> bool:
     return type(err).__name__ in {"InvalidProtobuf", "InvalidGraph", "NoSuchFile"} or ("Load model from" in str(err))
 
 
+def resolved_provider(provider: str) -> str:
+    """ "auto" as create_session resolves it: "openvino" where this onnxruntime build has it (x86-64), else "cpu"."""
+    if provider != "auto":
+        return provider
+    import onnxruntime as ort
+
+    return "openvino" if PROVIDERS["openvino"] in ort.get_available_providers() else "cpu"
+
+
 def create_session(
     path: str | Path,
     *,
@@ -376,8 +385,7 @@ def create_session(
     by_name: dict[str, ModelSpec] = {s.file: s for s in _catalog()}
     spec = get_spec(expect) if expect else by_name.get(path.name)
     available = ort.get_available_providers()
-    if provider == "auto":
-        provider = "openvino" if PROVIDERS["openvino"] in available else "cpu"
+    provider = resolved_provider(provider)
     if provider not in PROVIDERS:
         raise ValueError(f"provider must be 'openvino', 'cpu' or 'auto', not {provider!r}")
     ep = PROVIDERS[provider]

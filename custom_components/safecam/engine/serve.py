@@ -16,7 +16,7 @@ Config file (YAML; unknown keys are errors, every error is one line naming the k
          scene: {zones: [...], gates: [...]}}   # scene omitted or null: managed over MQTT (set_scene)
     provider: auto                        # onnxruntime EP: auto | openvino | cpu
     model_dir: null
-    threads: null                         # inference threads per camera (null: 1, CAMERA_INFERENCE_THREADS)
+    threads: null                         # inference threads per camera (null: 1 with OpenVINO, else the runtime's default)
     state_file: null                      # e.g. /data/state.json
     state_interval_s: 10                  # unchanged states are re-published this often
     snapshot_interval_s: 30               # anonymized snapshot to MQTT (0: off)
@@ -45,7 +45,7 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 from .anonymize import DEFAULT_MODE
 from .anonymize import MODES as ANONYMIZATION_MODES
 from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
-from .detect import CAMERA_INFERENCE_THREADS, Detector
+from .detect import Detector, camera_inference_threads
 from .mqtt import (
     CAMERA_ID_RE,
     CONTRACT_VERSION,
@@ -663,7 +663,7 @@ class EngineService:
         self.loop: asyncio.AbstractEventLoop
 
     def _default_detector(self) -> Detector:
-        threads = self.config.threads or CAMERA_INFERENCE_THREADS
+        threads = self.config.threads or camera_inference_threads(self.config.provider)
         return Detector.from_catalog(model_dir=self.config.model_dir, provider=self.config.provider, num_threads=threads)
 
     def placeholder(self, worker: CameraWorker) -> bytes:

@@ -20,7 +20,7 @@ then counted (and reported, a few frames late) when the track is confirmed; drop
 Without this, whoever crosses while being confirmed (their first looks: 2-3 frames, at 5 fps the
 first 0.2-0.4 s) is lost, and every gate misses people who appear right beside it.
 
-Hand-off (`hold` with the frame time): a crossing split across two track ids. A confirmed track lost
+Hand-off (in `hold`): a crossing split across two track ids. A confirmed track lost
 on one side of a gate (hidden behind someone while crossing) and a new track born on the other side
 shortly after, where the lost one would be by now, is one person: the crossing counts once, in the
 direction of travel, for the new track. Position and time only (no appearance): the birth must lie
@@ -32,7 +32,8 @@ the new one is someone else (it may continue the next best-placed lost track ins
 per lost track, to the birth placed best (nearest its prediction, relative to the radius allowed then), each
 birth continues at most one lost track. The lost track's last position, height and velocity come from its
 recent boxes of the person's usual height (a box merged with someone passing in front, often the last one
-before a loss, would misplace it). Without the frame time, `hold` does none.
+before a loss, would misplace it). A gate the lost track's own (predicted) position crosses while it is
+still counted is left out of its hand-off: that crossing is counted already.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def _lost_record(seen: deque[tuple[float, np.ndarray, float]]) -> _Lost:
     kept = [o for o in seen if max(o[2], usual) <= _BOX_CONSISTENT_RATIO * max(min(o[2], usual), 1.0)] or list(seen)
     t0, p0, _ = kept[0]
     t1, p1, h1 = kept[-1]
-    v = (p1 - p0) / (t1 - t0) if t1 - t0 >= 0.2 else np.zeros(2)
+    v = (p1 - p0) / (t1 - t0) if t1 - t0 >= 0.2 - 1e-9 else np.zeros(2)  # (two looks at 5 fps: 0.6 - 0.4 < 0.2)
     return _Lost(t1, p1, h1, v)
 
 
@@ -276,7 +277,12 @@ class GateCounter:
         crossings, self._ready = self._ready, []
         for tid in track_ids:
             crossings += [(gate, tid, direction) for gate, direction in self._held.pop(tid, ())]
-        crossings += self._crossings(positions, track_ids)
+        own = self._crossings(positions, track_ids)
+        for gate, tid, _direction in own:
+            # A lost track still counted at its predicted position crossed here: its hand-off must not count it again.
+            if (pending := self._pending.get(tid)) is not None:
+                pending.crossings = [(g, d) for g, d in pending.crossings if g != gate]
+        crossings += own
         for gate, _tid, direction in crossings:
             self._count(gate, direction)
         return crossings
@@ -301,6 +307,10 @@ class GateCounter:
             self._held[tid] = [(g, d) for g, d in held if names is not None and g not in names]
         for handoff in self._pending.values():
             handoff.crossings = [(g, d) for g, d in handoff.crossings if names is not None and g not in names]
+            handoff.alternatives = [
+                (tid, [(g, d) for g, d in crossings if names is not None and g not in names], miss)
+                for tid, crossings, miss in handoff.alternatives
+            ]
         self._ready = [(g, tid, d) for g, tid, d in self._ready if names is not None and g not in names]
 
     def snapshot(self) -> dict[str, dict[str, int]]:
