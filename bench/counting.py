@@ -191,7 +191,7 @@ def true_crossings(clip: str, width: int, height: int) -> list[tuple[str, str, i
     return sorted(out, key=lambda c: (c[0], c[1], c[3]))
 
 
-def diagnose(clip: str, fps: float, trace: Trace, width: int, height: int, only_wrong: bool = True) -> None:
+def diagnose(clip: str, fps: float, trace: Trace, width: int, height: int) -> None:
     """Per line and direction where ours differs from the truth: true and counted crossings, matched (same
     identity first, then nearest in time: at most 1 s apart, 4 s for a hand-off, which counts only once the
     lost track has ended), and for what is left over the tracks on that identity around it."""
@@ -253,7 +253,7 @@ def diagnose(clip: str, fps: float, trace: Trace, width: int, height: int, only_
         for direction in ("in", "out"):
             true = [c for c in truth if c[0] == gate and c[1] == direction]
             ours = [c for c in trace.crossings if c[1] == gate and c[3] == direction]
-            if only_wrong and len(true) == len(ours):
+            if len(true) == len(ours):
                 continue
             print(f"  {clip} {fps} fps {gate} {direction}: truth {len(true)}, ours {len(ours)}")
             who = [identity(o[2], o[0]) for o in ours]

@@ -362,7 +362,7 @@ class Anonymizer:
         hx1, hy1, hx2, hy2 = generic_head_box(box, cfg)
         cx, cy, ew, eh = (hx1 + hx2) / 2, (hy1 + hy2) / 2, hx2 - hx1, hy2 - hy1
         h, w = out.shape[:2]
-        region = _clip(cx - ew / 2, cy - eh / 2, cx + ew / 2, cy + eh / 2, w, h)
+        region = _clip(hx1, hy1, hx2, hy2, w, h)
         if region is None:
             return
         rx1, ry1, rx2, ry2 = region

@@ -265,7 +265,6 @@ class Tracker:
         self._x: np.ndarray = np.zeros((0, 8))  # Kalman states
         self._P: np.ndarray = np.zeros((0, 3, 4))  # Kalman covariance blocks (see _kalman_predict)
         self._last_box: np.ndarray = np.zeros((0, 4))  # last observed (not predicted) box
-        self._predicted: np.ndarray = np.zeros((0, 4))  # boxes of the states as predicted for this update
         self._next_id = 1
         self._t: float | None = None
         self._out: list[Track] | None = None  # Track views of the current state, built once per frame
@@ -297,25 +296,25 @@ class Tracker:
             tr.matched = False
 
         # Every pass matches tracks no earlier pass matched, whose predictions are unchanged: box them once.
-        self._predicted = _xyah_to_xyxy(self._x)
+        predicted = _xyah_to_xyxy(self._x)
         active = [i for i, tr in enumerate(self._tracks) if tr.confirmed]
         tentative = [i for i, tr in enumerate(self._tracks) if not tr.confirmed]
         remaining_high = [int(i) for i in high]
 
         # Pass 1: confirmed (incl. lost) tracks vs high-score detections.
-        unmatched_active = self._associate(active, boxes, scores, remaining_high, cfg.match_iou, t)
+        unmatched_active = self._associate(active, predicted, boxes, scores, remaining_high, cfg.match_iou, t)
         # Pass 2: tracks still unmatched vs low-score detections (occluded, partly visible).
-        still_lost = self._associate(unmatched_active, boxes, scores, [int(i) for i in low], cfg.low_match_iou, t)
+        still_lost = self._associate(unmatched_active, predicted, boxes, scores, [int(i) for i in low], cfg.low_match_iou, t)
         # Pass 3: tentative tracks vs the high detections left over, by optimal assignment: a new track
         # has no velocity yet, so where newcomers walk close together (and at low fps, where people move
         # far between looks) the greedy best overlap often belongs to the neighbour, which leaves the
         # neighbour's track nothing. (For confirmed tracks, whose predictions carry velocity, optimal
         # assignment measured no better than greedy: bench/accuracy.py, IDF1 on TUD-Stadtmitte.)
-        unmatched_tentative = self._associate(tentative, boxes, scores, remaining_high, cfg.match_iou, t, optimal=True)
+        unmatched_tentative = self._associate(tentative, predicted, boxes, scores, remaining_high, cfg.match_iou, t, optimal=True)
         # Pass 4: recovery of whatever is still unmatched, in buffered matching space.
         if cfg.recover_buffer > 0:
             left = still_lost + unmatched_tentative
-            self._associate(left, boxes, scores, remaining_high, cfg.recover_iou, t, buffer=cfg.recover_buffer)
+            self._associate(left, predicted, boxes, scores, remaining_high, cfg.recover_iou, t, buffer=cfg.recover_buffer)
 
         born = [i for i in remaining_high if scores[i] >= cfg.new_track_score]
         if born:
@@ -351,6 +350,7 @@ class Tracker:
     def _associate(
         self,
         rows: list[int],
+        predicted_all: np.ndarray,
         boxes: np.ndarray,
         scores: np.ndarray,
         candidates: list[int],
@@ -359,10 +359,11 @@ class Tracker:
         buffer: float = 0.0,
         optimal: bool = False,
     ) -> list[int]:
-        """Match track rows to candidate detections (consumed from `candidates`); return the unmatched rows."""
+        """Match track rows (their predicted boxes: rows of `predicted_all`) to candidate detections (consumed
+        from `candidates`); return the unmatched rows."""
         if not rows or not candidates:
             return list(rows)
-        predicted, offered = self._predicted[rows], boxes[candidates]
+        predicted, offered = predicted_all[rows], boxes[candidates]
         if buffer > 0:
             iou = iou_matrix(buffered_boxes(predicted, buffer), buffered_boxes(offered, buffer))
             ratio = (predicted[:, 3] - predicted[:, 1])[:, None] / np.maximum(offered[:, 3] - offered[:, 1], 1.0)[None, :]

@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from statistics import median
 
 import numpy as np
 
@@ -65,7 +66,6 @@ class _Lost:
     feet: np.ndarray  # pixels
     height: float  # pixels
     velocity: np.ndarray  # pixels / s
-    paired: bool = False  # one hand-off per lost track
 
 
 @dataclass(slots=True)
@@ -105,9 +105,7 @@ def _lost_record(seen: deque[tuple[float, np.ndarray, float]]) -> _Lost:
     other person's) or was cut by them (shorter): that box would put the lost person at the wrong height and,
     through the velocity, somewhere else entirely, and no hand-off would find their continuation.
     """
-    ordered = sorted(h for _, _, h in seen)
-    mid = len(ordered) // 2
-    usual = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    usual = median(h for _, _, h in seen)
     kept = [o for o in seen if max(o[2], usual) <= _BOX_CONSISTENT_RATIO * max(min(o[2], usual), 1.0)] or list(seen)
     t0, p0, _ = kept[0]
     t1, p1, h1 = kept[-1]
@@ -190,7 +188,6 @@ class GateCounter:
             handoff.confirmed = handoff.confirmed or handoff.born in confirmed
             if handoff.born not in alive and not handoff.confirmed and tid in alive:
                 del self._pending[tid]  # the continuation was noise after all: the lost track may pair again
-                self._lost[tid].paired = False
         for tid in [tid for tid in self._lost if tid not in alive]:  # ended without being matched again
             del self._lost[tid]
             ended = self._pending.pop(tid, None)
@@ -246,13 +243,11 @@ class GateCounter:
         near a hidden person (at low rates, before the lost track has a velocity) would otherwise take the hand-off
         from the hidden person's true reappearance; the birth displaced tries its own next candidates."""
         for k, (tid, crossings, miss) in enumerate(candidates):
-            lost = self._lost.get(tid)
-            if lost is None:
+            if tid not in self._lost:
                 continue
             taken = self._pending.get(tid)
-            if lost.paired and (taken is None or taken.miss <= miss):
-                continue
-            lost.paired = True
+            if taken is not None and taken.miss <= miss:
+                continue  # one hand-off per lost track: to the birth placed best
             self._pending[tid] = _Handoff(born, crossings, confirmed, candidates[k + 1 :], miss)
             if taken is not None:
                 self._pair(taken.born, taken.alternatives, taken.confirmed)
