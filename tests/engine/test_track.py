@@ -20,23 +20,28 @@ def _dets(*boxes, score=0.9):
     return Detections(b, np.full(len(b), score, np.float32), np.zeros(len(b), np.int32))
 
 
-def test_ids_stay_with_people_on_tud_campus(detector, shared_data):
-    """Each ground-truth person is followed mostly by one track id, and ids are not handed around."""
-    clip = shared_data / "pedestrians"
-    gt = load_gt(clip / "tud_campus.gt.txt")
-    pipeline = CameraPipeline(detector)
+def _track_ids_per_person(pipeline, images, gt, step: int) -> tuple[dict[int, Counter[int]], set[int]]:
+    """Every `step`-th frame through the pipeline: for each ground-truth person, how often each track id
+    covered them (one-to-one matching per frame, as MOT metrics do), and every track id reported."""
     per_person: dict[int, Counter[int]] = defaultdict(Counter)
     seen_ids: set[int] = set()
-    for i, frame in enumerate(frames(clip / "tud_campus.mp4")):
-        res = pipeline.process(frame, i / 25, i, render=False)
+    for i in range(0, len(images), step):
+        res = pipeline.process(images[i], i / 25, i, render=False)
         seen_ids.update(t.track_id for t in res.tracks)
         if i not in gt or not res.tracks:
             continue
         ids, gboxes, flags = gt[i]
-        # One-to-one matching per frame, as MOT metrics do.
         for g, j in greedy_match(iou_matrix(gboxes, np.array([t.box for t in res.tracks])), 0.5):
             if flags[g]:
                 per_person[int(ids[g])][res.tracks[j].track_id] += 1
+    return per_person, seen_ids
+
+
+def test_ids_stay_with_people_on_tud_campus(detector, shared_data):
+    """Each ground-truth person is followed mostly by one track id, and ids are not handed around."""
+    clip = shared_data / "pedestrians"
+    gt = load_gt(clip / "tud_campus.gt.txt")
+    per_person, seen_ids = _track_ids_per_person(CameraPipeline(detector), frames(clip / "tud_campus.mp4"), gt, step=1)
     followed = [c for c in per_person.values() if sum(c.values()) >= 20]
     assert len(followed) >= 4  # people visible long enough to judge
     for counts in followed:
@@ -140,17 +145,7 @@ def test_ids_stay_with_people_at_5_fps(detector, shared_data):
     newcomers walking close together must still keep their own tracks (tud_campus, every 5th frame)."""
     clip = shared_data / "pedestrians"
     gt = load_gt(clip / "tud_campus.gt.txt")
-    pipeline = CameraPipeline(detector)
-    per_person: dict[int, Counter[int]] = defaultdict(Counter)
-    images = frames(clip / "tud_campus.mp4")
-    for i in range(0, len(images), 5):
-        res = pipeline.process(images[i], i / 25, i, render=False)
-        if i not in gt or not res.tracks:
-            continue
-        ids, gboxes, flags = gt[i]
-        for g, j in greedy_match(iou_matrix(gboxes, np.array([t.box for t in res.tracks])), 0.5):
-            if flags[g]:
-                per_person[int(ids[g])][res.tracks[j].track_id] += 1
+    per_person, _ = _track_ids_per_person(CameraPipeline(detector), frames(clip / "tud_campus.mp4"), gt, step=5)
     followed = [c for c in per_person.values() if sum(c.values()) >= 4]
     assert len(followed) >= 4
     # Nobody's looks are shared out between tracks: a person's main track has most of them.
