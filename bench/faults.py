@@ -38,9 +38,9 @@ from typing import Any
 
 from common import PEDESTRIANS, emit, table
 
+from custom_components.safecam.contract import Topics
 from custom_components.safecam.engine.config import parse_scene
 from custom_components.safecam.engine.detect import Detector
-from custom_components.safecam.engine.mqtt import Topics
 from custom_components.safecam.engine.worker import CameraState, CameraWorker
 from tests.engine.test_faults import (
     CAMPUS,

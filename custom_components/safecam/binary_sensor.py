@@ -9,8 +9,8 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .contract import CameraState
 from .coordinator import SafecamConfigEntry, analytics_of, safety_zone
-from .engine.worker import CameraState
 from .entity import SafecamEntity, ZoneEntity
 
 PARALLEL_UPDATES = 0  # push only

@@ -8,8 +8,8 @@ from homeassistant.components.camera import Camera
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .contract import CameraState
 from .coordinator import SafecamConfigEntry
-from .engine.worker import CameraState
 from .entity import SafecamEntity
 
 PARALLEL_UPDATES = 0

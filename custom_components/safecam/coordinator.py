@@ -36,10 +36,10 @@ from .const import (
     SAFETY_ZONE_KINDS,
     STREAM_UNREACHABLE_AFTER_S,
 )
+from .contract import CameraState, SafetyEvent
 from .engine.config import SceneConfig, parse_scene
 from .engine.detect import Detector, camera_inference_threads
-from .engine.types import SafetyEvent
-from .engine.worker import CameraState, CameraWorker
+from .engine.worker import CameraWorker
 from .event_counts import event_types_of
 from .snapshots import SnapshotStore
 

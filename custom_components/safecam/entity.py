@@ -10,8 +10,8 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
 
 from .const import DOMAIN
+from .contract import CameraState
 from .coordinator import SafecamConfigEntry, SafecamRuntime
-from .engine.worker import CameraState
 
 
 def device_info(entry: SafecamConfigEntry) -> DeviceInfo:

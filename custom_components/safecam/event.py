@@ -20,8 +20,8 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from .contract import EVENT_TYPES, SafetyEvent
 from .coordinator import SafecamConfigEntry
-from .engine.types import EVENT_TYPES, SafetyEvent
 from .entity import SafecamEntity
 from .snapshots import async_register_view, async_signed_snapshot_url
 

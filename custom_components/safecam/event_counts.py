@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .contract import EVENT_TYPES
 from .engine.scene.safety import SafetyConfig
-from .engine.types import EVENT_TYPES
 
 if TYPE_CHECKING:
     from .engine.config import SceneConfig

@@ -15,9 +15,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from .contract import CameraState
 from .coordinator import SafecamConfigEntry, SafecamRuntime
 from .engine.scene.heatmap import heatmap_store, render_heatmap_jpeg
-from .engine.worker import CameraState
 from .entity import SafecamEntity
 from .entries import is_site_entry
 from .site_entry import site_images

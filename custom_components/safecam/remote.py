@@ -49,9 +49,9 @@ from .const import (
     HEALTH_CHECK_INTERVAL_S,
     MIN_FPS,
 )
+from .contract import CONTRACT_VERSION, OFFLINE, ONLINE, Topics, event_from_payload, state_from_payload
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
-from .engine.mqtt import CONTRACT_VERSION, OFFLINE, ONLINE, Topics, event_from_payload, state_from_payload
 from .engine.worker import CameraWorker
 
 if TYPE_CHECKING:

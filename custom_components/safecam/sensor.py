@@ -20,9 +20,8 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .const import CONGESTION_LEVELS, METRIC_RULES_STATES
+from .contract import CameraState, SafetyEvent
 from .coordinator import SafecamConfigEntry, analytics_of, safety_zone
-from .engine.types import SafetyEvent
-from .engine.worker import CameraState
 from .entity import SafecamEntity, ZoneEntity
 from .entries import is_site_entry
 from .site_entry import site_sensors

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import pytest_socket
 
+from custom_components.safecam.contract import Topics, event_from_payload, event_payload, state_from_payload, state_payload
 from custom_components.safecam.engine.config import ConfigError
-from custom_components.safecam.engine.mqtt import Topics, event_from_payload, event_payload, state_from_payload, state_payload
 from custom_components.safecam.engine.serve import parse_serve_config, with_credentials
 from custom_components.safecam.engine.types import SafetyEvent
 from custom_components.safecam.engine.worker import CameraState

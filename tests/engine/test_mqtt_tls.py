@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_socket
 
-from custom_components.safecam.engine.mqtt import Topics
+from custom_components.safecam.contract import Topics
 from tests.servers.certs import TlsFiles, make_tls_files
 from tests.servers.mosquitto import Broker, EngineProcess, Recorder, mosquitto_missing
 

@@ -37,7 +37,7 @@ from custom_components.safecam.const import (
     DOMAIN,
     SOURCE_MQTT,
 )
-from custom_components.safecam.engine.mqtt import Topics
+from custom_components.safecam.contract import Topics
 from custom_components.safecam.remote import RemoteRuntime
 from tests.servers.mosquitto import Broker, EngineProcess, Recorder, mosquitto_missing
 

@@ -42,27 +42,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
-from .anonymize import DEFAULT_MODE
-from .anonymize import MODES as ANONYMIZATION_MODES
-from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
-from .detect import Detector, camera_inference_threads
-from .mqtt import (
+from ..contract import (
     CAMERA_ID_RE,
     CONTRACT_VERSION,
     ENGINE_ID_RE,
+    EVENT_TYPES,
     RESERVED_CAMERA_IDS,
-    CommandError,
-    MqttBridge,
-    MqttSettings,
+    CameraState,
+    SafetyEvent,
     config_payload,
-    discovery_payload,
     encode,
     event_payload,
     state_payload,
 )
+from .anonymize import DEFAULT_MODE
+from .anonymize import MODES as ANONYMIZATION_MODES
+from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
+from .detect import Detector, camera_inference_threads
+from .mqtt import CommandError, MqttBridge, MqttSettings, discovery_payload
 from .sources import redact_url
-from .types import EVENT_TYPES, SafetyEvent
-from .worker import CameraState, CameraWorker
+from .worker import CameraWorker
 
 _LOGGER = logging.getLogger(__name__)
 PROVIDERS = ("auto", "openvino", "cpu")
@@ -439,7 +438,7 @@ class CameraService:
     def publish_layout(self) -> None:
         source = "config" if self.cfg.scene is not None else "mqtt"
         layout = config_payload(
-            camera=self.cfg.id, name=self.cfg.name, fps=self.cfg.fps, scene=self.scene, scene_source=source,
+            camera=self.cfg.id, name=self.cfg.name, fps=self.cfg.fps, scene=self.scene.as_dict(), scene_source=source,
             anonymization=self.cfg.anonymization,
         )  # fmt: skip
         self.engine.bridge.set_retained(self.topics.config(self.cfg.id), encode(layout), 1, layout=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import EVENT_TYPES, SafetyEvent
+
 FloatArray = np.ndarray
 
 
@@ -49,43 +51,4 @@ class Track:
     lost_frames: int  # 0 when matched to a detection this frame
 
 
-# Event types a site owner sees (HA event entity, MQTT, CLI). "gate_crossing" is internal.
-EVENT_TYPES = (
-    "intrusion",
-    "approach",
-    "fall",
-    "immobile",
-    "distancing",
-    "congestion",
-    "machine_activity",
-    "ppe_violation",
-)
-
-
-@dataclass(slots=True, frozen=True)
-class SafetyEvent:
-    """Something a site owner is told about (intrusion, fall, ...)."""
-
-    event_type: str
-    t: float
-    camera: str
-    track_id: int | None = None
-    zone: str | None = None
-    confidence: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    # JPEG of the *anonymized* frame the event happened on (the worker attaches it); never raw.
-    snapshot: bytes | None = field(default=None, repr=False, compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "type": "event",
-            "event_type": self.event_type,
-            "t": round(self.t, 3),
-            "camera": self.camera,
-            "track_id": self.track_id,
-            "zone": self.zone,
-        }
-        if self.confidence is not None:
-            out["confidence"] = round(self.confidence, 3)
-        out.update(self.details)
-        return out
+__all__ = ["EVENT_TYPES", "Detections", "FloatArray", "SafetyEvent", "Track"]

@@ -16,12 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import cv2
 import numpy as np
 
+from ..contract import CameraState
 from .anonymize import AnonymizerConfig, placeholder
 from .config import SceneConfig
 from .detect import Detector
@@ -43,33 +44,6 @@ from .watchdog import Watchdog
 
 _LOGGER = logging.getLogger(__name__)
 STALE_AFTER_S = 5.0  # an anonymized frame older than this is not served as live
-
-
-@dataclass(frozen=True, slots=True)
-class CameraState:
-    """Everything HA (or MQTT) gets about a camera; no pixels."""
-
-    camera: str
-    seq: int = 0
-    connected: bool = False
-    running: bool = False
-    people: int = 0
-    zones: dict[str, dict[str, Any]] = field(default_factory=dict)
-    gates: dict[str, dict[str, int]] = field(default_factory=dict)
-    analytics: dict[str, dict[str, Any]] = field(default_factory=dict)  # analyzer name -> snapshot
-    analysis_fps: float = 0.0
-    target_fps: float = 0.0  # what analysis aims at: the configured fps, or less if the camera sends less
-    inference_ms: float = 0.0
-    dropped_frames: int = 0
-    frames: int = 0
-    error: str | None = None
-    error_reason: str | None = None
-    disconnected_since: float | None = None  # monotonic seconds
-    fail_closed_frames: int = 0  # frames served fully obscured because analysis failed (fail closed)
-    watchdog_restarts: int = 0  # loop runs abandoned because a step hung (reported with error_reason "hung")
-    frame_ts: float | None = None  # wall clock (time.time()) when the analysed frame arrived (files: became due)
-    effective_fps: float = 0.0  # the rate analysis runs at now: target_fps, or less while the machine cannot keep up
-    lag_s: float = 0.0  # how long the analysed frame waited (live: since it was read; files: behind real-time pacing)
 
 
 StateCallback = Callable[[CameraState, list[SafetyEvent]], None]
