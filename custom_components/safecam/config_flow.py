@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
@@ -55,6 +56,7 @@ from .const import (
     CONF_ENTRY_KIND,
     CONF_FPS,
     CONF_FUSION_RADIUS_M,
+    CONF_PAIRING_KEY,
     CONF_PLAN_DEPTH_M,
     CONF_PLAN_IMAGE,
     CONF_PLAN_WIDTH_M,
@@ -81,6 +83,7 @@ from .const import (
     SOURCE_MQTT,
     SOURCE_URL,
 )
+from .contract import MessageRejected, format_pairing_key, parse_pairing_key
 from .coordinator import SafecamConfigEntry
 from .engine.calibration import parse_calibration
 from .engine.config import SECTION_PARSERS, ConfigError, SceneConfig, parse_scene
@@ -88,7 +91,15 @@ from .engine.scene.ppe_rules import ITEMS as PPE_ITEMS
 from .engine.site import DEFAULT_EMPTY_RESET_S, DEFAULT_RADIUS_M
 from .engine.sources import redact_url
 from .entries import camera_entries, is_site_entry
-from .remote import RemoteCamera, async_mqtt_ready, async_scan, options_of, settings_from_config
+from .remote import (
+    RemoteCamera,
+    announced_info,
+    async_mqtt_ready,
+    async_scan,
+    options_of,
+    settings_from_config,
+    verify_key,
+)
 from .site_entry import async_validate_site, gate_choices
 from .source import check_model, engine_url, entity_unique_id, is_supported, probe_source, url_unique_id
 
@@ -340,6 +351,24 @@ def _camera_unique_id(hass: HomeAssistant, entity_id: str) -> tuple[str, str | N
     return entity_unique_id(entity_id), None
 
 
+PAIRING_KEY_SCHEMA = vol.Schema({vol.Required(CONF_PAIRING_KEY): TextSelector()})
+
+
+def _checked_key(text: str, signed: list[tuple[str, bytes]], errors: dict[str, str]) -> bytes | None:
+    """The key typed, if the engine's retained messages are signed with it; else None and errors["base"]."""
+    try:
+        key = parse_pairing_key(text)
+    except ValueError:
+        errors["base"] = "invalid_pairing_key"
+        return None
+    try:
+        verify_key(key, signed)
+    except MessageRejected:
+        errors["base"] = "wrong_pairing_key"
+        return None
+    return key
+
+
 class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a camera: a stream URL/video file, or an existing HA camera entity."""
 
@@ -404,10 +433,14 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
     # ---- remote mode: a camera of an engine service (the add-on, `serve`), through HA's MQTT integration ----
     _remote_engine: str | None = None  # discovered flow: only this engine's cameras
     _remote_cameras: dict[str, RemoteCamera] | None = None
+    _remote_camera: RemoteCamera | None = None  # picked, waiting for its engine's pairing key
 
     async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
         """An engine announced itself (its retained `safecam/<engine>/info`): offer its cameras not yet added."""
         engine_id = discovery_info.topic.split("/")[-2]
+        info = announced_info(discovery_info.payload)
+        if info is None or info["engine_id"] != engine_id:
+            return self.async_abort(reason="not_an_engine")  # unsigned or malformed: no card for it
         await self.async_set_unique_id(f"mqtt_engine_{engine_id}")
         self._abort_if_unique_id_configured()
         self._remote_engine = engine_id
@@ -429,23 +462,78 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         elif (camera := self._remote_cameras.get(user_input[CONF_CAMERA_ID])) is not None:
             await self.async_set_unique_id(camera.unique_id, raise_on_progress=False)
             self._abort_if_unique_id_configured()
-            data = {
-                CONF_SOURCE_TYPE: SOURCE_MQTT,
-                CONF_ENGINE_ID: camera.engine_id,
-                CONF_CAMERA_ID: camera.camera,
-                CONF_TOPIC_PREFIX: DEFAULT_TOPIC_PREFIX,
-            }
-            try:
-                options = options_of(settings_from_config(camera.config))
-            except ConfigError:
-                options = {}  # a layout this version cannot read: the entry starts empty, the engine's next one reloads it
-            return self.async_create_entry(title=camera.name, data=data, options=options)
+            self._remote_camera = camera
+            # Another camera of this engine is paired already: its key, if the engine still signs with it.
+            for entry in self._async_current_entries(include_ignore=False):
+                same_engine = entry.data.get(CONF_ENGINE_ID) == camera.engine_id and entry.data.get(CONF_PAIRING_KEY)
+                if same_engine and (result := self._remote_paired(camera, entry.data[CONF_PAIRING_KEY])) is not None:
+                    return result
+            return await self.async_step_remote_key()
         choices = [
             SelectOptionDict(value=uid, label=f"{c.name} ({c.engine_id}{'' if c.online else ', offline'})")
             for uid, c in self._remote_cameras.items()
         ]
         schema = vol.Schema({vol.Required(CONF_CAMERA_ID): SelectSelector(SelectSelectorConfig(options=choices))})
         return self.async_show_form(step_id="remote", data_schema=schema, description_placeholders={"count": str(len(choices))})
+
+    async def async_step_remote_key(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The engine's pairing key (its log / web page), checked against its signed info before anything is kept."""
+        camera = self._remote_camera
+        assert camera is not None
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            result = self._remote_paired(camera, user_input[CONF_PAIRING_KEY], errors)
+            if result is not None:
+                return result
+        return self.async_show_form(
+            step_id="remote_key",
+            data_schema=PAIRING_KEY_SCHEMA,
+            errors=errors,
+            description_placeholders={"engine": camera.engine_id, "name": camera.name},
+        )
+
+    def _remote_paired(
+        self, camera: RemoteCamera, key_text: str, errors: dict[str, str] | None = None
+    ) -> ConfigFlowResult | None:
+        """The entry, when `key_text` is the key the engine signs its info and this camera's layout with;
+        else None with errors["base"] set."""
+        if (key := _checked_key(key_text, camera.signed, errors if errors is not None else {})) is None:
+            return None
+        _info, config = verify_key(key, camera.signed)  # (checked just now: the verified bodies)
+        data = {
+            CONF_SOURCE_TYPE: SOURCE_MQTT,
+            CONF_ENGINE_ID: camera.engine_id,
+            CONF_CAMERA_ID: camera.camera,
+            CONF_TOPIC_PREFIX: DEFAULT_TOPIC_PREFIX,
+            CONF_PAIRING_KEY: format_pairing_key(key),
+        }
+        try:
+            options = options_of(settings_from_config(config))
+        except ConfigError:
+            options = {}  # a layout this version cannot read: the entry starts empty, the engine's next one reloads it
+        return self.async_create_entry(title=str(config.get("name") or camera.name), data=data, options=options)
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """A remote camera without a (working) pairing key: messages are signed now, ask for its engine's key."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        entry = self._get_reauth_entry()
+        engine_id, camera_id = entry.data.get(CONF_ENGINE_ID), entry.data.get(CONF_CAMERA_ID)
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            prefix = entry.data.get(CONF_TOPIC_PREFIX) or DEFAULT_TOPIC_PREFIX
+            found = [c for c in await async_scan(self.hass, prefix) if (c.engine_id, c.camera) == (engine_id, camera_id)]
+            if not found:
+                errors["base"] = "engine_not_found"
+            elif (key := _checked_key(user_input[CONF_PAIRING_KEY], found[0].signed, errors)) is not None:
+                return self.async_update_reload_and_abort(entry, data_updates={CONF_PAIRING_KEY: format_pairing_key(key)})
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=PAIRING_KEY_SCHEMA,
+            errors=errors,
+            description_placeholders={"engine": str(engine_id), "name": entry.title},
+        )
 
     async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """A site device: perimeter gates and calibrated cameras of one place, fused (site_entry.py)."""

@@ -7,7 +7,8 @@ What it holds: the data types that cross the boundary (`CameraState`, `SafetyEve
 (`Topics`) and the message payloads (info, config, state, event, command, command result). docs/mqtt.md is the
 long form.
 
-Version 1. P = "<topic_prefix>/<engine_id>", prefix "safecam":
+Version 2: every message is framed and signed with the engine's pairing key (HMAC-SHA256, see the section after
+`Topics`); the payloads below are the bodies. P = "<topic_prefix>/<engine_id>", prefix "safecam":
 
     topic                        payload                      retained  QoS  when
     P/availability               "online" | "offline"         yes       1    on connect / clean stop; "offline" is the last will
@@ -38,14 +39,22 @@ anonymized frame ever reach the broker. Credentials are never logged.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import itertools
 import json
+import logging
+import math
 import re
+import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: every message framed and signed (the section after `Topics`)
 ONLINE, OFFLINE = "online", "offline"
 COMMANDS = ("arm", "disarm", "reset_counters", "set_scene")
 CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -173,6 +182,355 @@ class Topics:
         if len(parts) != 3 or parts[1] != "command":
             return None
         return parts[0], parts[2]
+
+
+# ---- authentication and validation (version 2) -----------------------------------------------------
+#
+# Every message, both ways, is framed and signed with the pairing key the engine makes at first start:
+#
+#     <header JSON>\n<HMAC-SHA256 hex>\n<body: JSON or JPEG bytes>
+#     header: {"v": CONTRACT_VERSION, "kid": key id, "boot": sender's start (Unix s), "seq": per sender, "ts": Unix s}
+#     HMAC over: topic \n header \n body  (the exact bytes: nothing is re-encoded before checking)
+#
+# A receiver checks the MAC with its key, then (boot, seq) per topic (`ReplayGuard`), then the body
+# (`json_body` + one `valid_*` per message kind). Anything refused raises `MessageRejected` whose text never
+# echoes the payload. Discovery messages for Home Assistant's MQTT integration are the one unsigned exception
+# (that integration cannot check a MAC): docs/mqtt.md.
+
+MAX_HEADER_BYTES = 256
+MAX_JSON_BYTES = 256 * 1024  # a state of 64 zones and full analytics is ~10 KiB
+MAX_JPEG_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 16  # JSON nesting (a scene: 5)
+MAX_ITEMS = 256  # zones, gates, cameras, analyzers per message
+MAX_NAME = 128  # zone, gate, analyzer names
+MAX_COUNT = 2**53  # counters: exact in every JSON implementation
+CLOCK_SKEW_S = 300  # a boot or timestamp further in the future than this is implausible
+COMMAND_MAX_AGE_S = 60  # an older command (a captured one played back later) is refused
+PAIRING_KEY_BYTES = 20  # 160 bits; typed as 8 groups of 4 base32 characters
+MIN_PAIRING_KEY_BYTES = 16
+
+
+class MessageRejected(ValueError):
+    """A message that is not taken; str(err) is a short reason for the log (never any of the payload)."""
+
+
+def new_pairing_key() -> bytes:
+    return secrets.token_bytes(PAIRING_KEY_BYTES)
+
+
+def format_pairing_key(key: bytes) -> str:
+    """The typable form: base32 in groups of four, e.g. 'MZXW-6YTB-...'."""
+    text = base64.b32encode(key).decode().rstrip("=")
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def parse_pairing_key(text: str) -> bytes:
+    """The key from what a person typed (case, spaces and dashes do not matter; 0/1 read as O/I).
+    ValueError when it is not a key."""
+    clean = re.sub(r"[\s-]", "", str(text)).upper().translate(str.maketrans("01", "OI"))
+    if not clean or not re.fullmatch(r"[A-Z2-7]+", clean):
+        raise ValueError("a pairing key is letters A-Z and digits 2-7, in groups of four")
+    try:
+        key = base64.b32decode(clean + "=" * (-len(clean) % 8))
+    except (binascii.Error, ValueError):
+        raise ValueError("not a complete pairing key (a group is missing or too long)") from None
+    if len(key) < MIN_PAIRING_KEY_BYTES:
+        raise ValueError(f"a pairing key has at least {MIN_PAIRING_KEY_BYTES * 8} bits ({len(key) * 8} given)")
+    return key
+
+
+def key_id(key: bytes) -> str:
+    """Names the key in every header (tells 'paired with another key' from 'forged'); reveals nothing of it."""
+    return hashlib.sha256(b"safecam key id\0" + key).hexdigest()[:8]
+
+
+def _mac(key: bytes, topic: str, header: bytes, body: bytes) -> str:
+    return hmac.new(key, topic.encode() + b"\n" + header + b"\n" + body, hashlib.sha256).hexdigest()
+
+
+class Signer:
+    """One sender (an engine, or Home Assistant): its key, its boot and its growing sequence number."""
+
+    def __init__(self, key: bytes, boot: int | None = None, counter: Iterator[int] | None = None) -> None:
+        """counter: shared by the signers of one sender (Home Assistant: one per engine key, one sequence)."""
+        self.key = key
+        self.kid = key_id(key)
+        self.boot = int(time.time()) if boot is None else boot
+        self._seq = itertools.count(1) if counter is None else counter
+
+    def reserve(self) -> int:
+        return next(self._seq)
+
+    def sign(self, topic: str, body: bytes | str, *, seq: int | None = None) -> bytes:
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        header = {
+            "v": CONTRACT_VERSION, "kid": self.kid, "boot": self.boot,
+            "seq": self.reserve() if seq is None else seq, "ts": round(time.time(), 3),
+        }  # fmt: skip
+        head = json.dumps(header, separators=(",", ":")).encode()
+        return head + b"\n" + _mac(self.key, topic, head, data).encode() + b"\n" + data
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A message whose MAC checked out."""
+
+    topic: str
+    boot: int
+    seq: int
+    ts: float
+    body: bytes
+
+
+def _split(payload: bytes | bytearray | str) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+    raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+    head, sep1, rest = raw.partition(b"\n")
+    mac, sep2, body = rest.partition(b"\n")
+    if not sep1 or not sep2 or len(head) > MAX_HEADER_BYTES or len(mac) != 64:
+        raise MessageRejected("unsigned")
+    try:
+        header = json.loads(head, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise MessageRejected("unsigned") from None
+    if not isinstance(header, dict):
+        raise MessageRejected("unsigned")
+    return header, head, mac, body
+
+
+def peek_header(payload: bytes | bytearray | str) -> dict[str, Any]:
+    """The header of a framed message, NOT verified (the config flow names the key an engine signs with)."""
+    return _split(payload)[0]
+
+
+def open_signed(key: bytes, topic: str, payload: bytes | bytearray | str, *, max_body: int = MAX_JSON_BYTES) -> Signed:
+    """The verified message, or MessageRejected: unsigned, another key, forged, too large, malformed header."""
+    if len(payload) > max_body + MAX_HEADER_BYTES + 66:
+        raise MessageRejected("too large")
+    header, head, mac, body = _split(payload)
+    if header.get("v") != CONTRACT_VERSION:
+        raise MessageRejected(f"contract version {str(header.get('v'))[:8]} (this side speaks {CONTRACT_VERSION})")
+    if header.get("kid") != key_id(key):
+        raise MessageRejected("signed with another pairing key")
+    if not hmac.compare_digest(mac, _mac(key, topic, head, body).encode()):
+        raise MessageRejected("bad signature")
+    boot, seq, ts = header.get("boot"), header.get("seq"), header.get("ts")
+    if not (_is_count(boot) and _is_count(seq) and _is_number(ts)):
+        raise MessageRejected("malformed header")
+    return Signed(topic, int(boot), int(seq), float(ts), body)  # type: ignore[arg-type]
+
+
+class ReplayGuard:
+    """What one receiver has taken from one sender: (boot, seq) must grow per topic, a boot older than the
+    newest seen is over (a restarted sender never goes back), and no boot or timestamp lies in the future."""
+
+    def __init__(self) -> None:
+        self.newest_boot = 0
+        self._order: dict[str, tuple[int, int]] = {}
+
+    def admit(self, msg: Signed, *, max_age_s: float | None = None) -> bool:
+        """True: take it. False: the very message last taken on its topic, again (a retained one re-delivered
+        after a reconnect): nothing to do. MessageRejected: refuse it."""
+        now = time.time()
+        if msg.boot > now + CLOCK_SKEW_S or msg.ts > now + CLOCK_SKEW_S:
+            raise MessageRejected("from the future (boot or timestamp)")
+        if max_age_s is not None and msg.ts < now - max_age_s:
+            raise MessageRejected("too old")
+        if msg.boot < self.newest_boot:
+            raise MessageRejected("from an earlier run of the sender (replayed)")
+        last = self._order.get(msg.topic, (-1, -1))
+        if (msg.boot, msg.seq) == last:
+            return False
+        if (msg.boot, msg.seq) < last:
+            raise MessageRejected("replayed (sequence number not growing)")
+        self._order[msg.topic] = (msg.boot, msg.seq)
+        self.newest_boot = msg.boot
+        return True
+
+    def order(self, topic: str) -> tuple[int, int] | None:
+        return self._order.get(topic)
+
+
+class RejectLog:
+    """Rejections logged at most once per `period_s` per reason (a flood must not flood the log too)."""
+
+    def __init__(self, logger: logging.Logger, what: str, period_s: float = 60.0) -> None:
+        self._logger, self._what, self._period = logger, what, period_s
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, topic: str, reason: str) -> None:
+        now = time.monotonic()
+        key = f"{topic.rsplit('/', 1)[-1]}: {reason}"
+        last, hidden = self._last.get(key, (-self._period, 0))
+        if now - last < self._period:
+            self._last[key] = (last, hidden + 1)
+            return
+        more = f" ({hidden} more like it not logged)" if hidden else ""
+        self._logger.warning("%s: refused a message on %s: %s%s", self._what, topic[:200], reason, more)
+        self._last[key] = (now, 0)
+
+
+# ---- bodies --------------------------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+
+
+def _depth_ok(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH or len(item) > 4 * MAX_ITEMS:
+                return False
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return True
+
+
+def json_body(msg: Signed) -> dict[str, Any]:
+    """The JSON object a message carries: bounded in size and depth, numbers finite (no NaN / Infinity)."""
+    if len(msg.body) > MAX_JSON_BYTES:
+        raise MessageRejected("too large")
+    try:
+        data = json.loads(msg.body, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MessageRejected("not JSON (or a non-finite number)") from None
+    if not isinstance(data, dict) or not _depth_ok(data):
+        raise MessageRejected("not a JSON object of bounded depth")
+    return data
+
+
+def unverified_json(payload: bytes | bytearray | str) -> dict[str, Any]:
+    """The JSON body of a framed message WITHOUT checking its MAC: only to list what the broker offers before
+    a key is known (the config flow); never to act on."""
+    header, _head, _mac, body = _split(payload)
+    return json_body(Signed("", 0, 0, 0.0, body))
+
+
+def jpeg_body(msg: Signed) -> bytes:
+    if len(msg.body) > MAX_JPEG_BYTES or not msg.body.startswith(b"\xff\xd8"):
+        raise MessageRejected("not a JPEG")
+    return msg.body
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise MessageRejected(f"invalid {what}")
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME
+
+
+def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _table(value: Any, entry: Callable[[Any], bool]) -> bool:
+    return isinstance(value, dict) and len(value) <= MAX_ITEMS and all(_name(k) and entry(v) for k, v in value.items())
+
+
+def _fields(data: Mapping[str, Any], checks: Mapping[str, Callable[[Any], bool]], what: str, required: set[str]) -> None:
+    for key, check in checks.items():
+        if key in data or key in required:
+            _need(key in data and check(data[key]), f"{what}.{key}")
+
+
+_ZONE = lambda v: isinstance(v, dict) and _is_count(v.get("people")) and isinstance(v.get("occupied", False), bool)  # noqa: E731
+_GATE = lambda v: (  # noqa: E731
+    isinstance(v, dict) and _is_count(v.get("in")) and _is_count(v.get("out")) and _opt(_is_number)(v.get("net"))
+)
+_STATE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "camera": lambda v: isinstance(v, str) and bool(CAMERA_ID_RE.match(v)),
+    "seq": _is_count,
+    "boot": _is_count,
+    "ts": _is_number,
+    "frame_ts": _opt(_is_number),
+    "connected": lambda v: isinstance(v, bool),
+    "running": lambda v: isinstance(v, bool),
+    "people": _is_count,
+    "zones": lambda v: _table(v, _ZONE),
+    "gates": lambda v: _table(v, _GATE),
+    "armed": lambda v: _table(v, lambda a: isinstance(a, bool)),
+    "analytics": lambda v: _table(v, lambda a: isinstance(a, dict)),
+    "health": lambda v: isinstance(v, dict),
+}
+_HEALTH_COUNTS = ("dropped_frames", "frames", "fail_closed_frames", "watchdog_restarts")
+_HEALTH_NUMBERS = ("analysis_fps", "target_fps", "inference_ms", "effective_fps", "lag_s")
+
+
+def valid_state(data: dict[str, Any]) -> dict[str, Any]:
+    """A state message as `state_from_payload` needs it: every field typed, counts non-negative bounded ints."""
+    _fields(data, _STATE_CHECKS, "state", {"camera", "seq", "boot", "people", "zones", "gates"})
+    health = data.get("health") or {}
+    for key in _HEALTH_COUNTS:
+        _need(_is_count(health.get(key, 0)), f"state.health.{key}")
+    for key in _HEALTH_NUMBERS:
+        _need(_is_number(health.get(key, 0.0)) and health.get(key, 0.0) >= 0, f"state.health.{key}")
+    for key in ("error", "error_reason"):
+        _need(_opt(lambda v: isinstance(v, str) and len(v) <= 1000)(health.get(key)), f"state.health.{key}")
+    _need(_opt(_is_number)(health.get("disconnected_since")), "state.health.disconnected_since")
+    return data
+
+
+def valid_event(data: dict[str, Any]) -> dict[str, Any]:
+    checks: dict[str, Callable[[Any], bool]] = {
+        "event_type": lambda v: v in EVENT_TYPES,
+        "t": _is_number,
+        "id": lambda v: isinstance(v, str) and 0 < len(v) <= 64,
+        "camera": _name,
+        "track_id": _opt(lambda v: isinstance(v, int) and not isinstance(v, bool)),
+        "zone": _opt(_name),
+        "confidence": _opt(_is_number),
+        "snapshot": _opt(lambda v: isinstance(v, str) and len(v) <= 512),
+    }
+    _fields(data, checks, "event", {"event_type", "t", "id", "camera"})
+    return data
+
+
+def valid_info(data: dict[str, Any]) -> dict[str, Any]:
+    checks: dict[str, Callable[[Any], bool]] = {
+        "engine_id": lambda v: isinstance(v, str) and bool(ENGINE_ID_RE.match(v)),
+        "boot": _is_count,
+        "cameras": lambda v: (
+            isinstance(v, list) and len(v) <= MAX_ITEMS and all(isinstance(c, str) and CAMERA_ID_RE.match(c) for c in v)
+        ),
+    }
+    _fields(data, checks, "info", {"engine_id", "cameras"})
+    return data
+
+
+def valid_config(data: dict[str, Any]) -> dict[str, Any]:
+    """The layout message's frame; its scene is checked by the engine's scene parser on the receiving side."""
+    checks: dict[str, Callable[[Any], bool]] = {
+        "camera": lambda v: isinstance(v, str) and bool(CAMERA_ID_RE.match(v)),
+        "name": lambda v: isinstance(v, str) and 0 < len(v) <= 200,
+        "fps": lambda v: _is_number(v) and 0 < v <= 120,
+        "anonymization": _opt(_name),
+        "scene": lambda v: isinstance(v, dict),
+        "scene_source": lambda v: v in ("config", "mqtt"),
+    }
+    _fields(data, checks, "config", {"camera", "scene"})
+    return data
+
+
+def valid_command_result(data: dict[str, Any]) -> dict[str, Any]:
+    checks: dict[str, Callable[[Any], bool]] = {
+        "id": _opt(lambda v: isinstance(v, str) and len(v) <= 64),
+        "command": lambda v: v in COMMANDS,
+        "ok": lambda v: isinstance(v, bool),
+        "error": _opt(lambda v: isinstance(v, str) and len(v) <= 1000),
+    }
+    _fields(data, checks, "command_result", {"command", "ok"})
+    return data
 
 
 # ---- payloads -------------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_PASSWORD, CONF_URL, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
+from .const import CONF_PAIRING_KEY
 from .coordinator import SafecamConfigEntry
 from .engine.sources import redact_url
 from .entries import is_site_entry
 
-TO_REDACT = {CONF_URL, CONF_USERNAME, CONF_PASSWORD, "source_url", "unique_id"}
+TO_REDACT = {CONF_URL, CONF_USERNAME, CONF_PASSWORD, CONF_PAIRING_KEY, "source_url", "unique_id"}
 
 
 def _scrub(value: Any) -> Any:

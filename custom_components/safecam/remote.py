@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.const import Platform
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers.event import async_track_time_interval
 
 from .const import (
@@ -42,6 +45,7 @@ from .const import (
     CONF_CAMERA_ID,
     CONF_ENGINE_ID,
     CONF_FPS,
+    CONF_PAIRING_KEY,
     CONF_SCENE,
     CONF_TOPIC_PREFIX,
     DEFAULT_TOPIC_PREFIX,
@@ -49,7 +53,28 @@ from .const import (
     HEALTH_CHECK_INTERVAL_S,
     MIN_FPS,
 )
-from .contract import CONTRACT_VERSION, OFFLINE, ONLINE, Topics, event_from_payload, state_from_payload
+from .contract import (
+    MAX_JPEG_BYTES,
+    ONLINE,
+    MessageRejected,
+    RejectLog,
+    ReplayGuard,
+    Signed,
+    Signer,
+    Topics,
+    event_from_payload,
+    jpeg_body,
+    json_body,
+    open_signed,
+    parse_pairing_key,
+    state_from_payload,
+    unverified_json,
+    valid_command_result,
+    valid_config,
+    valid_event,
+    valid_info,
+    valid_state,
+)
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
 from .engine.worker import CameraWorker
@@ -60,6 +85,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 SCAN_TIMEOUT_S = 3.0  # how long the config flow listens for engines (their topics are retained: they come at once)
 SEEN_EVENT_IDS = 500  # event ids remembered for deduplication (QoS 1 delivers at least once)
+# Home Assistant as a sender of commands: one boot (this process's start) and one growing sequence for every
+# engine it talks to, so an engine can tell a replayed command from a new one.
+HA_BOOT = int(time.time())
+_HA_SEQ = itertools.count(1)
 
 
 def _mqtt() -> Any:
@@ -76,15 +105,34 @@ async def async_mqtt_ready(hass: HomeAssistant) -> bool:
     return bool(await _mqtt().async_wait_for_mqtt_client(hass))
 
 
-def _json(payload: Any) -> dict[str, Any] | None:
-    """A JSON object of our contract version from an MQTT payload, else None (ignored, never raises)."""
+def _listed(payload: Any) -> dict[str, Any] | None:
+    """The body of a framed message, unverified (the config flow's list, before the key is known), else None."""
     try:
-        data = json.loads(payload)
-    except (TypeError, ValueError):
+        return unverified_json(payload)
+    except MessageRejected:
         return None
-    if not isinstance(data, dict) or data.get("contract", CONTRACT_VERSION) != CONTRACT_VERSION:
+
+
+def announced_info(payload: Any) -> dict[str, Any] | None:
+    """An engine's info as announced (framed, well-formed; NOT verified: that needs the key), else None."""
+    if (info := _listed(payload)) is None:
         return None
-    return data
+    try:
+        return valid_info(info)
+    except MessageRejected:
+        return None
+
+
+def verify_key(key: bytes, messages: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """The bodies of an engine's retained messages (its info, a camera's config) if each is signed with `key`
+    and plausible, else MessageRejected: how the config flow checks a typed pairing key."""
+    guard = ReplayGuard()
+    bodies = []
+    for topic, payload in messages:
+        signed = open_signed(key, topic, payload)
+        guard.admit(signed)
+        bodies.append(json_body(signed))
+    return bodies
 
 
 def settings_from_config(config: dict[str, Any], options: dict[str, Any] | None = None) -> Settings:
@@ -114,6 +162,7 @@ class RemoteCamera:
     name: str
     config: dict[str, Any]
     online: bool
+    signed: list[tuple[str, bytes]]  # (topic, payload) of its engine's info and its config: checked with the key
 
     @property
     def unique_id(self) -> str:
@@ -129,18 +178,24 @@ class _Scan:
     prefix: str
     infos: dict[str, dict[str, Any]] = field(default_factory=dict)
     configs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    raw: dict[str, bytes] = field(default_factory=dict)  # topic -> payload of the infos and configs above
     online: dict[str, bool] = field(default_factory=dict)
     complete: asyncio.Event = field(default_factory=asyncio.Event)
 
     @callback
     def on_message(self, msg: ReceiveMessage) -> None:
+        # Unverified here (no key yet): only listed; the key step checks info and config before anything is kept.
         parts = msg.topic[len(self.prefix) + 1 :].split("/")
         if len(parts) == 2 and parts[1] == "availability":
-            self.online[parts[0]] = _text(msg.payload) == ONLINE
-        elif len(parts) == 2 and parts[1] == "info" and (info := _json(msg.payload)) is not None:
-            self.infos[parts[0]] = info
-        elif len(parts) == 3 and parts[2] == "config" and (config := _json(msg.payload)) is not None:
-            self.configs[(parts[0], parts[1])] = config
+            self.online[parts[0]] = _text(msg.payload).endswith("\n" + ONLINE)
+        elif len(parts) == 2 and parts[1] == "info" and (info := _listed(msg.payload)) is not None:
+            with contextlib.suppress(MessageRejected):
+                self.infos[parts[0]] = valid_info(info)
+                self.raw[msg.topic] = _bytes(msg.payload)
+        elif len(parts) == 3 and parts[2] == "config" and (config := _listed(msg.payload)) is not None:
+            with contextlib.suppress(MessageRejected):
+                self.configs[(parts[0], parts[1])] = valid_config(config)
+                self.raw[msg.topic] = _bytes(msg.payload)
         if self.infos and all((e, c) in self.configs for e, info in self.infos.items() for c in info.get("cameras") or []):
             self.complete.set()
 
@@ -151,7 +206,9 @@ class _Scan:
             for camera in info.get("cameras") or []:
                 if (config := self.configs.get((engine_id, camera))) is not None:
                     name = str(config.get("name") or camera)
-                    found.append(RemoteCamera(engine_id, camera, name, config, self.online.get(engine_id, False)))
+                    topics = Topics(self.prefix, engine_id)
+                    signed = [(t, self.raw[t]) for t in (topics.info, topics.config(camera))]
+                    found.append(RemoteCamera(engine_id, camera, name, config, self.online.get(engine_id, False), signed))
         return found
 
 
@@ -176,11 +233,31 @@ async def async_scan(
     return scan.cameras()
 
 
+def _bytes(payload: Any) -> bytes:
+    return bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
+
+
 def _text(payload: Any) -> str:
     return payload.decode(errors="replace") if isinstance(payload, bytes | bytearray) else str(payload)
 
 
 # ---- the runtime ----------------------------------------------------------------------------------
+
+
+def _guarded(handler: Callable[[RemoteRuntime, ReceiveMessage], None]) -> Callable[[RemoteRuntime, ReceiveMessage], None]:
+    """An MQTT callback that never raises: a refused or unreadable message is logged (rate-limited, without its
+    payload) and the last good state stays."""
+
+    @functools.wraps(handler)
+    def run(self: RemoteRuntime, msg: ReceiveMessage) -> None:
+        try:
+            handler(self, msg)
+        except MessageRejected as err:
+            self._refused(msg.topic, str(err))
+        except Exception as err:  # noqa: BLE001 - whatever a message does, the subscription lives on
+            self._refused(msg.topic, f"unreadable ({type(err).__name__})")
+
+    return callback(run)
 
 
 class RemoteRuntime(SafecamRuntime):
@@ -191,13 +268,15 @@ class RemoteRuntime(SafecamRuntime):
         self.engine_id: str = data[CONF_ENGINE_ID]
         self.camera_id: str = data[CONF_CAMERA_ID]
         self.topics = Topics(data.get(CONF_TOPIC_PREFIX) or DEFAULT_TOPIC_PREFIX, self.engine_id)
+        self._signer = Signer(parse_pairing_key(data[CONF_PAIRING_KEY]), HA_BOOT, _HA_SEQ)
+        self._seen = ReplayGuard()  # (boot, seq) per topic of what this engine sent
+        self._refused = RejectLog(_LOGGER, f"safecam remote {self.engine_id}/{self.camera_id}")
         super().__init__(hass, entry, f"mqtt://{self.topics.base}/{self.camera_id}", settings)
         self.available = False  # until the engine says online and the camera's first state arrived
         self.engine_settings: Settings | None = None  # the layout the engine last published
         self.scene_source: str | None = None
         self._engine_online = False
         self._listed = True  # the engine's info lists this camera (assumed until an info says otherwise)
-        self._order: tuple[int, int] = (-1, -1)  # (boot, seq) of the newest state taken
         self._jpeg: bytes | None = None
         self._event_jpeg: bytes | None = None
         self._seen_events: OrderedDict[str, None] = OrderedDict()
@@ -258,8 +337,17 @@ class RemoteRuntime(SafecamRuntime):
     async def _async_command(self, command: str, payload: dict[str, Any]) -> None:
         request_id = secrets.token_hex(6)
         self._pending[request_id] = command
-        body = json.dumps({**payload, "id": request_id}, separators=(",", ":"))
-        await _mqtt().async_publish(self.hass, self.topics.command(self.camera_id, command), body, 1, False)
+        topic = self.topics.command(self.camera_id, command)
+        body = self._signer.sign(topic, json.dumps({**payload, "id": request_id}, separators=(",", ":")))
+        await _mqtt().async_publish(self.hass, topic, body, 1, False, None)
+
+    # ---- messages in: every one verified (signature, order), then validated; a refused one changes nothing ----
+    def _take(self, msg: ReceiveMessage, max_body: int | None = None) -> Signed | None:
+        """The verified message, None for the one last taken on its topic again (a retained re-delivery), or
+        MessageRejected (the handler's guard logs it)."""
+        payload = msg.payload if isinstance(msg.payload, bytes | bytearray) else str(msg.payload).encode()
+        signed = open_signed(self._signer.key, msg.topic, payload, **({} if max_body is None else {"max_body": max_body}))
+        return signed if self._seen.admit(signed) else None
 
     # ---- messages (event loop, in broker order) ----------------------------------------------
     @callback
@@ -269,24 +357,30 @@ class RemoteRuntime(SafecamRuntime):
             self.available = available
             self.async_notify()
 
-    @callback
+    @_guarded
     def _on_availability(self, msg: ReceiveMessage) -> None:
-        self._engine_online = _text(msg.payload) == ONLINE
-        if _text(msg.payload) == OFFLINE:
+        if (signed := self._take(msg, 16)) is None:
+            return
+        self._engine_online = signed.body == ONLINE.encode()
+        if not self._engine_online:
             _LOGGER.info("safecam remote: engine %s is offline", self.engine_id)
         self._set_available()
 
-    @callback
+    @_guarded
     def _on_info(self, msg: ReceiveMessage) -> None:
-        if (info := _json(msg.payload)) is not None:
-            self._listed = self.camera_id in (info.get("cameras") or [])
-            self._set_available()
-
-    @callback
-    def _on_config(self, msg: ReceiveMessage) -> None:
-        config = _json(msg.payload)
-        if self._closed or config is None or config.get("camera") != self.camera_id:
+        if (signed := self._take(msg)) is None:
             return
+        info = valid_info(json_body(signed))
+        self._listed = self.camera_id in info.get("cameras", [])
+        self._set_available()
+
+    @_guarded
+    def _on_config(self, msg: ReceiveMessage) -> None:
+        if self._closed or (signed := self._take(msg)) is None:
+            return
+        config = valid_config(json_body(signed))
+        if config["camera"] != self.camera_id:
+            raise MessageRejected("another camera's layout")
         try:
             settings = settings_from_config(config, dict(self.entry.options))
         except ConfigError as err:
@@ -309,66 +403,59 @@ class RemoteRuntime(SafecamRuntime):
             self.settings = settings
             self.async_notify()
 
-    @callback
+    @_guarded
     def _on_state(self, msg: ReceiveMessage) -> None:
-        payload = _json(msg.payload)
-        if self._closed or payload is None or payload.get("camera") != self.camera_id:
+        # (boot, seq) grow per topic (`_take`): a replayed retained state never moves a counter back.
+        if self._closed or (signed := self._take(msg)) is None:
             return
-        try:
-            order = (int(payload.get("boot") or 0), int(payload.get("seq") or 0))
-            # Named like an embedded camera's state and events (the entry title, not the engine's camera id).
-            state = replace(state_from_payload(payload), camera=self.entry.title)
-        except (TypeError, ValueError, KeyError) as err:
-            _LOGGER.debug("safecam remote: unreadable state of %s (%s)", self.camera_id, err)
-            return
-        if order < self._order:
-            return  # an older state (a retained one replayed after a reconnect): counters never move back
-        self._order = order
-        self.state = state
+        payload = valid_state(json_body(signed))
+        if payload["camera"] != self.camera_id:
+            raise MessageRejected("another camera's state")
+        # Named like an embedded camera's state and events (the entry title, not the engine's camera id).
+        self.state = replace(state_from_payload(payload), camera=self.entry.title)
         was = self.available
         self._set_available()
         if was == self.available:  # _set_available notified already when it changed
             self.async_notify()
         self._async_check_health()
 
-    @callback
+    @_guarded
     def _on_event_snapshot(self, msg: ReceiveMessage) -> None:
-        if isinstance(msg.payload, bytes | bytearray):
-            self._event_jpeg = bytes(msg.payload)
+        if (signed := self._take(msg, MAX_JPEG_BYTES)) is not None:
+            self._event_jpeg = jpeg_body(signed)
 
-    @callback
+    @_guarded
     def _on_snapshot(self, msg: ReceiveMessage) -> None:
-        if isinstance(msg.payload, bytes | bytearray) and msg.payload:
-            self._jpeg = bytes(msg.payload)
+        # Only a signed picture is shown: the engine's, anonymized (a raw frame from anyone else never is).
+        if (signed := self._take(msg, MAX_JPEG_BYTES)) is not None:
+            self._jpeg = jpeg_body(signed)
 
-    @callback
+    @_guarded
     def _on_event(self, msg: ReceiveMessage) -> None:
-        payload = _json(msg.payload)
-        if self._closed or payload is None or msg.retain:
+        if self._closed or msg.retain or (signed := self._take(msg)) is None:
             return
-        event_id = str(payload.get("id") or "")
+        payload = valid_event(json_body(signed))
+        event_id = payload["id"]
         if event_id in self._seen_events:
             return
         self._seen_events[event_id] = None
         while len(self._seen_events) > SEEN_EVENT_IDS:
             self._seen_events.popitem(last=False)
-        try:
-            event = replace(event_from_payload(payload), camera=self.entry.title)
-        except (TypeError, ValueError, KeyError) as err:
-            _LOGGER.debug("safecam remote: unreadable event of %s (%s)", self.camera_id, err)
-            return
+        event = replace(event_from_payload(payload), camera=self.entry.title)
         if payload.get("snapshot") and self._event_jpeg is not None:
             # The engine publishes the picture (retained, acknowledged) before its event.
             event = replace(event, snapshot=self._event_jpeg)
         for handle in list(self._event_listeners):
             handle(event)
 
-    @callback
+    @_guarded
     def _on_command_result(self, msg: ReceiveMessage) -> None:
-        result = _json(msg.payload)
-        if result is None or (command := self._pending.pop(str(result.get("id")), None)) is None:
+        if (signed := self._take(msg)) is None:
+            return
+        result = valid_command_result(json_body(signed))
+        if (command := self._pending.pop(str(result.get("id")), None)) is None:
             return  # another client's command
-        if result.get("ok"):
+        if result["ok"]:
             return
         error = result.get("error")
         _LOGGER.warning("safecam remote: engine %s refused %s for %s: %s", self.engine_id, command, self.camera_id, error)
@@ -392,6 +479,11 @@ async def async_setup_remote_entry(
     remove_stale: Callable[[HomeAssistant, SafecamConfigEntry, set[str]], None],
 ) -> bool:
     """entry_setup.async_setup_entry for a remote camera: the entities of the last known layout, then the topics."""
+    try:
+        parse_pairing_key(entry.data.get(CONF_PAIRING_KEY) or "")
+    except ValueError:
+        # An entry made before messages were signed: the reauth flow asks for the engine's key.
+        raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="pairing_key_missing") from None
     if not await async_mqtt_ready(hass):
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_ready")
     try:

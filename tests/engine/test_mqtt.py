@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import hmac
 import json
 import time
 import urllib.error
@@ -29,6 +31,7 @@ from custom_components.safecam.engine.config import ConfigError
 from custom_components.safecam.engine.serve import parse_serve_config, with_credentials
 from custom_components.safecam.engine.types import SafetyEvent
 from custom_components.safecam.engine.worker import CameraState
+from tests.servers.frames import Sender, key_bytes
 from tests.servers.mosquitto import Broker, EngineProcess, Recorder, mosquitto_missing, retained
 from tests.servers.processes import free_port
 
@@ -42,6 +45,7 @@ pytestmark = [
 MQTT_USER, MQTT_PASSWORD = "engine", "mqtt-pw-do-not-log"
 CAMERA_PASSWORD = "campw-do-not-log"
 TOKEN = "stream-token-0123456789"
+KEY_B = "AEBA-GBAF-AYDQ-QCIK-BMGA-2DQP-CAIR-EEYU"  # engine b's pairing key, from its config (engine a makes its own)
 # tud_campus.mp4: people walk left/right along the bottom (feet at y 0.7-0.96).
 CAMPUS_SCENE = {
     "zones": [{"name": "walkway", "kind": "danger", "polygon": [[0.0, 0.6], [1.0, 0.6], [1.0, 1.0], [0.0, 1.0]]}],
@@ -83,7 +87,7 @@ class Site:
             "state_file": str(self.state_file),
             **common,
         }
-        config_b = {
+        self.config_b = config_b = {
             "engine_id": "b",
             "mqtt": _mqtt(self.broker),
             "cameras": [
@@ -103,6 +107,7 @@ class Site:
                     "password": CAMERA_PASSWORD,
                 },
             ],
+            "pairing_key": KEY_B,
             **common,
         }
         config_r = {"engine_id": "a", "mqtt": _mqtt(self.ref_broker), "cameras": [_campus(self.campus_clip)], **common}
@@ -110,6 +115,7 @@ class Site:
         for broker in self.brokers:
             broker.start()
         self.a = EngineProcess(root / "a", self.config_a)
+        self.root = root
         self.b = EngineProcess(root / "b", config_b)
         self.r = EngineProcess(root / "r", config_r)
         self.engines = [self.a, self.b, self.r]
@@ -117,6 +123,7 @@ class Site:
         self.sub = Recorder(self.broker, session="test-recorder")
         self.ref = Recorder(self.ref_broker, session="test-reference")
         self.topics_a, self.topics_b = Topics("safecam", "a"), Topics("safecam", "b")
+        self.ha_b = Sender(KEY_B)  # what Home Assistant paired with engine b signs commands as
 
     def close(self) -> None:
         for engine in self.engines:
@@ -283,11 +290,11 @@ def test_contract_availability_info_layout_state_events_snapshots(site: Site):
     shots = sub.on(t.event_snapshot("campus"))
     assert shots and shots[0].received <= events[0].received
     assert all(p["snapshot"] == t.event_snapshot("campus") for p in payloads)
-    assert _not_a_raw_frame(shots[-1].payload, site.campus_clip) > 2.0
+    assert _not_a_raw_frame(shots[-1].body, site.campus_clip) > 2.0
 
     # The periodic snapshot is the anonymized frame, never a raw one.
     assert sub.wait(lambda: len(sub.on(t.snapshot("campus"))) >= 2, 30)
-    assert _not_a_raw_frame(sub.on(t.snapshot("campus"))[-1].payload, site.campus_clip) > 2.0
+    assert _not_a_raw_frame(sub.on(t.snapshot("campus"))[-1].body, site.campus_clip) > 2.0
 
     # A camera that is down says so (and why) in its health.
     dead = sub.wait(lambda: [s for s in site.states(sub, site.topics_b.state("dead")) if s["health"]["error_reason"]], 60)
@@ -302,18 +309,23 @@ def test_home_assistant_discovery_templates_render_the_state(site: Site):
     disc = site.sub.wait(lambda: site.sub.last(topic), 30)
     cmps = disc["cmps"]
     assert disc["stat_t"] == site.topics_a.state("campus") and disc["avty_t"] == site.topics_a.availability
-    assert {c["p"] for c in cmps.values()} == {"sensor", "binary_sensor", "event", "camera"}
+    assert {c["p"] for c in cmps.values()} == {"sensor", "binary_sensor", "event"}
     assert len({c["uniq_id"] for c in cmps.values()}) == len(cmps)
-    state = site.sub.last(site.topics_a.state("campus"))
+    message = site.sub.on(site.topics_a.state("campus"))[-1]  # a signed frame: the templates read its body
+    state = message.json()
     env = jinja2.Environment()
-    rendered = {oid: env.from_string(c["val_tpl"]).render(value_json=state) for oid, c in cmps.items() if "val_tpl" in c}
+    env.filters["from_json"] = json.loads  # Home Assistant's filter
+    raw = message.payload.decode()
+    templates = {oid: c["val_tpl"] for oid, c in cmps.items() if "val_tpl" in c and c["p"] != "event"}
+    rendered = {oid: env.from_string(tpl).render(value=raw) for oid, tpl in templates.items()}
+    online = site.sub.on(site.topics_a.availability)[-1].payload.decode()
+    assert env.from_string(disc["avty_tpl"]).render(value=online) == "online"
     assert rendered["people"] == str(state["people"])
     assert rendered["zone_walkway_occupied"] == ("ON" if state["zones"]["walkway"]["occupied"] else "OFF")
     assert rendered["zone_walkway_intruded"] == ("ON" if state["zones"]["walkway"]["people"] > 0 else "OFF")
     assert rendered["gate_middle_entries"] == str(state["gates"]["middle"]["in"])
     assert rendered["gate_middle_exits"] == str(state["gates"]["middle"]["out"])
     assert rendered["connected"] == "ON"
-    assert cmps["camera"]["t"] == site.topics_a.snapshot("campus")
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
@@ -353,7 +365,7 @@ def _command(site: Site, camera: str, command: str, payload: Any, request_id: st
     """Send a command to engine b and return its result, with "sent" and "answered" receive times added."""
     t = site.topics_b
     sent = time.time()
-    site.sub.publish(t.command(camera, command), dict(payload, id=request_id))
+    site.sub.publish(t.command(camera, command), dict(payload, id=request_id), signer=site.ha_b)
     found = site.sub.wait(lambda: [m for m in site.sub.on(t.command_result(camera)) if m.json()["id"] == request_id], 20)
     assert found, f"no result for {command}"
     return found[-1].json() | {"sent": sent, "answered": found[-1].received}
@@ -424,6 +436,69 @@ def test_commands_set_scene_arm_disarm_reset(site: Site):
     assert sub.last(t.config("street"))["scene"]["zones"][0]["name"] == "crossing"
 
 
+def _armed_table(site: Site) -> dict[str, bool]:
+    return site.sub.last(site.topics_b.state("table"))["armed"]
+
+
+def _results_for(site: Site, request_id: str) -> list[dict[str, Any]]:
+    return [r for r in (m.json() for m in site.sub.on(site.topics_b.command_result("table"))) if r["id"] == request_id]
+
+
+def test_attack_commands_unsigned_forged_replayed_or_retained_are_ignored(site: Site):
+    """issue 17: anyone on the broker could disarm a zone or reset counters, and a retained command ran again at
+    every reconnect of the engine. Only Home Assistant's signed, fresh, live commands run."""
+    t, sub = site.topics_b, site.sub
+    assert sub.wait(lambda: sub.last(t.state("table")) and _armed_table(site) == {"floor": True}, 90)
+    disarm = t.command("table", "disarm")
+    sub.publish(disarm, {"id": "x1"})  # unsigned
+    sub.publish(disarm, {"id": "x2"}, signer=Sender("MFRG-GZDF-MZTW-Q2LK-NNWG-23TO-OBYX-E4TT"))  # another key
+    sub.publish(disarm, {"id": "x3"}, signer=Sender(KEY_B, boot=4102444800))  # the right key, a boot in the future
+    sub.publish(t.command("table", "reset_counters"), {"id": "x4"}, retain=True)  # unsigned, retained
+    time.sleep(3)
+    assert _armed_table(site) == {"floor": True}
+    assert not any(_results_for(site, i) for i in ("x1", "x2", "x3", "x4"))
+
+    # Home Assistant's genuine command runs once; the captured frame played back (live, then retained) never again.
+    assert _command(site, "table", "disarm", {}, "g1")["ok"]
+    captured = [m for m in sub.messages if m.topic == disarm and b'"g1"' in m.payload][-1].payload
+    assert _command(site, "table", "arm", {}, "g2")["ok"]
+    assert sub.wait(lambda: _armed_table(site) == {"floor": True}, 10)
+    sub.publish(disarm, captured)
+    sub.publish(disarm, captured, retain=True)
+    time.sleep(3)
+    assert _armed_table(site) == {"floor": True} and len(_results_for(site, "g1")) == 1
+
+    # The engine restarts: the broker hands it the retained commands (and the captured one is not stale yet).
+    site.b.stop()
+    site.b = EngineProcess(site.root / "b", site.config_b)
+    site.engines.append(site.b)
+    boot = sub.last(t.state("table"))["boot"]
+    assert sub.wait(lambda: sub.last(t.state("table"))["boot"] != boot and sub.last(t.state("table"))["health"]["frames"] > 0, 90)
+    time.sleep(3)
+    assert _armed_table(site) == {"floor": True} and len(_results_for(site, "g1")) == 1
+    assert "refused a message on safecam/b/table/command/disarm: retained" in site.b.log()
+    for topic in (disarm, t.command("table", "reset_counters")):
+        sub.publish(topic, b"", retain=True)  # (clears the retained commands)
+
+
+def test_the_engine_makes_its_pairing_key_once_keeps_it_and_shows_it_on_its_page(site: Site):
+    key = (site.state_file.parent / "pairing_key").read_text().strip()
+    assert len(key.replace("-", "")) == 32 and (site.state_file.parent / "pairing_key").stat().st_mode & 0o077 == 0
+    assert site.a.log().count(key) == 1  # printed once at start, never again
+    status, body, _ = _get(f"http://127.0.0.1:{site.http_port}/", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and key in body.decode()
+    status, body, _ = _get(f"http://127.0.0.1:{site.http_port}/")
+    assert status == 401 and key not in body.decode()
+    # Everything engine a publishes is signed with it (checked here with the document's framing).
+    info = [m for m in site.sub.messages if m.topic == site.topics_a.info][-1].payload
+    head, mac, body = info.split(b"\n", 2)
+    assert hmac.compare_digest(mac, _mac_of(key, site.topics_a.info, head, body)) and json.loads(body)["engine_id"] == "a"
+
+
+def _mac_of(key: str, topic: str, head: bytes, body: bytes) -> bytes:
+    return hmac.new(key_bytes(key), topic.encode() + b"\n" + head + b"\n" + body, hashlib.sha256).hexdigest().encode()
+
+
 def test_two_engines_with_different_shards_share_one_broker(site: Site):
     sub = site.sub
     wanted = [f"safecam/{e}/{c}/state" for e, c in (("a", "campus"), ("b", "street"), ("b", "table"), ("b", "dead"))]
@@ -471,7 +546,7 @@ def test_broker_crash_and_restart_loses_no_counts_or_events(site: Site):
     assert sub.wait(lambda: sub.last(campus)["health"]["frames"] >= target, 60)
 
     assert site.a.stop() == 0
-    assert sub.wait(lambda: sub.on(t.availability) and sub.on(t.availability)[-1].payload == b"offline", 10)
+    assert sub.wait(lambda: sub.on(t.availability) and sub.on(t.availability)[-1].body == b"offline", 10)
     final = sub.last(campus)
     assert ref.wait(lambda: (s := ref.last(campus)) and s["health"]["frames"] >= final["health"]["frames"], 90)
     assert site.r.stop() == 0
@@ -516,7 +591,7 @@ def test_engine_killed_broker_publishes_its_last_will(site: Site):
     t = site.topics_b
     assert site.sub.last(t.state("table")) is not None
     site.b.kill()
-    assert site.sub.wait(lambda: site.sub.on(t.availability) and site.sub.on(t.availability)[-1].payload == b"offline", 30)
+    assert site.sub.wait(lambda: site.sub.on(t.availability) and site.sub.on(t.availability)[-1].body == b"offline", 30)
     assert retained(site.broker, t.availability)[t.availability] == b"offline"
 
 

@@ -95,7 +95,7 @@ def test_tls_with_credentials_and_a_restart_publishes_every_event_once(site: Tls
     first = site.engine("tls-1", config)
     assert sub.wait(lambda: len(sub.on(t.event("campus"))) >= 3, 90), first.log()
     assert first.stop() == 0
-    assert sub.wait(lambda: sub.on(t.availability)[-1].payload == b"offline", 10)
+    assert sub.wait(lambda: sub.on(t.availability)[-1].body == b"offline", 10)
     before = [m.json() for m in sub.on(t.event("campus"))]
     last_state = sub.last(t.state("campus"))
     restarted_at = time.time()

@@ -262,7 +262,7 @@ async def test_remote_cameras_of_two_engines_have_the_embedded_entities_and_the_
     runtime = campus.runtime_data
     assert isinstance(runtime, RemoteRuntime)
     snapshot = site.sub.on(site.ta.snapshot("campus"))
-    await wait_for(hass, lambda: runtime.snapshot_jpeg() in {m.payload for m in site.sub.on(site.ta.snapshot("campus"))}, 10)
+    await wait_for(hass, lambda: runtime.snapshot_jpeg() in {m.body for m in site.sub.on(site.ta.snapshot("campus"))}, 10)
     assert snapshot and runtime.snapshot_jpeg().startswith(b"\xff\xd8")
     # Safety events: the engine's, with their anonymized picture served by HA.
     event_entity = ids["safety"]
@@ -294,7 +294,7 @@ async def test_engine_killed_makes_entities_unavailable_until_it_is_back(
     try:
         for entity_id in shown:
             await wait_for(hass, lambda e=entity_id: state_of(hass, e) == STATE_UNAVAILABLE, 20, f"{entity_id} unavailable")
-        assert site.sub.on(site.ta.availability)[-1].payload == b"offline"
+        assert site.sub.on(site.ta.availability)[-1].body == b"offline"
     finally:
         site.restart_a()
     await wait_for(hass, lambda: state_of(hass, ids["connected"]) == "on", 60, "the camera back after the engine restart")

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .certs import TlsFiles
+from .frames import Sender
 from .processes import free_port, stop_process, wait_for_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -94,8 +95,15 @@ class Message:
     payload: bytes
     retain: bool
 
+    @property
+    def body(self) -> bytes:
+        """The body of a signed frame (contract.py: header line, MAC line, body), NOT verified; a payload that is
+        no frame (Home Assistant discovery) as it is."""
+        parts = self.payload.split(b"\n", 2)
+        return parts[2] if len(parts) == 3 and len(parts[1]) == 64 else self.payload
+
     def json(self) -> Any:
-        return json.loads(self.payload)
+        return json.loads(self.body)
 
 
 class Recorder:
@@ -133,9 +141,12 @@ class Recorder:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def publish(self, topic: str, payload: Any) -> None:
+    def publish(self, topic: str, payload: Any, *, signer: Sender | None = None, retain: bool = False) -> None:
+        """Publish as is, or signed as `signer` (the engine's key: what Home Assistant sends)."""
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.client.publish(topic, data, qos=1).wait_for_publish(5)
+        if signer is not None:
+            data = signer.sign(topic, data)
+        self.client.publish(topic, data, qos=1, retain=retain).wait_for_publish(5)
 
     def on(self, topic: str) -> list[Message]:
         with self._lock:
@@ -156,11 +167,11 @@ class Recorder:
 
 
 def retained(broker: Broker, pattern: str, settle_s: float = 1.0) -> dict[str, bytes]:
-    """What a fresh subscriber gets right away: the broker's retained messages under `pattern`."""
+    """What a fresh subscriber gets right away: the broker's retained messages under `pattern` (their bodies)."""
     rec = Recorder(broker, (pattern,))
     try:
         time.sleep(settle_s)
-        return {m.topic: m.payload for m in rec.messages if m.retain}
+        return {m.topic: m.body for m in rec.messages if m.retain}
     finally:
         rec.close()
 

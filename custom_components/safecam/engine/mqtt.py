@@ -16,12 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..contract import (
+    COMMAND_MAX_AGE_S,
     COMMANDS,
     EVENT_TYPES,
     OFFLINE,
     ONLINE,
+    MessageRejected,
+    RejectLog,
+    ReplayGuard,
+    Signer,
     Topics,
     encode,
+    json_body,
+    open_signed,
 )
 from .config import SceneConfig
 from .sources import redact_url
@@ -64,12 +71,20 @@ def _object_id(text: str, taken: set[str]) -> str:
     return out
 
 
+# A signed frame's body in an HA template: header line, MAC line, body.
+UNFRAME = "{{ value.split('\\n', 2)[2] }}"
+UNFRAME_JSON = "{% set value_json = value.split('\\n', 2)[2] | from_json %}"
+
+
 def discovery_payload(
     topics: Topics, *, engine_id: str, camera: str, name: str, scene: SceneConfig, version: str
 ) -> tuple[str, dict[str, Any]]:
     """Home Assistant MQTT device discovery for one camera: the embedded integration's entity set.
 
     Returns (topic suffix "device/<id>/config", payload); the caller prefixes the discovery prefix.
+    Messages are signed frames (contract.py): the templates read the body after the header and MAC lines.
+    HA's MQTT integration cannot check the MAC, so these entities trust the broker; the integration's remote
+    mode checks it. No camera entity: that platform shows the payload bytes as they are, frame and all.
     """
     device_id = f"safecam_{engine_id}_{camera}".replace("-", "_")
     state_topic = topics.state(camera)
@@ -99,8 +114,8 @@ def discovery_payload(
             "name": "Safety event",
             "stat_t": topics.event(camera),
             "evt_typ": list(EVENT_TYPES),
+            "val_tpl": UNFRAME,
         },
-        "camera": {"p": "camera", "name": "Anonymized view", "t": topics.snapshot(camera)},
     }
     taken = set(cmps)
     for zone in scene.zones:
@@ -142,10 +157,13 @@ def discovery_payload(
             }
     for oid, cmp in cmps.items():
         cmp["uniq_id"] = f"{device_id}_{oid}"
+        if "val_tpl" in cmp and cmp["p"] != "event":
+            cmp["val_tpl"] = UNFRAME_JSON + cmp["val_tpl"]
     payload = {
         "dev": {"ids": [device_id], "name": name, "mf": "safecam", "mdl": "safecam engine", "sw": version},
         "o": {"name": "safecam", "sw": version},
         "avty_t": topics.availability,
+        "avty_tpl": UNFRAME,
         "stat_t": state_topic,
         "qos": 1,
         "cmps": cmps,
@@ -191,11 +209,17 @@ class MqttBridge:
     All methods run on the asyncio loop; workers reach it through `loop.call_soon_threadsafe`.
     """
 
-    def __init__(self, settings: MqttSettings, engine_id: str, *, on_command: CommandHandler | None = None) -> None:
+    def __init__(
+        self, settings: MqttSettings, engine_id: str, signer: Signer, *, on_command: CommandHandler | None = None
+    ) -> None:
         self.settings = settings
         self.engine_id = engine_id
         self.topics = Topics(settings.topic_prefix, engine_id)
+        self.signer = signer  # every message out is signed with the pairing key; commands in must be too
+        self._commands_seen = ReplayGuard()
+        self._refused = RejectLog(_LOGGER, "safecam mqtt")
         self._on_command = on_command
+        self._online: bytes = b""  # this connection's signed "online" (its last will is signed right after it)
         self._retained: dict[str, tuple[bytes, int]] = {}  # topic -> (payload, qos): the engine's current picture
         self._dirty: dict[str, None] = {}  # retained topics not yet published on this connection (ordered set)
         self._layout: set[str] = set()
@@ -213,12 +237,13 @@ class MqttBridge:
         return self._connected
 
     # ---- what to publish ------------------------------------------------------------------------
-    def set_retained(self, topic: str, payload: bytes, qos: int = 0, *, layout: bool = False) -> None:
+    def set_retained(self, topic: str, payload: bytes, qos: int = 0, *, layout: bool = False, sign: bool = True) -> None:
         """The current value of a retained topic: published now (when connected) and after every reconnect.
 
         layout=True (engine info, camera config, discovery): published before any state of the same flush.
+        sign=False only for Home Assistant MQTT discovery, which that integration reads as plain JSON.
         """
-        self._retained[topic] = (payload, qos)
+        self._retained[topic] = (self.signer.sign(topic, payload) if sign else payload, qos)
         if layout:
             self._layout.add(topic)
         self._dirty[topic] = None
@@ -232,7 +257,9 @@ class MqttBridge:
             self._snapshot_bytes -= len(dropped.snapshot or b"")
             self.events_dropped += 1
             _LOGGER.warning("safecam mqtt: event queue full (%d), dropped the oldest event", self.settings.max_queued_events)
-        self._events.append(_QueuedEvent(topic, payload, snapshot_topic, snapshot))
+        if snapshot is not None and snapshot_topic is not None:
+            snapshot = self.signer.sign(snapshot_topic, snapshot)  # signed before the event: its seq is lower
+        self._events.append(_QueuedEvent(topic, self.signer.sign(topic, payload), snapshot_topic, snapshot))
         self._snapshot_bytes += len(snapshot or b"")
         for item in self._events:
             if self._snapshot_bytes <= self.settings.max_queued_snapshot_bytes:
@@ -251,6 +278,10 @@ class MqttBridge:
         import aiomqtt
 
         s = self.settings
+        # "online" gets its number before the will's: the broker sends the will only after this connection's
+        # "online", and a receiver takes availability in (boot, seq) order.
+        self._online = self.signer.sign(self.topics.availability, ONLINE)
+        will = self.signer.sign(self.topics.availability, OFFLINE)
         tls_context = None
         if s.tls:
             tls_context = ssl.create_default_context(cafile=s.ca_certs)
@@ -263,7 +294,7 @@ class MqttBridge:
             username=s.username or None,
             password=s.password or None,
             identifier=f"safecam-{self.engine_id}",
-            will=aiomqtt.Will(self.topics.availability, OFFLINE, qos=1, retain=True),
+            will=aiomqtt.Will(self.topics.availability, will, qos=1, retain=True),
             keepalive=s.keepalive,
             tls_context=tls_context,
             timeout=10,
@@ -315,13 +346,14 @@ class MqttBridge:
         await client.subscribe(self.topics.commands, qos=1)
         receiver = asyncio.create_task(self._receive(client), name="safecam-mqtt-receive")
         try:
-            await self._guard(client.publish(self.topics.availability, ONLINE, qos=1, retain=True), receiver)
+            await self._guard(client.publish(self.topics.availability, self._online, qos=1, retain=True), receiver)
             self._dirty = dict.fromkeys(self._retained)  # the broker may have lost them: publish all again
             while True:
                 self._wake.clear()
                 await self._flush(client, receiver)
                 if self._closing:
-                    await self._guard(client.publish(self.topics.availability, OFFLINE, qos=1, retain=True), receiver)
+                    offline = self.signer.sign(self.topics.availability, OFFLINE)
+                    await self._guard(client.publish(self.topics.availability, offline, qos=1, retain=True), receiver)
                     return
                 if not self._events and not self._dirty and not self._results:
                     waiter = asyncio.create_task(self._wake.wait())
@@ -392,21 +424,27 @@ class MqttBridge:
                 continue
             camera, command = parsed
             raw = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload or "").encode()
-            result = self._run_command(camera, command, bytes(raw))
+            try:
+                # A retained command would run again at every reconnect; an unsigned, forged, replayed or
+                # stale one is not Home Assistant's. None of them gets a result (nothing to tell a forger).
+                if message.retain:
+                    raise MessageRejected("retained (a command is never kept by the broker)")
+                signed = open_signed(self.signer.key, topic, bytes(raw))
+                if not self._commands_seen.admit(signed, max_age_s=COMMAND_MAX_AGE_S):
+                    continue  # QoS 1 delivered it twice: it ran once
+                data = json_body(signed)
+            except MessageRejected as err:
+                self._refused(topic, str(err))
+                continue
+            result = self._run_command(camera, command, data)
             # Sent by the flush after what the command changed (state, layout): a result means "it is out".
-            self._results.append((self.topics.command_result(camera), encode(result)))
+            result_topic = self.topics.command_result(camera)
+            self._results.append((result_topic, self.signer.sign(result_topic, encode(result))))
             self._wake.set()
 
-    def _run_command(self, camera: str, command: str, raw: bytes) -> dict[str, Any]:
-        request_id: Any = None
+    def _run_command(self, camera: str, command: str, data: dict[str, Any]) -> dict[str, Any]:
+        request_id: Any = data.get("id")
         try:
-            try:
-                data = json.loads(raw) if raw.strip() else {}
-            except (ValueError, UnicodeDecodeError):
-                raise CommandError("payload is not JSON") from None
-            if not isinstance(data, dict):
-                raise CommandError("payload must be a JSON object")
-            request_id = data.get("id")
             if command not in COMMANDS:
                 raise CommandError(f"unknown command '{command[:40]}' (known: {', '.join(COMMANDS)})")
             if self._on_command is None:

@@ -18,6 +18,7 @@ Config file (YAML; unknown keys are errors, every error is one line naming the k
     model_dir: null
     threads: null                         # inference threads per camera (null: 1 with OpenVINO, else the runtime's default)
     state_file: null                      # e.g. /data/state.json
+    pairing_key: null                     # the key Home Assistant pairs with (null: made once, kept next to the state file)
     state_interval_s: 10                  # unchanged states are re-published this often
     snapshot_interval_s: 30               # anonymized snapshot to MQTT (0: off)
     log_level: info
@@ -50,9 +51,13 @@ from ..contract import (
     RESERVED_CAMERA_IDS,
     CameraState,
     SafetyEvent,
+    Signer,
     config_payload,
     encode,
     event_payload,
+    format_pairing_key,
+    new_pairing_key,
+    parse_pairing_key,
     state_payload,
 )
 from .anonymize import DEFAULT_MODE
@@ -104,6 +109,7 @@ class ServeConfig:
     model_dir: str | None = None
     threads: int | None = None
     state_file: str | None = None
+    pairing_key: bytes | None = field(default=None, repr=False)  # None: made once, kept next to the state file
     state_interval_s: float = 10.0
     snapshot_interval_s: float = 30.0
     log_level: str = "info"
@@ -243,7 +249,7 @@ def parse_serve_config(data: object) -> ServeConfig:
     """Validate a serve config mapping; raise ConfigError (one line) on the first problem."""
     allowed = {
         "engine_id", "mqtt", "http", "cameras", "provider", "model_dir", "threads", "state_file",
-        "state_interval_s", "snapshot_interval_s", "log_level",
+        "state_interval_s", "snapshot_interval_s", "log_level", "pairing_key",
     }  # fmt: skip
     d = _mapping(data, "config", allowed)
     engine_id = _str(d, "engine_id", "config", required=True) or ""
@@ -262,6 +268,11 @@ def parse_serve_config(data: object) -> ServeConfig:
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"config.log_level: '{log_level}' is not one of {', '.join(LOG_LEVELS)}")
     threads = d.get("threads")
+    key_text = _str(d, "pairing_key", "config")
+    try:
+        pairing_key = None if key_text is None else parse_pairing_key(key_text)
+    except ValueError as err:
+        raise ConfigError(f"config.pairing_key: {err}") from None
     return ServeConfig(
         engine_id=engine_id,
         mqtt=_parse_mqtt(d["mqtt"]),
@@ -271,6 +282,7 @@ def parse_serve_config(data: object) -> ServeConfig:
         model_dir=_str(d, "model_dir", "config"),
         threads=None if threads is None else int(_num(d, "threads", "config", 1, 1, 256, integer=True)),
         state_file=_str(d, "state_file", "config"),
+        pairing_key=pairing_key,
         state_interval_s=float(_num(d, "state_interval_s", "config", 10.0, 0.1, 3600.0)),
         snapshot_interval_s=float(_num(d, "snapshot_interval_s", "config", 30.0, 0.0, 86400.0)),
         log_level=log_level,
@@ -313,6 +325,29 @@ class StateStore:
             os.replace(tmp, self.path)  # atomic: a crash leaves the old or the new file, never half of one
         except OSError as err:
             _LOGGER.warning("safecam serve: cannot write state file %s (%s)", self.path, err.strerror)
+
+
+def pairing_key(config: ServeConfig) -> bytes:
+    """The key Home Assistant pairs with: the config's, else the one kept in the state file's folder (the
+    add-on's /data), made at first start. Without a state file a new key is made at every start."""
+    if config.pairing_key is not None:
+        return config.pairing_key
+    if config.state_file is None:
+        _LOGGER.warning("safecam serve: no state_file and no pairing_key: a new pairing key at every start")
+        return new_pairing_key()
+    path = Path(config.state_file).parent / "pairing_key"
+    try:
+        return parse_pairing_key(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"pairing key file {path}: unreadable ({type(err).__name__}); delete it to make a new key") from None
+    key = new_pairing_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not even briefly
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(format_pairing_key(key) + "\n")
+    return key
 
 
 # ---- one camera -----------------------------------------------------------------------------------
@@ -453,7 +488,7 @@ class CameraService:
             for oid, old in self._discovery_cmps.items():
                 cmps.setdefault(oid, {"p": old["p"]})
             self._discovery_cmps = {k: v for k, v in cmps.items() if len(v) > 1}
-            self.engine.bridge.set_retained(f"{prefix}/{suffix}", encode(payload), 1, layout=True)
+            self.engine.bridge.set_retained(f"{prefix}/{suffix}", encode(payload), 1, layout=True, sign=False)
 
     async def jpeg(self) -> bytes:
         """The anonymized picture (rendered on request, a few ms: off the event loop) or the placeholder."""
@@ -609,10 +644,11 @@ class StreamServer:
             for c in self.engine.cameras.values()
         )
         title = f"safecam {html.escape(self.engine.config.engine_id)}"
+        key = format_pairing_key(self.engine.signer.key)  # (only for an authorized viewer: this page is behind the token)
         return (
             f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
             "<style>body{font-family:sans-serif;margin:1em}img{max-width:100%}figure{display:inline-block;max-width:48%}</style>"
-            f"</head><body><h1>{title}</h1>{items}</body></html>"
+            f"</head><body><h1>{title}</h1><p>Pairing key for Home Assistant: <code>{key}</code></p>{items}</body></html>"
         ).encode()
 
     async def _stream(self, writer: asyncio.StreamWriter, camera: CameraService) -> None:
@@ -654,7 +690,8 @@ class EngineService:
         self.boot = int(time.time())
         self.started = time.time()
         self.store = StateStore(config.state_file)
-        self.bridge = MqttBridge(config.mqtt, config.engine_id, on_command=self._command)
+        self.signer = Signer(pairing_key(config), self.boot)
+        self.bridge = MqttBridge(config.mqtt, config.engine_id, self.signer, on_command=self._command)
         self.cameras: dict[str, CameraService] = {}
         self.http: StreamServer | None = None
         self._placeholder: bytes | None = None
@@ -716,6 +753,11 @@ class EngineService:
         if self.config.http is not None:
             self.http = StreamServer(self.config.http, self)
             await self.http.start()
+        # The one place the key is shown (and the engine's HTTP page): what the user types into Home Assistant.
+        _LOGGER.warning(
+            "safecam serve: pairing key of engine %s (type it into Home Assistant when adding its cameras): %s",
+            self.config.engine_id, format_pairing_key(self.signer.key),
+        )  # fmt: skip
         self._publish_info()
         for camera in self.cameras.values():
             camera.publish_layout()
