@@ -328,8 +328,15 @@ class ReplayGuard:
         self._order: dict[str, tuple[int, int]] = {}
 
     def admit(self, msg: Signed, *, max_age_s: float | None = None) -> bool:
-        """True: take it. False: the very message last taken on its topic, again (a retained one re-delivered
-        after a reconnect): nothing to do. MessageRejected: refuse it."""
+        """`check`, then `commit`."""
+        if not self.check(msg, max_age_s=max_age_s):
+            return False
+        self.commit(msg)
+        return True
+
+    def check(self, msg: Signed, *, max_age_s: float | None = None) -> bool:
+        """True: new, may be taken. False: the very message last taken on its topic, again (a retained one
+        re-delivered after a reconnect): nothing to do. MessageRejected: refuse it."""
         now = time.time()
         if msg.boot > now + CLOCK_SKEW_S or msg.ts > now + CLOCK_SKEW_S:
             raise MessageRejected("from the future (boot or timestamp)")
@@ -342,9 +349,12 @@ class ReplayGuard:
             return False
         if (msg.boot, msg.seq) < last:
             raise MessageRejected("replayed (sequence number not growing)")
-        self._order[msg.topic] = (msg.boot, msg.seq)
-        self.newest_boot = msg.boot
         return True
+
+    def commit(self, msg: Signed) -> None:
+        """Taken (after its body was found valid: a signed but unreadable message moves nothing on)."""
+        self._order[msg.topic] = (msg.boot, msg.seq)
+        self.newest_boot = max(self.newest_boot, msg.boot)
 
     def order(self, topic: str) -> tuple[int, int] | None:
         return self._order.get(topic)

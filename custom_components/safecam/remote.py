@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from homeassistant.const import Platform
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -55,6 +55,7 @@ from .const import (
 )
 from .contract import (
     MAX_JPEG_BYTES,
+    MAX_JSON_BYTES,
     ONLINE,
     MessageRejected,
     RejectLog,
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
     from homeassistant.components.mqtt import ReceiveMessage
 
 _LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
 SCAN_TIMEOUT_S = 3.0  # how long the config flow listens for engines (their topics are retained: they come at once)
 SEEN_EVENT_IDS = 500  # event ids remembered for deduplication (QoS 1 delivers at least once)
 # Home Assistant as a sender of commands: one boot (this process's start) and one growing sequence for every
@@ -342,12 +344,16 @@ class RemoteRuntime(SafecamRuntime):
         await _mqtt().async_publish(self.hass, topic, body, 1, False, None)
 
     # ---- messages in: every one verified (signature, order), then validated; a refused one changes nothing ----
-    def _take(self, msg: ReceiveMessage, max_body: int | None = None) -> Signed | None:
-        """The verified message, None for the one last taken on its topic again (a retained re-delivery), or
-        MessageRejected (the handler's guard logs it)."""
-        payload = msg.payload if isinstance(msg.payload, bytes | bytearray) else str(msg.payload).encode()
-        signed = open_signed(self._signer.key, msg.topic, payload, **({} if max_body is None else {"max_body": max_body}))
-        return signed if self._seen.admit(signed) else None
+    def _take(self, msg: ReceiveMessage, read: Callable[[Signed], _T], max_body: int = MAX_JSON_BYTES) -> _T | None:
+        """What `read` makes of the verified message's body; None for the one last taken on its topic again (a
+        retained re-delivery); MessageRejected (the handler's guard logs it) for anything else. Only a message
+        that `read` accepts moves the order on."""
+        signed = open_signed(self._signer.key, msg.topic, _bytes(msg.payload), max_body=max_body)
+        if not self._seen.check(signed):
+            return None
+        value = read(signed)
+        self._seen.commit(signed)
+        return value
 
     # ---- messages (event loop, in broker order) ----------------------------------------------
     @callback
@@ -359,26 +365,24 @@ class RemoteRuntime(SafecamRuntime):
 
     @_guarded
     def _on_availability(self, msg: ReceiveMessage) -> None:
-        if (signed := self._take(msg, 16)) is None:
+        if (body := self._take(msg, lambda m: m.body, 16)) is None:
             return
-        self._engine_online = signed.body == ONLINE.encode()
+        self._engine_online = body == ONLINE.encode()
         if not self._engine_online:
             _LOGGER.info("safecam remote: engine %s is offline", self.engine_id)
         self._set_available()
 
     @_guarded
     def _on_info(self, msg: ReceiveMessage) -> None:
-        if (signed := self._take(msg)) is None:
+        if (info := self._take(msg, lambda m: valid_info(json_body(m)))) is None:
             return
-        info = valid_info(json_body(signed))
         self._listed = self.camera_id in info.get("cameras", [])
         self._set_available()
 
     @_guarded
     def _on_config(self, msg: ReceiveMessage) -> None:
-        if self._closed or (signed := self._take(msg)) is None:
+        if self._closed or (config := self._take(msg, lambda m: valid_config(json_body(m)))) is None:
             return
-        config = valid_config(json_body(signed))
         if config["camera"] != self.camera_id:
             raise MessageRejected("another camera's layout")
         try:
@@ -406,9 +410,8 @@ class RemoteRuntime(SafecamRuntime):
     @_guarded
     def _on_state(self, msg: ReceiveMessage) -> None:
         # (boot, seq) grow per topic (`_take`): a replayed retained state never moves a counter back.
-        if self._closed or (signed := self._take(msg)) is None:
+        if self._closed or (payload := self._take(msg, lambda m: valid_state(json_body(m)))) is None:
             return
-        payload = valid_state(json_body(signed))
         if payload["camera"] != self.camera_id:
             raise MessageRejected("another camera's state")
         # Named like an embedded camera's state and events (the entry title, not the engine's camera id).
@@ -421,20 +424,19 @@ class RemoteRuntime(SafecamRuntime):
 
     @_guarded
     def _on_event_snapshot(self, msg: ReceiveMessage) -> None:
-        if (signed := self._take(msg, MAX_JPEG_BYTES)) is not None:
-            self._event_jpeg = jpeg_body(signed)
+        if (jpeg := self._take(msg, jpeg_body, MAX_JPEG_BYTES)) is not None:
+            self._event_jpeg = jpeg
 
     @_guarded
     def _on_snapshot(self, msg: ReceiveMessage) -> None:
         # Only a signed picture is shown: the engine's, anonymized (a raw frame from anyone else never is).
-        if (signed := self._take(msg, MAX_JPEG_BYTES)) is not None:
-            self._jpeg = jpeg_body(signed)
+        if (jpeg := self._take(msg, jpeg_body, MAX_JPEG_BYTES)) is not None:
+            self._jpeg = jpeg
 
     @_guarded
     def _on_event(self, msg: ReceiveMessage) -> None:
-        if self._closed or msg.retain or (signed := self._take(msg)) is None:
+        if self._closed or msg.retain or (payload := self._take(msg, lambda m: valid_event(json_body(m)))) is None:
             return
-        payload = valid_event(json_body(signed))
         event_id = payload["id"]
         if event_id in self._seen_events:
             return
@@ -450,9 +452,8 @@ class RemoteRuntime(SafecamRuntime):
 
     @_guarded
     def _on_command_result(self, msg: ReceiveMessage) -> None:
-        if (signed := self._take(msg)) is None:
+        if (result := self._take(msg, lambda m: valid_command_result(json_body(m)))) is None:
             return
-        result = valid_command_result(json_body(signed))
         if (command := self._pending.pop(str(result.get("id")), None)) is None:
             return  # another client's command
         if result["ok"]:

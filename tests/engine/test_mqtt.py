@@ -244,10 +244,10 @@ async def test_discovery_passes_home_assistants_own_mqtt_schemas(hass):
     schemas = {"camera": camera.DISCOVERY_SCHEMA, "sensor": sensor.DISCOVERY_SCHEMA}
     schemas |= {"binary_sensor": binary_sensor.DISCOVERY_SCHEMA, "event": event.DISCOVERY_SCHEMA}
     platforms = []
-    for component in device["components"].values():
+    for component in expanded["components"].values():  # (HA merges the shared options from the raw payload)
         config = dict(component)
         platforms.append(config.pop("platform"))
-        discovery._merge_common_device_options(config, device)  # type: ignore[arg-type]
+        discovery._merge_common_device_options(config, expanded)  # type: ignore[arg-type]
         schemas[platforms[-1]](config | {"device": device["device"]})
     assert platforms.count("binary_sensor") == 4  # connected, 2 occupied, 1 intruded (danger zone only)
     assert platforms.count("sensor") == 6  # people, analysis rate, 2 zone people, entries, exits

@@ -30,6 +30,7 @@ from custom_components.safecam.const import (
     CONF_CAMERA_ID,
     CONF_ENGINE_ID,
     CONF_FPS,
+    CONF_PAIRING_KEY,
     CONF_SCENE,
     CONF_SOURCE_TYPE,
     CONF_TOPIC_PREFIX,
@@ -39,6 +40,7 @@ from custom_components.safecam.const import (
 )
 from custom_components.safecam.contract import Topics
 from custom_components.safecam.remote import RemoteRuntime
+from tests.servers.frames import Sender
 from tests.servers.mosquitto import Broker, EngineProcess, Recorder, mosquitto_missing
 
 from .conftest import SCENE, number_of, setup_loaded, state_of, unload, wait_for
@@ -48,6 +50,10 @@ pytestmark = [
     pytest.mark.skipif(mosquitto_missing() is not None, reason=str(mosquitto_missing())),
 ]
 
+# The engines' pairing keys (their configs); what the user types into the config flow.
+KEY_A = "AEBA-GBAF-AYDQ-QCIK-BMGA-2DQP-CAIR-EEYU"
+KEY_B = "MFRG-GZDF-MZTW-Q2LK-NNWG-23TO-OBYX-E4TT"
+KEYS = {"a": KEY_A, "b": KEY_B}
 STREET_SCENE = {"zones": [{"name": "pavement", "kind": "area", "polygon": [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]}]}
 
 
@@ -64,6 +70,7 @@ class Site:
             "mqtt": mqtt_cfg,
             "cameras": [{"id": "campus", "name": "Campus", "url": str(peds / "tud_campus.mp4"), "fps": 5, "scene": SCENE}],
             "state_file": str(root / "a" / "state.json"),
+            "pairing_key": KEY_A,
             **common,
         }
         config_b = {
@@ -71,6 +78,7 @@ class Site:
             "mqtt": mqtt_cfg,
             "cameras": [{"id": "street", "name": "Street", "url": str(peds / "tud_stadtmitte.mp4"), "fps": 2}],
             "state_file": str(root / "b" / "state.json"),
+            "pairing_key": KEY_B,
             **common,
         }
         self.a = EngineProcess(root / "a", self.config_a)
@@ -138,10 +146,13 @@ async def _setup_mqtt(hass: HomeAssistant, broker: Broker) -> MockConfigEntry:
     return entry
 
 
-async def _add_remote(hass: HomeAssistant, engine: str, camera: str, title: str, expect: str | None) -> MockConfigEntry:
-    """A remote camera entry as an older version or a restore would hold it: no layout yet. The engine's retained
-    layout arrives, is mirrored into the options and the entry reloads with its entities (`expect`: one of them)."""
+async def _add_remote(
+    hass: HomeAssistant, engine: str, camera: str, title: str, expect: str | None, key: str | None = None
+) -> MockConfigEntry:
+    """A remote camera entry as a restore would hold it: no layout yet. The engine's retained layout arrives, is
+    mirrored into the options and the entry reloads with its entities (`expect`: one of them)."""
     data = {CONF_SOURCE_TYPE: SOURCE_MQTT, CONF_ENGINE_ID: engine, CONF_CAMERA_ID: camera, CONF_TOPIC_PREFIX: "safecam"}
+    data[CONF_PAIRING_KEY] = key or KEYS[engine]
     entry = MockConfigEntry(domain=DOMAIN, title=title, unique_id=f"mqtt_{engine}_{camera}", data=data, options={})
     entry.add_to_hass(hass)
     await setup_loaded(hass, entry)
@@ -223,8 +234,17 @@ async def test_remote_cameras_of_two_engines_have_the_embedded_entities_and_the_
         assert result["type"] is FlowResultType.FORM and result["step_id"] == "remote"
         options = result["data_schema"].schema[CONF_CAMERA_ID].config["options"]
         assert {o["value"] for o in options} == {"mqtt_a_campus", "mqtt_b_street"} - {e.unique_id for e in added.values()}
-        result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_CAMERA_ID: options[0]["value"]})
-        assert result["type"] is FlowResultType.CREATE_ENTRY
+        picked = options[0]["value"]
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_CAMERA_ID: picked})
+        # The engine's pairing key, checked against its signed retained info and layout before anything is kept.
+        assert result["type"] is FlowResultType.FORM and result["step_id"] == "remote_key"
+        engine, other = ("a", "b") if picked == "mqtt_a_campus" else ("b", "a")
+        for wrong, error in (("hello", "invalid_pairing_key"), (KEYS[other], "wrong_pairing_key")):
+            result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PAIRING_KEY: wrong})
+            assert result["type"] is FlowResultType.FORM and result["errors"] == {"base": error}
+        typed = KEYS[engine].lower().replace("-", " ")  # as a person may type it
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PAIRING_KEY: typed})
+        assert result["type"] is FlowResultType.CREATE_ENTRY and result["data"][CONF_PAIRING_KEY] == KEYS[engine]
         entry = hass.config_entries.async_get_entry(result["result"].entry_id)
         assert entry is not None
         added[entry.data[CONF_CAMERA_ID]] = entry  # type: ignore[assignment]
@@ -395,6 +415,189 @@ async def test_an_engine_on_the_broker_is_discovered(hass: HomeAssistant, site: 
     )
     assert flow["context"]["source"] == "mqtt" and flow["step_id"] == "remote"
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_CAMERA_ID: "mqtt_b_street"})
+    assert result["type"] is FlowResultType.FORM and result["step_id"] == "remote_key"
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_PAIRING_KEY: KEY_B})
     assert result["type"] is FlowResultType.CREATE_ENTRY and result["title"] == "Street"
     await hass.async_block_till_done()
     await unload(hass, result["result"])
+
+
+# ---- the broker attacks of issue 17: each was reproduced against the code before messages were signed ----------
+
+
+def _forged_state(site: Site, **changes: Any) -> bytes:
+    """Engine a's latest state with `changes`: what someone on the broker publishes in its name."""
+    state = site.latest(site.ta.state("campus"))
+    assert state is not None
+    return json.dumps({**state, **changes}).encode()
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if "refused a message" in r.getMessage())
+
+
+async def _campus(hass: HomeAssistant, site: Site) -> tuple[MockConfigEntry, dict[str, str]]:
+    campus = await _add_remote(hass, "a", "campus", "Campus", "zone_walkway_people")
+    ids = _entity_ids(hass, campus)
+    await _wait_equal(hass, site, ids)
+    return campus, ids
+
+
+async def test_attack_retained_forged_state_with_a_far_boot_is_refused(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was: a retained state with boot 4102444800 and in 999999 showed 999999 and locked the real engine out."""
+    _campus_entry, ids = await _campus(hass, site)
+    topic = site.ta.state("campus")
+    body = _forged_state(site, boot=4102444800, seq=10**9, gates={"middle": {"in": 999999, "out": 0, "net": 999999}})
+    forgeries = {
+        "unsigned": body,
+        "signed with another key": Sender(KEY_B, boot=4102444800).sign(topic, body),
+        "the right key, a boot in the future": Sender(KEY_A, boot=4102444800).sign(topic, body),
+    }
+    for payload in forgeries.values():
+        site.sub.publish(topic, payload, retain=True)
+    for _ in range(20):
+        assert number_of(hass, ids["gate_middle_in"]) < 999999
+        await asyncio.sleep(0.1)
+    refusals = _refusals(caplog)
+    for reason in ("unsigned", "signed with another pairing key", "from the future"):
+        assert reason in refusals
+    assert b"999999" not in refusals.encode()  # rejections never echo the payload
+    await _wait_equal(hass, site, ids)  # the engine's own states are still taken
+
+
+async def test_attack_nan_and_malformed_numbers_keep_the_last_good_state(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was: a "NaN" count left the entities unavailable; boot Infinity, deeply nested JSON or "in": "NaN" raised
+    in the state callback. Now refused (unsigned, or signed but invalid), nothing raised, the last good state shown."""
+    _campus_entry, ids = await _campus(hass, site)
+    topic = site.ta.state("campus")
+    boot = site.latest(topic)["boot"]  # type: ignore[index]
+    bodies = [
+        _forged_state(site, people="NaN"),
+        _forged_state(site, gates={"middle": {"in": "NaN", "out": 0, "net": 0}}),
+        _forged_state(site).replace(b'"boot":', b'"boot": Infinity, "was":', 1),
+        _forged_state(site, people=-5),
+        b'{"camera": "campus", "zones": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ]
+    signed = Sender(KEY_A, boot=boot)  # a message that passes the MAC must still be valid: the body is checked
+    for body in bodies:
+        site.sub.publish(topic, body, retain=True)
+        site.sub.publish(topic, signed.sign(topic, body, seq=10**12), retain=True)
+    for _ in range(20):
+        assert all(state_of(hass, ids[k]) not in (None, STATE_UNAVAILABLE) for k in ("people", "gate_middle_in"))
+        await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") and "safecam" in r.name]
+    assert "invalid state" in _refusals(caplog) and "not JSON" in _refusals(caplog)
+    await _wait_equal(hass, site, ids)  # the invalid signed ones moved the order on by nothing
+
+
+async def test_attack_a_raw_jpeg_on_the_snapshot_topic_is_never_shown(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, shared_data: Path
+) -> None:
+    """Was: any JPEG published to .../snapshot was served by camera_proxy as the "anonymized view"."""
+    import cv2
+
+    campus, _ids = await _campus(hass, site)
+    runtime = campus.runtime_data
+    capture = cv2.VideoCapture(str(shared_data / "pedestrians" / "tud_campus.mp4"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    raw = cv2.imencode(".jpg", frame)[1].tobytes()  # a raw, un-anonymized frame
+    topic = site.ta.snapshot("campus")
+    site.sub.publish(topic, raw, retain=True)
+    site.sub.publish(topic, Sender(KEY_B).sign(topic, raw), retain=True)
+    for _ in range(30):
+        assert runtime.snapshot_jpeg() != raw
+        await asyncio.sleep(0.1)
+    await wait_for(hass, lambda: runtime.snapshot_jpeg() in {m.body for m in site.sub.on(topic)}, 10, "the engine's picture")
+
+
+async def test_attack_a_fake_engine_on_the_broker_makes_no_discovery_flow(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry
+) -> None:
+    """Was: a retained fake safecam/evil/info (and a layout) produced a discovery flow that added a camera."""
+    info = {"contract": 1, "engine_id": "evil", "version": "0", "boot": 1, "started": 1, "cameras": ["cam"], "http": None}
+    config = {"contract": 1, "camera": "cam", "name": "Evil", "fps": 5, "anonymization": "full_frame", "scene": {}}
+    topics = Topics("safecam", "evil")
+    try:
+        site.sub.publish(topics.info, info, retain=True)
+        site.sub.publish(topics.config("cam"), config, retain=True)
+        await asyncio.sleep(3)
+        flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        assert "mqtt_engine_evil" not in {f["context"].get("unique_id") for f in flows}
+
+        # Framed and signed with the forger's own key: a card can appear, but the key of a real engine is refused.
+        evil = Sender("NBSW-Y3DP-EB3W-64TM-MQQG-S3TF-MVXW-Y2LF")
+        site.sub.publish(topics.config("cam"), evil.sign(topics.config("cam"), json.dumps(config).encode()), retain=True)
+        site.sub.publish(topics.info, evil.sign(topics.info, json.dumps({**info, "contract": 2}).encode()), retain=True)
+        await wait_for(
+            hass,
+            lambda: "mqtt_engine_evil"
+            in {f["context"].get("unique_id") for f in hass.config_entries.flow.async_progress_by_handler(DOMAIN)},
+            20,
+            "the framed announcement's flow",
+        )
+        flow = next(
+            f
+            for f in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+            if f["context"].get("unique_id") == "mqtt_engine_evil"
+        )
+        result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_CAMERA_ID: "mqtt_evil_cam"})
+        assert result["step_id"] == "remote_key"
+        for key in (KEY_A, KEY_B):
+            result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_PAIRING_KEY: key})
+            assert result["type"] is FlowResultType.FORM and result["errors"] == {"base": "wrong_pairing_key"}
+        assert not [e for e in hass.config_entries.async_entries(DOMAIN) if e.data.get(CONF_ENGINE_ID) == "evil"]
+        hass.config_entries.flow.async_abort(flow["flow_id"])
+    finally:
+        for topic in (topics.info, topics.config("cam")):
+            site.sub.publish(topic, b"", retain=True)
+
+
+async def test_a_captured_genuine_message_played_back_is_refused(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    _campus_entry, ids = await _campus(hass, site)
+    topic = site.ta.state("campus")
+    captured = site.sub.on(topic)[-6].payload  # the engine's own, signed, some states ago
+    await asyncio.sleep(1)
+    site.sub.publish(topic, captured, retain=True)
+    await wait_for(hass, lambda: "replayed" in _refusals(caplog), 10, "the played-back state to be refused")
+    await _wait_equal(hass, site, ids)
+
+
+async def test_a_camera_paired_with_another_key_takes_nothing(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = {CONF_SOURCE_TYPE: SOURCE_MQTT, CONF_ENGINE_ID: "a", CONF_CAMERA_ID: "campus", CONF_TOPIC_PREFIX: "safecam"}
+    entry = MockConfigEntry(domain=DOMAIN, title="Campus", unique_id="mqtt_a_campus", data={**data, CONF_PAIRING_KEY: KEY_B})
+    entry.add_to_hass(hass)
+    await setup_loaded(hass, entry)
+    await wait_for(hass, lambda: "signed with another pairing key" in _refusals(caplog), 10, "the refusal")
+    runtime = entry.runtime_data
+    assert isinstance(runtime, RemoteRuntime) and runtime.state is None and not runtime.available
+    assert runtime.engine_settings is None
+    await unload(hass, entry)
+
+
+async def test_a_remote_camera_without_a_key_asks_for_it(hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry) -> None:
+    """An entry from before messages were signed: setup fails with auth, the reauth flow takes the engine's key."""
+    data = {CONF_SOURCE_TYPE: SOURCE_MQTT, CONF_ENGINE_ID: "a", CONF_CAMERA_ID: "campus", CONF_TOPIC_PREFIX: "safecam"}
+    entry = MockConfigEntry(domain=DOMAIN, title="Campus", unique_id="mqtt_a_campus", data=data)
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = [f for f in hass.config_entries.flow.async_progress_by_handler(DOMAIN) if f["context"]["source"] == "reauth"]
+    assert len(flows) == 1 and flows[0]["step_id"] == "reauth_confirm"
+    result = await hass.config_entries.flow.async_configure(flows[0]["flow_id"], {CONF_PAIRING_KEY: KEY_B})
+    assert result["errors"] == {"base": "wrong_pairing_key"}
+    result = await hass.config_entries.flow.async_configure(flows[0]["flow_id"], {CONF_PAIRING_KEY: KEY_A})
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert entry.data[CONF_PAIRING_KEY] == KEY_A
+    await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED, 20, "the entry to load with its key")
