@@ -119,6 +119,8 @@ def build_config(options: dict[str, Any], mqtt: dict[str, Any] | None, data_dir:
         "snapshot_interval_s": options.get("snapshot_interval", 30),
         "log_level": options.get("log_level") or "info",
     }
+    if options.get("pairing_key"):
+        config["pairing_key"] = str(options["pairing_key"])  # else the engine makes one, kept in /data/pairing_key
     if options.get("threads"):
         config["threads"] = int(options["threads"])
     if options.get("model_dir"):

@@ -262,6 +262,10 @@ def test_options_become_a_valid_engine_config(tmp_path: Path):
     token = cfg.http.token
     assert token and len(token) >= 16 and (tmp_path / "stream_token").read_text() == token
     assert cfg.state_file == str(tmp_path / "state.json")
+    assert cfg.pairing_key is None  # the engine makes it, next to the state file
+    assert _convert(tmp_path, {**OPTIONS, "pairing_key": "aeba gbaf aydq qcik bmga 2dqp cair eeyu"}).returncode == 0
+    typed = parse_serve_config(yaml.safe_load(out.read_text())).pairing_key
+    assert typed == bytes(range(1, 21))  # as typed: case and spaces do not matter
     # The generated token stays the same across restarts.
     assert _convert(tmp_path, OPTIONS).returncode == 0
     assert parse_serve_config(yaml.safe_load(out.read_text())).http.token == token  # type: ignore[union-attr]
@@ -362,11 +366,13 @@ def test_run_script_starts_the_engine_on_a_real_broker(tmp_path: Path, shared_da
     try:
         state = rec.wait(lambda: (s := rec.last("safecam/addon/campus/state")) and s["health"]["frames"] > 0 and s, 90)
         assert state, (tmp_path / "run.log").read_text()
-        assert rec.on("safecam/addon/availability")[-1].payload == b"online"
+        assert rec.on("safecam/addon/availability")[-1].body == b"online"
         proc.send_signal(signal.SIGTERM)  # what the Supervisor sends on stop
         assert proc.wait(30) == 0
-        assert rec.wait(lambda: rec.on("safecam/addon/availability")[-1].payload == b"offline", 10)
+        assert rec.wait(lambda: rec.on("safecam/addon/availability")[-1].body == b"offline", 10)
         assert json.loads((data / "state.json").read_text())["cameras"]["campus"]
+        key = (data / "pairing_key").read_text().strip()  # made at first start, kept in /data, shown in the log
+        assert key and (tmp_path / "run.log").read_text().count(key) == 1
     finally:
         if proc.poll() is None:
             proc.kill()
