@@ -192,6 +192,8 @@ async def test_ha_latency(hass: Any, enable_custom_integrations: None, socket_en
     from homeassistant.config_entries import ConfigEntryState
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+    from custom_components.safecam.const import CONF_PAIRING_KEY
+    from custom_components.safecam.contract import format_pairing_key, new_pairing_key
     from tests.servers.mosquitto import Broker, EngineProcess, Recorder
 
     args = json.loads(os.environ[ARGS_ENV])
@@ -217,8 +219,10 @@ async def test_ha_latency(hass: Any, enable_custom_integrations: None, socket_en
         broker = Broker(root / "broker")
         broker.start()
         rec = Recorder(broker, ("safecam/#",))
+        key = format_pairing_key(new_pairing_key())  # what the user types in the config flow
         config = {
             "engine_id": "bench",
+            "pairing_key": key,
             "mqtt": {"host": "127.0.0.1", "port": broker.port},
             "cameras": [
                 {"id": "bench", "name": "Bench", "url": str(clip), "fps": fps, "scene": scene, "anonymization": "full_frame"}
@@ -236,7 +240,13 @@ async def test_ha_latency(hass: Any, enable_custom_integrations: None, socket_en
             domain=DOMAIN,
             title="Bench",
             unique_id="mqtt_bench_bench",
-            data={CONF_SOURCE_TYPE: SOURCE_MQTT, CONF_ENGINE_ID: "bench", CONF_CAMERA_ID: "bench", CONF_TOPIC_PREFIX: "safecam"},
+            data={
+                CONF_SOURCE_TYPE: SOURCE_MQTT,
+                CONF_ENGINE_ID: "bench",
+                CONF_CAMERA_ID: "bench",
+                CONF_TOPIC_PREFIX: "safecam",
+                CONF_PAIRING_KEY: key,
+            },  # fmt: skip
             options=options,  # what the config flow stores: the engine's layout
         )
         try:

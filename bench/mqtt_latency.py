@@ -15,7 +15,11 @@ has analysed frames.
   engine are not included. Engine and subscriber share one clock (same host).
 - traffic: messages and bytes (payload + topic) per topic kind in the window, divided by cameras and
   scaled linearly to one hour (x 3600 / window seconds). Connection-time messages (layout, discovery,
-  availability) are sent once per (re)connect, not per hour, and are reported separately.
+  availability) are sent once per (re)connect, not per hour, and are reported separately. Bytes include the
+  signed frame's header and MAC lines (~150 bytes a message).
+- signing cost (contract.py, this process, one core): per message, the engine's `Signer.sign` and the
+  integration's check (MAC, order, JSON, validation), on the last state and snapshot of the run; median of
+  repeated timings, microseconds.
 """
 
 from __future__ import annotations
@@ -25,11 +29,22 @@ import os
 import statistics
 import tempfile
 import time
+import timeit
 from pathlib import Path
 from typing import Any
 
 from common import PEDESTRIANS, emit, table
 
+from custom_components.safecam.contract import (
+    ReplayGuard,
+    Signed,
+    Signer,
+    jpeg_body,
+    json_body,
+    new_pairing_key,
+    open_signed,
+    valid_state,
+)
 from tests.servers.mosquitto import Broker, EngineProcess, Recorder, mosquitto_missing
 
 # intel_one_by_one: an elevated indoor camera; people walk in one at a time, stand at the table, leave.
@@ -57,6 +72,31 @@ def kind(topic: str) -> str:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def signing_cost(kind_: str, topic: str, body: bytes) -> dict[str, Any]:
+    """Microseconds to sign one message, and to check it as the integration does (MAC, order, body)."""
+    signer = Signer(new_pairing_key())
+    frame = signer.sign(topic, body)
+    read = (lambda m: valid_state(json_body(m))) if kind_ == "state" else jpeg_body
+
+    def check() -> None:
+        signed = open_signed(signer.key, topic, frame, max_body=len(body))
+        ReplayGuard().check(signed)
+        read(signed)
+
+    def parse_only() -> None:  # what the integration did before messages were signed
+        if kind_ == "state":
+            valid_state(json_body(Signed(topic, 0, 0, 0.0, body)))
+
+    def us(fn: Any) -> float:
+        runs = timeit.repeat(fn, number=200, repeat=7)
+        return round(statistics.median(runs) / 200 * 1e6, 1)
+
+    return {
+        "bench": "mqtt_latency", "metric": "signing_cost_us", "kind": kind_, "body_bytes": len(body),
+        "sign": us(lambda: signer.sign(topic, body)), "check": us(check), "parse_and_validate_only": us(parse_only),
+    }  # fmt: skip
 
 
 def main() -> int:
@@ -163,6 +203,13 @@ def main() -> int:
     print("traffic per camera-hour (window scaled linearly; layout/discovery/availability are per connection, not per hour):")
     table(rows, ["kind", "window_messages", "messages", "mean_payload_bytes", "bytes"])
     print(f"total per camera-hour (excluding per-connection kinds): {all_msgs:.0f} messages, {all_bytes / 1e6:.2f} MB")
+    last = {kind(m.topic): m for m in window}  # the last message of each kind
+    costs = [signing_cost(k, last[k].topic, last[k].body) for k in ("state", "snapshot") if k in last]
+    for cost in costs:
+        emit(cost)
+    print()
+    print("signing cost per message (us, this process):")
+    table(costs, ["kind", "body_bytes", "sign", "check", "parse_and_validate_only"])
     return 0
 
 

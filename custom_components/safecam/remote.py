@@ -6,8 +6,11 @@ camera and creates exactly the embedded entities (same unique ids, names, device
 
 - layout: the retained `P/<camera>/config` (mirrored into the entry options, so the options flow and the zone
   editor show it); a change that adds or removes entities reloads the entry, any other applies live;
-- state: `P/<camera>/state` -> `mqtt.state_from_payload`, ordered by (boot, seq) so a replayed retained state
-  never moves a counter back; events: `P/<camera>/event` (deduplicated on their id, QoS 1 is at-least-once)
+- trust: every message must be signed with the engine's pairing key (entry data; contract.py), come in
+  (boot, seq) order per topic and be valid, else it is refused (logged without its payload, rate-limited) and
+  the last good state stays; commands go out signed. An entry without a key asks for it (reauth);
+- state: `P/<camera>/state` -> `contract.state_from_payload`, in (boot, seq) order so a replayed retained
+  state never moves a counter back; events: `P/<camera>/event` (deduplicated on their id, QoS 1 is at-least-once)
   with the picture of `P/<camera>/event_snapshot`; camera view: `P/<camera>/snapshot` (anonymized JPEG);
 - availability: every entity is unavailable while `P/availability` is `offline` (a clean stop or the broker's
   last will), while the engine's `info` does not list the camera, or before its first state;
