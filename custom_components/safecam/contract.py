@@ -231,7 +231,9 @@ def parse_pairing_key(text: str) -> bytes:
     if not clean or not re.fullmatch(r"[A-Z2-7]+", clean):
         raise ValueError("a pairing key is letters A-Z and digits 2-7, in groups of four")
     try:
-        key = base64.b32decode(clean + "=" * (-len(clean) % 8))
+        if len(clean) % 8:  # whole base32 blocks only: a group left out or typed twice is caught here
+            raise ValueError
+        key = base64.b32decode(clean)
     except (binascii.Error, ValueError):
         raise ValueError("not a complete pairing key (a group is missing or too long)") from None
     if len(key) < MIN_PAIRING_KEY_BYTES:

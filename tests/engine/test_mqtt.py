@@ -219,6 +219,45 @@ def test_state_and_event_payloads_carry_everything_camera_state_and_safety_event
     assert wire["id"] == "abc" and wire["snapshot"] == "t" and event_from_payload(wire) == event
 
 
+def test_pairing_keys_and_signed_frames():
+    """The frame as docs/mqtt.md writes it (tests/servers/frames.py) opens with the contract's key; any change to
+    topic, header or body, another key, or no frame at all is refused with a reason that echoes nothing."""
+    from custom_components.safecam.contract import (
+        MessageRejected,
+        format_pairing_key,
+        new_pairing_key,
+        open_signed,
+        parse_pairing_key,
+    )
+
+    key = new_pairing_key()
+    text = format_pairing_key(key)
+    assert len(key) * 8 >= 128 and len(text.split("-")) == 8 and parse_pairing_key(text.lower().replace("-", " ")) == key
+    for typo in ("", "hello", text[:-5], text + "-AB", "ABCD-EFGH"):
+        with pytest.raises(ValueError):
+            parse_pairing_key(typo)
+    topic, body = "safecam/a/cam/state", b'{"people": 3}'
+    frame = Sender(text).sign(topic, body)
+    opened = open_signed(key, topic, frame)
+    assert opened.body == body and opened.seq == 1
+    head, mac, _ = frame.split(b"\n", 2)
+    tampered = {
+        "bad signature": [
+            (topic.replace("cam", "cam2"), frame),
+            (topic, head.replace(b'"seq":1', b'"seq":2') + b"\n" + mac + b"\n" + body),
+            (topic, head + b"\n" + mac + b"\n" + body.replace(b"3", b"9")),
+        ],
+        "another pairing key": [(topic, Sender(format_pairing_key(new_pairing_key())).sign(topic, body))],
+        "unsigned": [(topic, body), (topic, b"")],
+        "too large": [(topic, Sender(text).sign(topic, b" " * 10_000_000))],
+    }
+    for reason, cases in tampered.items():
+        for t, payload in cases:
+            with pytest.raises(MessageRejected, match=reason) as err:
+                open_signed(key, t, payload)
+            assert "people" not in str(err.value)
+
+
 def test_command_topics_parse():
     topics = Topics("safecam", "site-1")
     assert topics.parse_command("safecam/site-1/gate/command/arm") == ("gate", "arm")

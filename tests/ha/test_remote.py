@@ -581,6 +581,10 @@ async def test_a_camera_paired_with_another_key_takes_nothing(
     runtime = entry.runtime_data
     assert isinstance(runtime, RemoteRuntime) and runtime.state is None and not runtime.available
     assert runtime.engine_settings is None
+    from custom_components.safecam.diagnostics import async_get_config_entry_diagnostics
+
+    diagnostics = json.dumps(await async_get_config_entry_diagnostics(hass, entry), default=str)
+    assert KEY_B not in diagnostics and "pairing_key" in diagnostics  # redacted, not left out
     await unload(hass, entry)
 
 
