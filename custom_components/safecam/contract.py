@@ -361,6 +361,21 @@ class ReplayGuard:
     def order(self, topic: str) -> tuple[int, int] | None:
         return self._order.get(topic)
 
+    def as_dict(self) -> dict[str, Any]:
+        """What to keep across a restart of the receiver (the engine's state file: a command captured before
+        the restart stays refused after it)."""
+        return {"newest_boot": self.newest_boot, "order": {t: list(o) for t, o in self._order.items()}}
+
+    def restore(self, data: Any) -> None:
+        """Back from `as_dict()`; anything unreadable is left out (the command age limit still holds)."""
+        if not isinstance(data, dict):
+            return
+        if _is_count(data.get("newest_boot")):
+            self.newest_boot = data["newest_boot"]
+        for topic, order in (data.get("order") or {}).items() if isinstance(data.get("order"), dict) else ():
+            if isinstance(order, list) and len(order) == 2 and all(_is_count(v) for v in order):
+                self._order[str(topic)] = (order[0], order[1])
+
 
 class RejectLog:
     """Rejections logged at most once per `period_s` per reason (a flood must not flood the log too)."""

@@ -108,6 +108,7 @@ class Site:
                 },
             ],
             "pairing_key": KEY_B,
+            "state_file": str(root / "b" / "state.json"),
             **common,
         }
         config_r = {"engine_id": "a", "mqtt": _mqtt(self.ref_broker), "cameras": [_campus(self.campus_clip)], **common}
@@ -513,6 +514,7 @@ def test_attack_commands_unsigned_forged_replayed_or_retained_are_ignored(site: 
     site.engines.append(site.b)
     boot = sub.last(t.state("table"))["boot"]
     assert sub.wait(lambda: sub.last(t.state("table"))["boot"] != boot and sub.last(t.state("table"))["health"]["frames"] > 0, 90)
+    sub.publish(disarm, captured)  # live, within a minute: the state file remembers it was taken
     time.sleep(3)
     assert _armed_table(site) == {"floor": True} and len(_results_for(site, "g1")) == 1
     assert "refused a message on safecam/b/table/command/disarm: retained" in site.b.log()

@@ -216,7 +216,7 @@ class MqttBridge:
         self.engine_id = engine_id
         self.topics = Topics(settings.topic_prefix, engine_id)
         self.signer = signer  # every message out is signed with the pairing key; commands in must be too
-        self._commands_seen = ReplayGuard()
+        self.commands_seen = ReplayGuard()  # kept in the engine's state file
         self._refused = RejectLog(_LOGGER, "safecam mqtt")
         self._on_command = on_command
         self._online: bytes = b""  # this connection's signed "online" (its last will is signed right after it)
@@ -430,7 +430,7 @@ class MqttBridge:
                 if message.retain:
                     raise MessageRejected("retained (a command is never kept by the broker)")
                 signed = open_signed(self.signer.key, topic, bytes(raw))
-                if not self._commands_seen.admit(signed, max_age_s=COMMAND_MAX_AGE_S):
+                if not self.commands_seen.admit(signed, max_age_s=COMMAND_MAX_AGE_S):
                     continue  # QoS 1 delivered it twice: it ran once
                 data = json_body(signed)
             except MessageRejected as err:

@@ -301,6 +301,7 @@ class StateStore:
 
     def __init__(self, path: str | None) -> None:
         self.path = Path(path) if path else None
+        self.commands: dict[str, Any] = {}  # the commands taken (ReplayGuard.as_dict()), loaded with the cameras
 
     def load(self) -> dict[str, dict[str, Any]]:
         if self.path is None or not self.path.exists():
@@ -310,18 +311,20 @@ class StateStore:
             cameras = data["cameras"]
             if not isinstance(cameras, dict):
                 raise TypeError("cameras")
+            self.commands = data.get("commands") or {}
             return cameras
         except (OSError, ValueError, KeyError, TypeError) as err:
             _LOGGER.warning("safecam serve: ignoring unreadable state file %s (%s)", self.path, type(err).__name__)
             return {}
 
-    def save(self, cameras: Mapping[str, Mapping[str, Any]]) -> None:
+    def save(self, cameras: Mapping[str, Mapping[str, Any]], commands: Mapping[str, Any] | None = None) -> None:
         if self.path is None:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"version": 1, "cameras": cameras}, indent=1), encoding="utf-8")
+            state = {"version": 1, "cameras": cameras, "commands": commands or {}}
+            tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
             os.replace(tmp, self.path)  # atomic: a crash leaves the old or the new file, never half of one
         except OSError as err:
             _LOGGER.warning("safecam serve: cannot write state file %s (%s)", self.path, err.strerror)
@@ -708,7 +711,7 @@ class EngineService:
         return self._placeholder
 
     def save(self) -> None:
-        self.store.save({cid: cam.persisted() for cid, cam in self.cameras.items()})
+        self.store.save({cid: cam.persisted() for cid, cam in self.cameras.items()}, self.bridge.commands_seen.as_dict())
 
     def _command(self, camera: str, command: str, data: dict[str, Any]) -> None:
         service = self.cameras.get(camera)
@@ -748,6 +751,7 @@ class EngineService:
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
         saved = self.store.load()
+        self.bridge.commands_seen.restore(self.store.commands)
         for cfg in self.config.cameras:
             self.cameras[cfg.id] = CameraService(cfg, self, saved.get(cfg.id) or {}, self._detector_factory)
         if self.config.http is not None:
