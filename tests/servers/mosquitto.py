@@ -39,10 +39,13 @@ class Broker:
         password: str | None = None,
         persistent: bool = False,
         tls: TlsFiles | None = None,
+        users: dict[str, str] | None = None,
+        acl: str | None = None,
     ) -> None:
         """persistent: sessions, their queued QoS 1 messages and retained messages survive a restart, as on a
         production broker (saved every second, so a SIGKILL loses at most the last second).
-        tls: also a TLS listener on `tls_port` with these files (the plain listener on `port` stays)."""
+        tls: also a TLS listener on `tls_port` with these files (the plain listener on `port` stays).
+        users: more users (name -> password); acl: the text of an ACL file (Mosquitto's acl_file)."""
         self.workdir = workdir
         self.port = free_port()
         self.tls_port = free_port() if tls is not None else None
@@ -56,13 +59,18 @@ class Broker:
             lines.append("persistence false")
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to 'mosquitto', which cannot read a private temp dir
-        if username:
+        logins = ({username: password or ""} if username else {}) | (users or {})
+        if logins:
             pwfile = workdir / "passwd"
             pwfile.write_text("")
-            subprocess.run(["mosquitto_passwd", "-b", str(pwfile), username, password or ""], check=True, capture_output=True)
+            for name, secret in logins.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(pwfile), name, secret], check=True, capture_output=True)
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         else:
             lines.append("allow_anonymous true")
+        if acl is not None:
+            (workdir / "acl.conf").write_text(acl)
+            lines.append(f"acl_file {workdir / 'acl.conf'}")
         if tls is not None:  # listener options below apply to this listener only; users are global
             lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {tls.ca}", f"certfile {tls.cert}", f"keyfile {tls.key}"]
         self.conf = workdir / "mosquitto.conf"
@@ -109,9 +117,16 @@ class Message:
 class Recorder:
     """A paho-mqtt subscriber that records every message (reconnects and re-subscribes by itself)."""
 
-    def __init__(self, broker: Broker, topics: tuple[str, ...] = ("#",), *, session: str | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        topics: tuple[str, ...] = ("#",),
+        *,
+        session: str | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         """session: a client id with a persistent session (QoS 1 messages published while this subscriber is
-        away are queued by the broker for it), else a clean session."""
+        away are queued by the broker for it), else a clean session. login: (user, password), else the broker's user."""
         import paho.mqtt.client as mqtt
 
         self.messages: list[Message] = []
@@ -120,8 +135,8 @@ class Recorder:
             self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=session, clean_session=False)
         else:
             self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        if broker.username:
-            self.client.username_pw_set(broker.username, broker.password)
+        if login or broker.username:
+            self.client.username_pw_set(*(login or (broker.username, broker.password)))
         self.client.reconnect_delay_set(0.2, 1)
 
         def on_connect(client: Any, _userdata: Any, _flags: Any, _rc: Any, _props: Any = None) -> None:
