@@ -264,10 +264,19 @@ def _pid_from_file(pidfile: Path, must_contain: str) -> int | None:
     return pid if must_contain in _cmdline(pid) else None
 
 
-def stop_pid(pid: int, what: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30.0) -> None:
-    """SIGTERM the process group it leads (its own session), SIGKILL after timeout_s; reaps our children."""
+def _signal(pid: int, sig: int) -> None:
+    """To the process group it leads (its own session, as hass and the camera), else to the process alone
+    (the broker and the engine, started by the tests' helpers)."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def stop_pid(pid: int, what: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30.0) -> None:
+    """SIGTERM (see _signal), SIGKILL after timeout_s; reaps our children."""
+    _signal(pid, signal.SIGTERM)
     if proc is not None:
         try:
             proc.wait(timeout=timeout_s)
@@ -281,8 +290,7 @@ def stop_pid(pid: int, what: str, proc: subprocess.Popen[bytes] | None = None, t
         if not Path(f"/proc/{pid}").exists():
             return
     log(f"{what} (PID {pid}) did not stop in {timeout_s:.0f} s: killing it")
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    _signal(pid, signal.SIGKILL)
     if proc is not None:
         proc.wait(timeout=10)
 
@@ -781,7 +789,7 @@ def remove_failed_onboarding_entries(inst: HaInstance) -> None:
     """Onboarding adds integrations whose packages this venv lacks (--skip-pip: Google Translate TTS
     needs gtts); their failed entries would only show up as errors in the UI."""
     for entry in inst.api("GET", "/api/config/config_entries/entry"):
-        if entry.get("source") == "onboarding" and entry.get("state") != "loaded":
+        if entry.get("source") == "onboarding" and entry.get("state") in ("setup_error", "setup_retry"):
             log(f"removing the failed onboarding entry {entry['title']!r} ({entry['domain']}: package not installed)")
             inst.api("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
 
@@ -934,10 +942,10 @@ def start(
         tokens_file.write_text(json.dumps(inst.tokens))
         if engine == "service":
             confirm_http_config(inst)
-            remove_failed_onboarding_entries(inst)
             ensure_mqtt(inst)
             if not add_camera:
                 discovered_flow(inst)
+                remove_failed_onboarding_entries(inst)
                 return inst
             add_discovered_camera(inst)
             # The entry takes options only once the engine's layout arrived (else set_scene is not sent).
