@@ -699,7 +699,10 @@ def discovered_flow(inst: HaInstance, timeout_s: float = 90) -> dict[str, Any]:
         if inst.engine is not None and inst.engine.proc.poll() is not None:
             raise SetupError(f"the engine exited with code {inst.engine.proc.returncode}; see {inst.engine.log_path}")
         time.sleep(1)
-    raise SetupError(f"no discovered safecam flow after {timeout_s:.0f} s (engine log: {inst.config_dir}/engine/engine.log)")
+    log_path = inst.config_dir / "home-assistant.log"
+    errors = [line for line in log_path.read_text(errors="replace").splitlines() if "ERROR" in line and "safecam" in line]
+    why = f"; Home Assistant says: {errors[-1]}" if errors else f" (engine log: {inst.config_dir}/engine/engine.log)"
+    raise SetupError(f"no discovered safecam flow after {timeout_s:.0f} s{why}")
 
 
 def _find_entry(inst: HaInstance) -> dict[str, Any] | None:
