@@ -646,9 +646,11 @@ def engine_config(inst: HaInstance, broker_port: int) -> dict[str, Any]:
 
 
 def engine_pairing_key(inst: HaInstance) -> str | None:
-    """The key the discovered flow asks for once engines pair with the integration (issue 17, item 4).
-    Not in this engine yet: then it is read from engine.log (or set as `pairing_key` in engine_config)."""
-    return None
+    """The key the flow asks for once engines sign their messages (issue 17, item 4): an engine without
+    `pairing_key` in its config makes one at first start, prints it in its log and keeps it beside its
+    state file. None while the engine makes none (no file)."""
+    path = inst.config_dir / "engine" / "pairing_key"
+    return path.read_text().strip() if path.is_file() else None
 
 
 def start_service(inst: HaInstance, broker_port: int) -> None:
@@ -719,16 +721,18 @@ def add_discovered_camera(inst: HaInstance) -> None:
     flow = discovered_flow(inst)
     base = f"/api/config/config_entries/flow/{flow['flow_id']}"
     form = inst.api("GET", base)
-    if form.get("step_id") != "remote":  # the pairing step (issue 17): its one field takes the engine's key
-        if (key := engine_pairing_key(inst)) is None:
-            raise SetupError(f"the discovered flow asks {form.get('step_id')!r}; no pairing key known")
-        form = _flow_step(inst, base, {form["data_schema"][0]["name"]: key}, "form")
     options = form["data_schema"][0]["selector"]["select"]["options"]
     choice = next((o["value"] for o in options if o["label"].startswith(CAMERA_NAME)), None)
     if choice is None:
         raise SetupError(f"the discovered flow does not offer {CAMERA_NAME!r}: {options}")
     log(f"adding {CAMERA_NAME!r} from the discovered engine {ENGINE_ID!r}")
-    done = _flow_step(inst, base, {"camera_id": choice}, "create_entry")
+    done = inst.api("POST", base, json={"camera_id": choice}, timeout=90)
+    if done.get("type") == "form":  # the pairing step: the engine's key, as a user copies it from its log
+        if (key := engine_pairing_key(inst)) is None:
+            raise SetupError(f"the flow asks for {done.get('step_id')!r} but the engine made no pairing key")
+        done = _flow_step(inst, base, {"pairing_key": key}, "create_entry")
+    if done.get("type") != "create_entry":
+        raise SetupError(f"adding {CAMERA_NAME!r}: {json.dumps(done)[:600]}")
     inst.entry_id = done["result"]["entry_id"]
 
 
