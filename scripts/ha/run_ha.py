@@ -62,9 +62,10 @@ DEFAULT_CONFIG_DIR = REPO / "run" / "ha" / "config"
 SERVICE_CONFIG_DIR = REPO / "run" / "ha" / "service"  # its own: a newer hass migrates the config dir it runs on
 RTSP_SERVER = Path(__file__).with_name("rtsp_loop.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # gi (GStreamer) is only importable from Debian's python3
-# --engine service runs the Home Assistant release users run today (Python 3.14), from its own venv;
-# the engine process runs from this script's interpreter (the repo's .venv: the engine's requirements).
-HASS_VENV = REPO / ".venv-hass"
+# A real Home Assistant of the newest release PyPI serves (Python 3.14), in its own venv: --engine service
+# runs it (SAFECAM_HASS picks another `hass`). The engine process runs from this script's interpreter
+# (the repo's .venv: the engine's requirements).
+HASS = Path(os.environ.get("SAFECAM_HASS", REPO / ".venv-hass" / "bin" / "hass"))
 ENGINE_ID = "demo"  # safecam/<ENGINE_ID>/... on the broker
 ENGINE_CAMERA_ID = "demo_camera"
 BROKER_PORT = 1883
@@ -173,7 +174,7 @@ class HaInstance:
     @property
     def hass_cmd(self) -> list[str]:
         if self.engine_mode == "service":
-            return [str(HASS_VENV / "bin" / "hass")]
+            return [str(HASS)]
         return [sys.executable, "-m", "homeassistant"]
 
     @property
@@ -668,7 +669,12 @@ def start_service(inst: HaInstance, broker_port: int) -> None:
 def confirm_http_config(inst: HaInstance) -> None:
     """Current Home Assistant runs new `http:` settings (our port) on trial and, unless the owner confirms them
     (the "Confirm new HTTP server configuration" dialog), restarts on the old ones after 5 minutes: confirm."""
-    [conf] = websocket_calls(inst, [{"type": "http/config"}])
+    try:
+        [conf] = websocket_calls(inst, [{"type": "http/config"}])
+    except SetupError as err:
+        if "unknown_command" in str(err):
+            return  # an older Home Assistant: the yaml settings apply as they are
+        raise
     if conf.get("revert_at"):
         log("confirming the HTTP server settings (port, listen address)")
         websocket_calls(inst, [{"type": "http/config/promote"}])
@@ -922,8 +928,8 @@ def start(
     config_dir = Path(config_dir).resolve()
     if not clip.is_file():
         raise SetupError(f"demo clip not found: {clip} (clone the repo with ../shared beside it)")
-    if engine == "service" and not (HASS_VENV / "bin" / "hass").is_file():
-        raise SetupError(f"{HASS_VENV}/bin/hass not found: --engine service runs a current Home Assistant from there")
+    if engine == "service" and not os.access(HASS, os.X_OK):
+        raise SetupError(f"{HASS} not found: --engine service runs a current Home Assistant from .venv-hass")
     config_dir.mkdir(parents=True, exist_ok=True)
     if _pid_from_file(config_dir / "hass.pid", "hass") is not None:
         raise SetupError(f"Home Assistant from {config_dir} is already running: stop it with --stop")
@@ -947,8 +953,8 @@ def start(
         tokens_file = config_dir / ".safecam_tokens.json"  # access + refresh token, for scripts (curl)
         tokens_file.touch(mode=0o600)
         tokens_file.write_text(json.dumps(inst.tokens))
+        confirm_http_config(inst)
         if engine == "service":
-            confirm_http_config(inst)
             ensure_mqtt(inst)
             if not add_camera:
                 discovered_flow(inst)

@@ -74,9 +74,8 @@ def deployed(socket_enabled: None, tmp_path: Path, request: pytest.FixtureReques
     """The deployed shape (run_ha.py --engine service): a current hass from .venv-hass, Mosquitto and the engine
     as its own process on the RTSP demo camera; stops where a user takes over, at the discovered safecam flow."""
     prefix = getattr(request.module, "LOG_PREFIX", "e2e_deployed_")
-    hass = run_ha.HASS_VENV / "bin" / "hass"
-    if not hass.is_file():
-        pytest.skip(f"{hass} not found: the deployed test runs a current Home Assistant (Python 3.14) from .venv-hass")
+    if not os.access(run_ha.HASS, os.X_OK):
+        pytest.skip(f"{run_ha.HASS} not found: the deployed test runs a current Home Assistant (Python 3.14) from .venv-hass")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium)")
     if why := gstreamer_missing() or mosquitto_missing():
