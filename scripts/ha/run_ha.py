@@ -693,7 +693,7 @@ def ensure_mqtt(inst: HaInstance) -> None:
     # What the form sends with its advanced section left collapsed: no client certificate, no TLS.
     other = {"set_client_cert": False, "set_ca_cert": "off"}
     settings = {"broker": "127.0.0.1", "port": inst.broker.port, "other_settings": other}
-    _flow_step(inst, f"{base}/{form["flow_id"]}", settings, "create_entry")
+    _flow_step(inst, f"{base}/{form['flow_id']}", settings, "create_entry")
 
 
 def discovered_flow(inst: HaInstance, timeout_s: float = 90) -> dict[str, Any]:
