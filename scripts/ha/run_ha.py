@@ -3,6 +3,7 @@
     .venv/bin/python scripts/ha/run_ha.py                 # foreground: Ctrl-C stops everything
     .venv/bin/python scripts/ha/run_ha.py --background    # leave it running, print how to stop it
     .venv/bin/python scripts/ha/run_ha.py --stop          # stop a background instance by its PID files
+    .venv/bin/python scripts/ha/run_ha.py --engine service  # the deployed shape (below)
 
 Steps: write a minimal configuration.yaml (no default_config: it would pip-install at runtime),
 symlink custom_components/safecam into the config dir, start a looping RTSP camera (GStreamer,
@@ -14,15 +15,26 @@ add a site ("Demo site": the camera's gate as its perimeter, the camera on its f
 the entities, install the safecam dashboard (the cards the integration generates, saved as a storage
 dashboard through the lovelace websocket commands), and print URL, login and entity ids.
 
+`--engine service`: the deployed shape, as on Home Assistant OS with the add-on. A current hass
+(`.venv-hass/bin/hass`, Python 3.14), a Mosquitto broker, and the engine as its own process (`python -m
+custom_components.safecam.engine serve`, the add-on's entry point, from this `.venv`) on the RTSP camera,
+its scene managed over MQTT. Home Assistant's MQTT integration is set up for the broker (config flow),
+the engine announces itself (`safecam/<engine>/info`) and the camera is added from the discovered flow,
+as a user clicks it in Settings -> Devices & services; the demo's zone and gate go to the engine through
+the options flow (`set_scene`). No site and no dashboard in this shape. The notification blueprints are
+copied into the config dir and `mobile_app:` is on, so a phone (companion app) can be notified.
+
 Re-running with the same config dir is idempotent: onboarding, the entries and the scene are reused
 (a scene from before the calibration gets the demo calibration added; the anonymization follows
 the integration's default).
-Processes are started in their own sessions and stopped by PID (files <config>/hass.pid, rtsp.pid).
+Processes are started in their own sessions and stopped by PID (files <config>/hass.pid, rtsp.pid; with
+`--engine service` also broker.pid and engine.pid).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -42,12 +54,23 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the integration's constants (plain, no Home Assistant import)
 from custom_components.safecam.const import CONF_ANONYMIZATION, CONF_FPS, DEFAULT_ANONYMIZATION  # noqa: E402
+from tests.servers.mosquitto import Broker, EngineProcess  # noqa: E402  (the same process handling as the tests)
 
 SHARED = Path(os.environ.get("SAFECAM_SHARED", REPO.parent / "shared"))
 DEMO_CLIP = SHARED / "data" / "pedestrians" / "intel_one_by_one_person_first60s.mp4"
 DEFAULT_CONFIG_DIR = REPO / "run" / "ha" / "config"
+SERVICE_CONFIG_DIR = REPO / "run" / "ha" / "service"  # its own: a newer hass migrates the config dir it runs on
 RTSP_SERVER = Path(__file__).with_name("rtsp_loop.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # gi (GStreamer) is only importable from Debian's python3
+# A real Home Assistant of the newest release PyPI serves (Python 3.14), in its own venv: --engine service
+# runs it (SAFECAM_HASS picks another `hass`). The engine process runs from this script's interpreter
+# (the repo's .venv: the engine's requirements).
+HASS = Path(os.environ.get("SAFECAM_HASS", REPO / ".venv-hass" / "bin" / "hass"))
+ENGINE_ID = "demo"  # safecam/<ENGINE_ID>/... on the broker
+ENGINE_CAMERA_ID = "demo_camera"
+BROKER_PORT = 1883
+SNAPSHOT_INTERVAL_S = 2  # the camera entity's anonymized picture comes over MQTT this often (default 30 s)
+BLUEPRINTS = REPO / "blueprints" / "automation" / "safecam"
 
 USERNAME, PASSWORD, DISPLAY_NAME = "safecam", "safecam-demo", "Safecam Demo"
 CAMERA_NAME = "Demo camera"
@@ -116,6 +139,11 @@ logger:
   logs:
     custom_components.safecam: info
 """
+# --engine service: automations from the blueprints (UI/REST-editable) and phones (companion app) to notify.
+SERVICE_YAML = """\
+automation: !include automations.yaml
+mobile_app:
+"""
 
 
 class SetupError(RuntimeError):
@@ -139,6 +167,15 @@ class HaInstance:
     site_entry_id: str = ""
     entities: dict[str, str] = field(default_factory=dict)  # role -> entity id
     all_entities: list[str] = field(default_factory=list)
+    engine_mode: str = "embedded"  # or "service": broker + engine process, camera from MQTT discovery
+    broker: Broker | None = None
+    engine: EngineProcess | None = None
+
+    @property
+    def hass_cmd(self) -> list[str]:
+        if self.engine_mode == "service":
+            return [str(HASS)]
+        return [sys.executable, "-m", "homeassistant"]
 
     @property
     def url(self) -> str:
@@ -228,10 +265,19 @@ def _pid_from_file(pidfile: Path, must_contain: str) -> int | None:
     return pid if must_contain in _cmdline(pid) else None
 
 
-def stop_pid(pid: int, what: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30.0) -> None:
-    """SIGTERM the process group it leads (its own session), SIGKILL after timeout_s; reaps our children."""
+def _signal(pid: int, sig: int) -> None:
+    """To the process group it leads (its own session, as hass and the camera), else to the process alone
+    (the broker and the engine, started by the tests' helpers)."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def stop_pid(pid: int, what: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30.0) -> None:
+    """SIGTERM (see _signal), SIGKILL after timeout_s; reaps our children."""
+    _signal(pid, signal.SIGTERM)
     if proc is not None:
         try:
             proc.wait(timeout=timeout_s)
@@ -245,8 +291,7 @@ def stop_pid(pid: int, what: str, proc: subprocess.Popen[bytes] | None = None, t
         if not Path(f"/proc/{pid}").exists():
             return
     log(f"{what} (PID {pid}) did not stop in {timeout_s:.0f} s: killing it")
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    _signal(pid, signal.SIGKILL)
     if proc is not None:
         proc.wait(timeout=10)
 
@@ -256,23 +301,41 @@ def _stop_proc(proc: subprocess.Popen[bytes] | None, pidfile: Path, what: str) -
         return
     if proc.poll() is None:
         stop_pid(proc.pid, what, proc)
-    with contextlib.suppress(FileNotFoundError):
-        if pidfile.read_text().strip() == str(proc.pid):
-            pidfile.unlink()
+    _unlink_pidfile(pidfile, proc.pid)
 
 
 def stop(inst: HaInstance) -> None:
-    """Stop what this instance started (hass first: it is the RTSP server's client)."""
+    """Stop what this instance started (hass first, then the engine: clients before their servers)."""
     _stop_proc(inst.hass, inst.config_dir / "hass.pid", "Home Assistant")
     inst.hass = None
+    if inst.engine is not None:
+        inst.engine.stop()
+        _unlink_pidfile(inst.config_dir / "engine.pid", inst.engine.proc.pid)
+        inst.engine = None
+    if inst.broker is not None:
+        pid = inst.broker.proc.pid if inst.broker.proc is not None else -1
+        inst.broker.stop()
+        _unlink_pidfile(inst.config_dir / "broker.pid", pid)
+        inst.broker = None
     _stop_proc(inst.rtsp, inst.config_dir / "rtsp.pid", "RTSP server")
     inst.rtsp = None
+
+
+def _unlink_pidfile(pidfile: Path, pid: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if pidfile.read_text().strip() == str(pid):
+            pidfile.unlink()
 
 
 def stop_by_pidfiles(config_dir: Path) -> bool:
     """--stop: stop a background instance. True if something was running."""
     found = False
-    for name, marker, what in (("hass.pid", "homeassistant", "Home Assistant"), ("rtsp.pid", "rtsp_loop.py", "RTSP server")):
+    for name, marker, what in (
+        ("hass.pid", "hass", "Home Assistant"),  # `-m homeassistant` or .venv-hass/bin/hass
+        ("engine.pid", "custom_components.safecam.engine", "safecam engine"),
+        ("broker.pid", "mosquitto", "Mosquitto"),
+        ("rtsp.pid", "rtsp_loop.py", "RTSP server"),
+    ):
         pidfile = config_dir / name
         pid = _pid_from_file(pidfile, marker)
         if pid is not None:
@@ -308,9 +371,18 @@ def start_rtsp(inst: HaInstance, clip: Path, rtsp_port: int) -> str:
     return f"rtsp://127.0.0.1:{rtsp_port}/demo"
 
 
-def prepare_config(config_dir: Path, port: int) -> None:
+def prepare_config(config_dir: Path, port: int, engine_mode: str = "embedded") -> None:
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "configuration.yaml").write_text(CONFIGURATION_YAML.format(port=port))
+    config = CONFIGURATION_YAML.format(port=port)
+    if engine_mode == "service":
+        config += SERVICE_YAML
+        (config_dir / "automations.yaml").touch()
+        # What docs/blueprints.md tells a user: copy the files to <config>/blueprints/automation/safecam/.
+        target = config_dir / "blueprints" / "automation" / "safecam"
+        target.mkdir(parents=True, exist_ok=True)
+        for blueprint in BLUEPRINTS.glob("*.yaml"):
+            (target / blueprint.name).write_bytes(blueprint.read_bytes())
+    (config_dir / "configuration.yaml").write_text(config)
     write_demo_plan(config_dir)
     components = config_dir / "custom_components"
     components.mkdir(exist_ok=True)
@@ -383,7 +455,7 @@ def start_hass(inst: HaInstance, timeout_s: float = 120) -> None:
     out_path = inst.config_dir / "hass.out"
     with out_path.open("ab") as out:
         inst.hass = subprocess.Popen(
-            [sys.executable, "-m", "homeassistant", "-c", str(inst.config_dir), "--skip-pip"],
+            [*inst.hass_cmd, "-c", str(inst.config_dir), "--skip-pip"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -533,6 +605,13 @@ def ensure_entry(inst: HaInstance, source: str) -> None:
         _ensure_source(inst, source)
         _ensure_default_anonymization(inst)
         configured = "?"  # unknown: read it from the options form below
+    ensure_scene(inst, configured)
+
+
+def ensure_scene(inst: HaInstance, configured: str = "?") -> None:
+    """The demo's zone, gate and calibration through the options flow (an empty scene gets them, a scene
+    without calibration gets the calibration added, anything else is kept). configured: the scene's
+    YAML if known, "?" to read it from the form. A camera of an engine passes it on as `set_scene`."""
     base = "/api/config/config_entries/options/flow"
     flow = _flow_step(inst, base, {"handler": inst.entry_id}, "menu")
     form = _flow_step(inst, f"{base}/{flow['flow_id']}", {"next_step_id": "scene"}, "form")
@@ -550,6 +629,117 @@ def ensure_entry(inst: HaInstance, source: str) -> None:
     else:
         log("setting the zone 'table', the gate 'entrance' and the calibration through the options flow")
     _flow_step(inst, f"{base}/{flow['flow_id']}", {"scene": scene}, "create_entry")
+
+
+# ---- --engine service: broker, engine process, MQTT integration, the discovered camera ----------
+
+
+def engine_config(inst: HaInstance, broker_port: int) -> dict[str, Any]:
+    """The engine's `serve` config (the add-on writes the same from its options): one camera, its scene
+    managed over MQTT (the zone editor's `set_scene`), state kept beside it."""
+    return {
+        "engine_id": ENGINE_ID,
+        "mqtt": {"host": "127.0.0.1", "port": broker_port},
+        "cameras": [{"id": ENGINE_CAMERA_ID, "name": CAMERA_NAME, "url": inst.source, "fps": FPS}],
+        "state_file": str(inst.config_dir / "engine" / "state.json"),
+        "snapshot_interval_s": SNAPSHOT_INTERVAL_S,
+    }
+
+
+def engine_pairing_key(inst: HaInstance) -> str | None:
+    """The key the flow asks for once engines sign their messages (issue 17, item 4): an engine without
+    `pairing_key` in its config makes one at first start, prints it in its log and keeps it beside its
+    state file. None while the engine makes none (no file)."""
+    path = inst.config_dir / "engine" / "pairing_key"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def start_service(inst: HaInstance, broker_port: int) -> None:
+    """Mosquitto and the engine process, each with a PID file for --stop."""
+    inst.broker = Broker(inst.config_dir / "mosquitto", port=broker_port)
+    if not port_free(inst.broker.port):
+        raise SetupError(f"port {inst.broker.port} is in use (another broker? try --stop, or --broker-port)")
+    inst.broker.start()
+    assert inst.broker.proc is not None
+    (inst.config_dir / "broker.pid").write_text(f"{inst.broker.proc.pid}\n")
+    inst.engine = EngineProcess(inst.config_dir / "engine", engine_config(inst, inst.broker.port))
+    (inst.config_dir / "engine.pid").write_text(f"{inst.engine.proc.pid}\n")
+
+
+def confirm_http_config(inst: HaInstance) -> None:
+    """Current Home Assistant runs new `http:` settings (our port) on trial and, unless the owner confirms them
+    (the "Confirm new HTTP server configuration" dialog), restarts on the old ones after 5 minutes: confirm."""
+    try:
+        [conf] = websocket_calls(inst, [{"type": "http/config"}])
+    except SetupError as err:
+        if "unknown_command" in str(err):
+            return  # an older Home Assistant: the yaml settings apply as they are
+        raise
+    if conf.get("revert_at"):
+        log("confirming the HTTP server settings (port, listen address)")
+        websocket_calls(inst, [{"type": "http/config/promote"}])
+
+
+def ensure_mqtt(inst: HaInstance) -> None:
+    """Home Assistant's MQTT integration for the broker (Settings -> Devices & services -> MQTT)."""
+    assert inst.broker is not None
+    entries = inst.api("GET", "/api/config/config_entries/entry", params={"domain": "mqtt"})
+    if entries:
+        log(f"reusing the MQTT integration ({entries[0]['title']})")
+        return
+    log(f"setting up Home Assistant's MQTT integration for 127.0.0.1:{inst.broker.port}")
+    base = "/api/config/config_entries/flow"
+    form = _flow_step(inst, base, {"handler": "mqtt", "show_advanced_options": False}, "form")
+    # What the form sends with its advanced section left collapsed: no client certificate, no TLS.
+    other = {"set_client_cert": False, "set_ca_cert": "off"}
+    settings = {"broker": "127.0.0.1", "port": inst.broker.port, "other_settings": other}
+    _flow_step(inst, f"{base}/{form['flow_id']}", settings, "create_entry")
+
+
+def discovered_flow(inst: HaInstance, timeout_s: float = 90) -> dict[str, Any]:
+    """The safecam flow that MQTT discovery started for the engine (the "Discovered" card in the UI)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        [flows] = websocket_calls(inst, [{"type": "config_entries/flow/progress"}])
+        for flow in flows:
+            if flow["handler"] == "safecam" and flow["context"].get("source") == "mqtt":
+                return dict(flow)
+        if inst.engine is not None and inst.engine.proc.poll() is not None:
+            raise SetupError(f"the engine exited with code {inst.engine.proc.returncode}; see {inst.engine.log_path}")
+        time.sleep(1)
+    log_path = inst.config_dir / "home-assistant.log"
+    errors = [line for line in log_path.read_text(errors="replace").splitlines() if "ERROR" in line and "safecam" in line]
+    why = f"; Home Assistant says: {errors[-1]}" if errors else f" (engine log: {inst.config_dir}/engine/engine.log)"
+    raise SetupError(f"no discovered safecam flow after {timeout_s:.0f} s{why}")
+
+
+def _find_entry(inst: HaInstance) -> dict[str, Any] | None:
+    entries = inst.api("GET", "/api/config/config_entries/entry", params={"domain": "safecam"})
+    return next((e for e in entries if e["title"] == CAMERA_NAME), None)
+
+
+def add_discovered_camera(inst: HaInstance) -> None:
+    """What a user clicks: the discovered safecam card, then the engine's camera (REST, as the UI does)."""
+    if (entry := _find_entry(inst)) is not None:
+        inst.entry_id = entry["entry_id"]
+        log(f"reusing the existing entry {CAMERA_NAME!r} ({inst.entry_id})")
+        return
+    flow = discovered_flow(inst)
+    base = f"/api/config/config_entries/flow/{flow['flow_id']}"
+    form = inst.api("GET", base)
+    options = form["data_schema"][0]["selector"]["select"]["options"]
+    choice = next((o["value"] for o in options if o["label"].startswith(CAMERA_NAME)), None)
+    if choice is None:
+        raise SetupError(f"the discovered flow does not offer {CAMERA_NAME!r}: {options}")
+    log(f"adding {CAMERA_NAME!r} from the discovered engine {ENGINE_ID!r}")
+    done = inst.api("POST", base, json={"camera_id": choice}, timeout=90)
+    if done.get("type") == "form":  # the pairing step: the engine's key, as a user copies it from its log
+        if (key := engine_pairing_key(inst)) is None:
+            raise SetupError(f"the flow asks for {done.get('step_id')!r} but the engine made no pairing key")
+        done = _flow_step(inst, base, {"pairing_key": key}, "create_entry")
+    if done.get("type") != "create_entry":
+        raise SetupError(f"adding {CAMERA_NAME!r}: {json.dumps(done)[:600]}")
+    inst.entry_id = done["result"]["entry_id"]
 
 
 def _ensure_default_anonymization(inst: HaInstance) -> None:
@@ -612,7 +802,7 @@ def remove_failed_onboarding_entries(inst: HaInstance) -> None:
     """Onboarding adds integrations whose packages this venv lacks (--skip-pip: Google Translate TTS
     needs gtts); their failed entries would only show up as errors in the UI."""
     for entry in inst.api("GET", "/api/config/config_entries/entry"):
-        if entry.get("source") == "onboarding" and entry.get("state") != "loaded":
+        if entry.get("source") == "onboarding" and entry.get("state") in ("setup_error", "setup_retry"):
             log(f"removing the failed onboarding entry {entry['title']!r} ({entry['domain']}: package not installed)")
             inst.api("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
 
@@ -625,9 +815,9 @@ SITE_ROLES = {  # friendly name -> role, the site's entities (site_entry.py)
 }
 
 
-def wait_for_entities(inst: HaInstance, timeout_s: float = 90) -> None:
-    """Until the people sensor shows a number (the engine runs), the camera exists and the site's
-    counts show numbers."""
+def wait_for_entities(inst: HaInstance, timeout_s: float = 90, *, site: bool = True, zone: bool = True) -> None:
+    """Until the people sensor shows a number (the engine runs), the camera exists, and (site) the site's
+    counts show numbers, (zone) the demo zone's sensor exists."""
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
@@ -654,8 +844,8 @@ def wait_for_entities(inst: HaInstance, timeout_s: float = 90) -> None:
             str(states.get(roles.get(r, ""), {}).get("state", "")) for r in ("people", "site_people", "site_on_map")
         )
         last = f"entities {sorted(roles)}, people={people!r}, site people={site_people!r}, on map={on_map!r}"
-        site_ready = set(SITE_ROLES.values()) <= set(roles) and site_people.isdigit() and on_map.isdigit()
-        if "camera" in roles and "zone_people" in roles and people.isdigit() and site_ready:
+        site_ready = not site or (set(SITE_ROLES.values()) <= set(roles) and site_people.isdigit() and on_map.isdigit())
+        if "camera" in roles and ("zone_people" in roles or not zone) and people.isdigit() and site_ready:
             inst.entities, inst.all_entities = roles, sorted(ids)
             inst.device_id = inst.template(f"{{{{ device_id('{roles['camera']}') }}}}")
             return
@@ -692,7 +882,13 @@ def websocket_calls(inst: HaInstance, messages: list[dict[str, Any]], timeout_s:
                 results.append(answer.get("result"))
         return results
 
-    return asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # A loop runs in this thread already (a caller inside Playwright's sync API): run ours in another one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 def install_dashboard(inst: HaInstance) -> None:
@@ -721,22 +917,34 @@ def start(
     source: str = "rtsp",
     rtsp_port: int = 8554,
     clip: Path = DEMO_CLIP,
+    engine: str = "embedded",
+    broker_port: int = BROKER_PORT,
+    add_camera: bool = True,
 ) -> HaInstance:
-    """Start everything and return the running instance; on failure stop what was started and raise."""
+    """Start everything and return the running instance; on failure stop what was started and raise.
+
+    engine "service": broker + engine process + a current hass, the camera from MQTT discovery; with
+    add_camera False it stops once the discovered flow waits for a user (the UI test clicks it)."""
     config_dir = Path(config_dir).resolve()
     if not clip.is_file():
         raise SetupError(f"demo clip not found: {clip} (clone the repo with ../shared beside it)")
+    if engine == "service" and not os.access(HASS, os.X_OK):
+        raise SetupError(f"{HASS} not found: --engine service runs a current Home Assistant from .venv-hass")
     config_dir.mkdir(parents=True, exist_ok=True)
-    if _pid_from_file(config_dir / "hass.pid", "homeassistant") is not None:
+    if _pid_from_file(config_dir / "hass.pid", "hass") is not None:
         raise SetupError(f"Home Assistant from {config_dir} is already running: stop it with --stop")
-    inst = HaInstance(config_dir=config_dir, port=port)
+    inst = HaInstance(config_dir=config_dir, port=port, engine_mode=engine)
     try:
-        prepare_config(config_dir, port)
+        prepare_config(config_dir, port, engine)
         if source == "rtsp":
             inst.source = start_rtsp(inst, clip, rtsp_port)
             log(f"RTSP camera: {inst.source} (looping {clip.name})")
         else:
             inst.source = str(clip)
+        if engine == "service":
+            start_service(inst, broker_port)
+            assert inst.broker is not None and inst.engine is not None
+            log(f"Mosquitto on 127.0.0.1:{inst.broker.port}; engine {ENGINE_ID!r} (log: {inst.engine.log_path})")
         t0 = time.monotonic()
         log(f"starting Home Assistant in {config_dir} (log: {config_dir / 'home-assistant.log'})")
         start_hass(inst)
@@ -745,10 +953,23 @@ def start(
         tokens_file = config_dir / ".safecam_tokens.json"  # access + refresh token, for scripts (curl)
         tokens_file.touch(mode=0o600)
         tokens_file.write_text(json.dumps(inst.tokens))
-        ensure_entry(inst, inst.source)
-        ensure_site(inst)
-        wait_for_entities(inst)
-        install_dashboard(inst)
+        confirm_http_config(inst)
+        if engine == "service":
+            ensure_mqtt(inst)
+            if not add_camera:
+                discovered_flow(inst)
+                remove_failed_onboarding_entries(inst)
+                return inst
+            add_discovered_camera(inst)
+            # The entry takes options only once the engine's layout arrived (else set_scene is not sent).
+            wait_for_entities(inst, site=False, zone=False)
+            ensure_scene(inst)
+            wait_for_entities(inst, site=False)
+        else:
+            ensure_entry(inst, inst.source)
+            ensure_site(inst)
+            wait_for_entities(inst)
+            install_dashboard(inst)
         remove_failed_onboarding_entries(inst)
     except BaseException:
         stop(inst)
@@ -763,8 +984,18 @@ def describe(inst: HaInstance) -> str:
         f"  login:                        {USERNAME} / {PASSWORD}",
         f"  camera source:                {inst.source}",
         f"  safecam device page:          {inst.url}/config/devices/device/{inst.device_id}",
-        f"  safecam dashboard:            {inst.url}/{DASHBOARD_URL_PATH}",
-        f"  site floor plan:              {inst.url}/{DASHBOARD_URL_PATH}/{SITE_VIEW_PATH}",
+        *(
+            [
+                f"  safecam dashboard:            {inst.url}/{DASHBOARD_URL_PATH}",
+                f"  site floor plan:              {inst.url}/{DASHBOARD_URL_PATH}/{SITE_VIEW_PATH}",
+            ]
+            if inst.engine_mode == "embedded"
+            else [
+                f"  zone editor:                  {inst.url}/safecam",
+                f"  engine {ENGINE_ID!r}:                {inst.engine.config_path if inst.engine else ''}",
+                f"  MQTT broker:                  127.0.0.1:{inst.broker.port if inst.broker else ''}",
+            ]
+        ),
         "  entities:",
         *(f"    {eid}" for eid in inst.all_entities),
         "",
@@ -775,17 +1006,24 @@ def describe(inst: HaInstance) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8123, help="Home Assistant HTTP port (default 8123)")
-    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR, help="default run/ha/config")
+    parser.add_argument("--config-dir", type=Path, help="default run/ha/config (--engine service: run/ha/service)")
     parser.add_argument(
         "--source", choices=("rtsp", "file"), default="rtsp", help="looping RTSP camera (default) or the clip's path"
     )
     parser.add_argument("--rtsp-port", type=int, default=8554)
     parser.add_argument("--clip", type=Path, default=DEMO_CLIP)
+    parser.add_argument(
+        "--engine",
+        choices=("embedded", "service"),
+        default="embedded",
+        help="analyse in Home Assistant (default), or the deployed shape: engine process + Mosquitto + current hass",
+    )
+    parser.add_argument("--broker-port", type=int, default=BROKER_PORT, help="--engine service: Mosquitto's port")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--background", "--no-wait", action="store_true", help="leave hass running and exit")
     mode.add_argument("--stop", action="store_true", help="stop a background instance (by its PID files) and exit")
     args = parser.parse_args(argv)
-    config_dir = args.config_dir.resolve()
+    config_dir = (args.config_dir or (SERVICE_CONFIG_DIR if args.engine == "service" else DEFAULT_CONFIG_DIR)).resolve()
 
     if args.stop:
         if not stop_by_pidfiles(config_dir):
@@ -793,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        inst = start(config_dir, args.port, args.source, args.rtsp_port, args.clip.resolve())
+        inst = start(config_dir, args.port, args.source, args.rtsp_port, args.clip.resolve(), args.engine, args.broker_port)
     except SetupError as err:
         log(f"FAILED: {err}")
         return 1
@@ -820,6 +1058,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if inst.rtsp is not None and inst.rtsp.poll() is not None:
                 log(f"the RTSP camera exited with code {inst.rtsp.returncode}; see {config_dir / 'rtsp.log'}")
+                break
+            if inst.engine is not None and inst.engine.proc.poll() is not None:
+                log(f"the engine exited with code {inst.engine.proc.returncode}; see {inst.engine.log_path}")
                 break
             time.sleep(1)
     except KeyboardInterrupt:

@@ -6,13 +6,18 @@ import importlib.util
 import os
 import shutil
 import sys
+import time
 from collections.abc import Generator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
+import requests  # type: ignore[import-untyped]
 
+from tests.servers.mosquitto import mosquitto_missing
 from tests.servers.processes import gstreamer_missing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,3 +67,80 @@ def ha(socket_enabled: None, tmp_path: Path, request: pytest.FixtureRequest) -> 
         for log in ("home-assistant.log", "rtsp.log"):  # kept for a failing run (also after start() failed)
             if (config_dir / log).is_file():
                 shutil.copy(config_dir / log, ARTIFACTS / f"{prefix}{log}")
+
+
+@pytest.fixture
+def deployed(socket_enabled: None, tmp_path: Path, request: pytest.FixtureRequest) -> Generator[Any]:
+    """The deployed shape (run_ha.py --engine service): a current hass from .venv-hass, Mosquitto and the engine
+    as its own process on the RTSP demo camera; stops where a user takes over, at the discovered safecam flow."""
+    prefix = getattr(request.module, "LOG_PREFIX", "e2e_deployed_")
+    if not os.access(run_ha.HASS, os.X_OK):
+        pytest.skip(f"{run_ha.HASS} not found: the deployed test runs a current Home Assistant (Python 3.14) from .venv-hass")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium)")
+    if why := gstreamer_missing() or mosquitto_missing():
+        pytest.skip(why)
+    ARTIFACTS.mkdir(exist_ok=True)
+    config_dir = tmp_path / "ha"
+    inst = None
+    try:
+        inst = run_ha.start(
+            config_dir=config_dir,
+            port=run_ha.free_port(),
+            rtsp_port=run_ha.free_port(),
+            engine="service",
+            broker_port=run_ha.free_port(),
+            add_camera=False,
+        )
+        yield inst
+    finally:
+        if inst is not None:
+            run_ha.stop(inst)
+        logs = ("home-assistant.log", "rtsp.log", "engine/engine.log", "mosquitto/mosquitto.log")
+        for log in logs:  # kept for a failing run (also after start() failed)
+            if (config_dir / log).is_file():
+                shutil.copy(config_dir / log, ARTIFACTS / f"{prefix}{Path(log).name}")
+
+
+# ---- the privacy check shared by the tests: a served picture is never a raw frame of the clip ----
+
+RAW_DIFF_MIN = 2.0  # mean abs difference (0-255) the served picture keeps from every raw frame
+
+
+def min_diff_to_raw_frames(image: np.ndarray, clip: Path) -> tuple[float, int]:
+    """The smallest mean abs difference between image and any frame of the clip, and that frame's index."""
+    cap = cv2.VideoCapture(str(clip))
+    best, best_i, i = float("inf"), -1, 0
+    img = image.astype(np.int16)
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            assert frame.shape == image.shape, f"served picture {image.shape} vs clip {frame.shape}"
+            d = float(np.abs(img - frame.astype(np.int16)).mean())
+            if d < best:
+                best, best_i = d, i
+            i += 1
+    finally:
+        cap.release()
+    assert i > 500, f"read only {i} frames of {clip}"
+    return best, best_i
+
+
+def anonymized_picture_with_people(inst: Any, timeout_s: float = 90) -> tuple[bytes, int]:
+    """A camera picture taken while the people sensor counts someone (before and after the fetch)."""
+    people_id = inst.entities["people"]
+    camera_id = inst.entities["camera"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = inst.api("GET", f"/api/states/{people_id}")["state"]
+        if before.isdigit() and int(before) >= 1:
+            resp = requests.get(f"{inst.url}/api/camera_proxy/{camera_id}", headers=inst.headers, timeout=30)
+            after = inst.api("GET", f"/api/states/{people_id}")["state"]
+            assert resp.status_code == 200, resp.text[:300]
+            assert resp.headers["Content-Type"].startswith("image/jpeg")
+            if after.isdigit() and int(after) >= 1:
+                return resp.content, int(after)
+        time.sleep(0.5)
+    pytest.fail(f"{people_id} never counted anyone in {timeout_s:.0f} s")

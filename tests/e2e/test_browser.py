@@ -11,62 +11,27 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-import requests  # type: ignore[import-untyped]
 
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, run_ha
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    RAW_DIFF_MIN,
+    anonymized_picture_with_people,
+    min_diff_to_raw_frames,
+    run_ha,
+)
 
 pytestmark = pytest.mark.e2e
-
-RAW_DIFF_MIN = 2.0  # mean abs difference (0-255) the served picture keeps from every raw frame
 
 
 def _states(inst: Any) -> dict[str, dict[str, Any]]:
     return {s["entity_id"]: s for s in inst.api("GET", "/api/states")}
-
-
-def _min_diff_to_raw_frames(image: np.ndarray, clip: Path) -> tuple[float, int]:
-    """The smallest mean abs difference between image and any frame of the clip, and that frame's index."""
-    cap = cv2.VideoCapture(str(clip))
-    best, best_i, i = float("inf"), -1, 0
-    img = image.astype(np.int16)
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            assert frame.shape == image.shape, f"served picture {image.shape} vs clip {frame.shape}"
-            d = float(np.abs(img - frame.astype(np.int16)).mean())
-            if d < best:
-                best, best_i = d, i
-            i += 1
-    finally:
-        cap.release()
-    assert i > 500, f"read only {i} frames of {clip}"
-    return best, best_i
-
-
-def _anonymized_picture_with_people(inst: Any, timeout_s: float = 90) -> tuple[bytes, int]:
-    """A camera picture taken while the people sensor counts someone (before and after the fetch)."""
-    people_id = inst.entities["people"]
-    camera_id = inst.entities["camera"]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        before = inst.api("GET", f"/api/states/{people_id}")["state"]
-        if before.isdigit() and int(before) >= 1:
-            resp = requests.get(f"{inst.url}/api/camera_proxy/{camera_id}", headers=inst.headers, timeout=30)
-            after = inst.api("GET", f"/api/states/{people_id}")["state"]
-            assert resp.status_code == 200, resp.text[:300]
-            assert resp.headers["Content-Type"].startswith("image/jpeg")
-            if after.isdigit() and int(after) >= 1:
-                return resp.content, int(after)
-        time.sleep(0.5)
-    pytest.fail(f"{people_id} never counted anyone in {timeout_s:.0f} s")
 
 
 def test_real_ha_and_browser(ha: Any) -> None:
@@ -84,11 +49,11 @@ def test_real_ha_and_browser(ha: Any) -> None:
     assert inst.device_id and inst.device_id != "None"
 
     # ---- the camera: an anonymized picture, never a raw frame -----------------------------------
-    jpeg, count = _anonymized_picture_with_people(inst)
+    jpeg, count = anonymized_picture_with_people(inst)
     (ARTIFACTS / "e2e_camera_proxy.jpg").write_bytes(jpeg)
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None, "the camera did not serve a decodable JPEG"
-    diff, frame_index = _min_diff_to_raw_frames(image, run_ha.DEMO_CLIP)
+    diff, frame_index = min_diff_to_raw_frames(image, run_ha.DEMO_CLIP)
     print(f"camera picture with {count} people: min mean abs diff to a raw frame {diff:.2f} (frame {frame_index})")
     assert diff > RAW_DIFF_MIN, f"the camera served (nearly) raw frame {frame_index} of the clip: diff {diff:.2f}"
 

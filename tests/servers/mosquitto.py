@@ -41,13 +41,15 @@ class Broker:
         tls: TlsFiles | None = None,
         users: dict[str, str] | None = None,
         acl: str | None = None,
+        port: int | None = None,
     ) -> None:
         """persistent: sessions, their queued QoS 1 messages and retained messages survive a restart, as on a
         production broker (saved every second, so a SIGKILL loses at most the last second).
         tls: also a TLS listener on `tls_port` with these files (the plain listener on `port` stays).
-        users: more users (name -> password); acl: the text of an ACL file (Mosquitto's acl_file)."""
+        users: more users (name -> password); acl: the text of an ACL file (Mosquitto's acl_file).
+        port: a fixed port (the demo's broker, which Home Assistant's MQTT entry remembers), else a free one."""
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.tls_port = free_port() if tls is not None else None
         self.username, self.password = username, password
         self.proc: subprocess.Popen[bytes] | None = None
