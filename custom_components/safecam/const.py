@@ -50,7 +50,6 @@ PROBE_TIMEOUT_S: Final = 10
 
 
 # Safety analytics (engine analyzers "falls", "safety", "ppe"; CameraState.analytics[name]) -----
-SAFETY_ZONE_KINDS: Final = ("danger", "equipment")  # a zone of these kinds builds the safety analyzer
 CONGESTION_LEVELS: Final = ("low", "medium", "high")
 METRIC_RULES_STATES: Final = ("enabled", "disabled")  # metre-based rules need a ground-plane calibration
 

@@ -49,10 +49,9 @@ from .const import (
     HEALTH_CHECK_INTERVAL_S,
     MIN_FPS,
 )
-from .contract import CONTRACT_VERSION, OFFLINE, ONLINE, Topics, event_from_payload, state_from_payload
+from .contract import CONTRACT_VERSION, OFFLINE, ONLINE, Capabilities, Topics, event_from_payload, state_from_payload
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
-from .engine.worker import CameraWorker
 
 if TYPE_CHECKING:
     from homeassistant.components.mqtt import ReceiveMessage
@@ -96,7 +95,22 @@ def settings_from_config(config: dict[str, Any], options: dict[str, Any] | None 
         CONF_ANONYMIZATION: config.get("anonymization"),
         CONF_SCENE: config.get("scene") or {},
     }
-    return Settings.from_options({**(options or {}), **engine})
+    return Settings.from_options({**(options or {}), **engine}, sections=False, announced=announced_capabilities(config))
+
+
+def remote_settings(options: dict[str, Any]) -> Settings:
+    """A remote camera's settings from its entry options: its engine validates and runs the scene's sections."""
+    return Settings.from_options(options, sections=False)
+
+
+def announced_capabilities(config: dict[str, Any]) -> Capabilities | None:
+    """The capabilities the engine announced in its config message; None from an engine that sends none (derived)."""
+    if not isinstance(announced := config.get("capabilities"), dict):
+        return None
+    try:
+        return Capabilities.from_dict(announced)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"capabilities: {err}") from None
 
 
 def options_of(settings: Settings) -> dict[str, Any]:
@@ -191,7 +205,7 @@ class RemoteRuntime(SafecamRuntime):
         self.engine_id: str = data[CONF_ENGINE_ID]
         self.camera_id: str = data[CONF_CAMERA_ID]
         self.topics = Topics(data.get(CONF_TOPIC_PREFIX) or DEFAULT_TOPIC_PREFIX, self.engine_id)
-        super().__init__(hass, entry, f"mqtt://{self.topics.base}/{self.camera_id}", settings)
+        super().__init__(hass, entry, settings)
         self.available = False  # until the engine says online and the camera's first state arrived
         self.engine_settings: Settings | None = None  # the layout the engine last published
         self.scene_source: str | None = None
@@ -203,11 +217,6 @@ class RemoteRuntime(SafecamRuntime):
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._unsubs: list[CALLBACK_TYPE] = []
         self._pending: dict[str, str] = {}  # command request id -> command, until its result
-
-    def _new_worker(self) -> CameraWorker:
-        # Never started: the analysis runs in the engine. It draws the placeholder picture, and its camera name
-        # (unique per engine camera) keys the local heatmap store, which stays empty (grids are not on MQTT).
-        return CameraWorker(f"{self.engine_id}/{self.camera_id}", "", _no_detector, scene=self.settings.scene)
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def async_start(self) -> None:
@@ -233,7 +242,10 @@ class RemoteRuntime(SafecamRuntime):
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
-        await super().async_stop(clear_issues=clear_issues)  # (its worker never started: stopping it is a no-op)
+        await super().async_stop(clear_issues=clear_issues)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"engine": {"engine_id": self.engine_id, "camera": self.camera_id, "topics": self.topics.base}}
 
     # ---- what HA asks of the camera --------------------------------------------------------
     def snapshot_jpeg(self) -> bytes:
@@ -378,10 +390,6 @@ class RemoteRuntime(SafecamRuntime):
             self.hass.config_entries.async_update_entry(self.entry, options=options)
 
 
-def _no_detector() -> Any:
-    raise RuntimeError("a remote camera is analysed by its engine")
-
-
 # ---- entry setup ------------------------------------------------------------------------------------
 
 
@@ -395,9 +403,9 @@ async def async_setup_remote_entry(
     if not await async_mqtt_ready(hass):
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_ready")
     try:
-        settings = Settings.from_options(dict(entry.options))
+        settings = remote_settings(dict(entry.options))
     except ConfigError:
-        settings = Settings.from_options({})  # the engine's config message brings the real one (and reloads)
+        settings = remote_settings({})  # the engine's config message brings the real one (and reloads)
     runtime = RemoteRuntime(hass, entry, settings)
     entry.runtime_data = runtime
     await hass.config_entries.async_forward_entry_setups(entry, platforms)
@@ -414,7 +422,7 @@ async def _async_options_updated(hass: HomeAssistant, entry: SafecamConfigEntry)
     if not isinstance(runtime, RemoteRuntime) or (engine := runtime.engine_settings) is None:
         return
     try:
-        wanted = Settings.from_options(dict(entry.options))
+        wanted = remote_settings(dict(entry.options))
     except ConfigError:
         wanted = engine
     if wanted.scene != engine.scene:

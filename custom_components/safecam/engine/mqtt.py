@@ -21,6 +21,7 @@ from ..contract import (
     OFFLINE,
     ONLINE,
     Topics,
+    capabilities,
     encode,
 )
 from .config import SceneConfig
@@ -103,6 +104,7 @@ def discovery_payload(
         "camera": {"p": "camera", "name": "Anonymized view", "t": topics.snapshot(camera)},
     }
     taken = set(cmps)
+    caps = capabilities(scene.as_dict())  # the same entities the integration builds from the announcement
     for zone in scene.zones:
         key = json.dumps(zone.name)
         oid = _object_id(f"zone_{zone.name}", taken)
@@ -119,7 +121,7 @@ def discovery_payload(
             "dev_cla": "occupancy",
             "val_tpl": "{{ 'ON' if " + zone_val + ".get('occupied') else 'OFF' }}",
         }
-        if zone.kind == "danger":
+        if zone.name in caps.intrusion_zones:
             cmps[f"{oid}_intruded"] = {
                 "p": "binary_sensor",
                 "name": f"{zone.name} intruded",
