@@ -39,3 +39,6 @@ class HeavyBlocker(MetaPathFinder):
 
 def install() -> None:
     sys.meta_path.insert(0, HeavyBlocker())
+
+
+install()  # loaded as a pytest plugin (`-p tests.thin.heavy_blocker`): before conftest files and test modules
