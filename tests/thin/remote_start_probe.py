@@ -8,8 +8,9 @@ module may import numpy. Not collected on its own (its name): it needs the block
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import pytest
 import pytest_socket
@@ -66,9 +67,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Generator[Broker]:
         broker.stop()
 
 
-async def _wait(hass: HomeAssistant, predicate, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-
+async def _wait(hass: HomeAssistant, predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.1)
@@ -98,7 +97,8 @@ async def test_remote_camera_loads_nothing_heavy(
     registry = er.async_get(hass)
 
     def unique_ids() -> set[str]:
-        return {e.unique_id.removeprefix(f"{entry.entry_id}_") for e in er.async_entries_for_config_entry(registry, entry.entry_id)}
+        entities = er.async_entries_for_config_entry(registry, entry.entry_id)
+        return {e.unique_id.removeprefix(f"{entry.entry_id}_") for e in entities}
 
     # The engine's announced layout reloads the entry with its entities (restricted zone: intruded + safety sensors).
     await _wait(hass, lambda: "zone_yard_intruded" in unique_ids(), "the engine's layout")
