@@ -327,7 +327,7 @@ class EventCountSensor(SafecamEntity, RestoreSensor):
     """How many events of one type the camera fired, ever: hourly statistics give events per hour.
 
     Counted from the events the event entity fires (the same push); restored across restarts like
-    the gate counters. Only for the types this camera's analyzers can raise (event_counts.py).
+    the gate counters. Only for the types this camera's analyzers can raise (contract.capabilities).
     """
 
     _attr_state_class = SensorStateClass.TOTAL_INCREASING
