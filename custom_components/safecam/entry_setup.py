@@ -26,7 +26,7 @@ from .engine.config import ConfigError
 from .engine.models import ModelCorruptError, ModelError, resolve_model
 from .engine.redact import redact_url
 from .entries import is_remote_entry, is_site_entry
-from .inprocess import EngineUnavailable, async_clear_engine_unavailable, async_load_local, async_report_engine_unavailable
+from .inprocess import EngineUnavailable, async_clear_engine_unavailable, async_ensure_engine, async_report_engine_unavailable
 from .source import engine_url
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.CAMERA, Platform.EVENT, Platform.IMAGE, Platform.SENSOR]
@@ -38,19 +38,14 @@ async def _module(hass: HomeAssistant, name: str) -> ModuleType:
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
-    if is_site_entry(entry):  # a site device over several cameras (site_entry.py)
+    if is_site_entry(entry):  # a site device over several cameras: fused here, with the engine's maths (site_entry.py)
+        await _async_ensure_engine(hass)
         return bool(await (await _module(hass, "site_entry")).async_setup_entry(hass, entry))
     if is_remote_entry(entry):  # a camera of an engine service, over HA's MQTT (remote.py)
         remote = await _module(hass, "remote")
         return bool(await remote.async_setup_remote_entry(hass, entry, PLATFORMS, _remove_stale_entities))
-    try:
-        local = await async_load_local(hass)
-    except EngineUnavailable as err:
-        async_report_engine_unavailable(hass, err)
-        raise ConfigEntryError(
-            translation_domain=DOMAIN, translation_key="engine_unavailable", translation_placeholders={"error": str(err)}
-        ) from err
-    async_clear_engine_unavailable(hass)
+    await _async_ensure_engine(hass)
+    local = await _module(hass, "local")  # the engine's worker and detector: in-process cameras only
     try:
         settings = Settings.from_options(dict(entry.options))
     except ConfigError as err:
@@ -72,6 +67,18 @@ async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> b
 
     entry.async_on_unload(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, _async_stop_worker))
     return True
+
+
+async def _async_ensure_engine(hass: HomeAssistant) -> None:
+    """The engine's requirements, installed on demand; else a repair pointing to the add-on, and setup fails."""
+    try:
+        await async_ensure_engine(hass)
+    except EngineUnavailable as err:
+        async_report_engine_unavailable(hass, err)
+        raise ConfigEntryError(
+            translation_domain=DOMAIN, translation_key="engine_unavailable", translation_placeholders={"error": str(err)}
+        ) from err
+    async_clear_engine_unavailable(hass)
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> None:

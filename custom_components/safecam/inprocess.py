@@ -1,4 +1,4 @@
-"""Analysing inside Home Assistant: install the engine's requirements on demand, then load local.py.
+"""Analysing inside Home Assistant: install the engine's requirements on demand (before local.py, site_entry.py).
 
 The integration requires nothing (manifest): the engine normally runs as a service (the add-on, a container, the
 Python package) and reaches Home Assistant over MQTT (remote.py). A user who picks "analyse inside Home Assistant"
@@ -10,10 +10,8 @@ repair, both pointing to the add-on.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import logging
-from types import ModuleType
 
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
@@ -50,12 +48,6 @@ async def async_ensure_engine(hass: HomeAssistant) -> None:
         raise EngineUnavailable(str(err)) from err
     if missing := await hass.async_add_executor_job(_missing_modules):
         raise EngineUnavailable(f"cannot import {', '.join(missing)}")
-
-
-async def async_load_local(hass: HomeAssistant) -> ModuleType:
-    """local.py (the engine's worker and detector), imported in the import executor after async_ensure_engine."""
-    await async_ensure_engine(hass)
-    return await hass.async_add_import_executor_job(importlib.import_module, f"{__package__}.local")
 
 
 def async_report_engine_unavailable(hass: HomeAssistant, err: EngineUnavailable) -> None:

@@ -101,10 +101,11 @@ def validate_line(value: object, what: str = "line") -> list[Point]:
     return pts
 
 
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+def points_in_polygon(points: np.ndarray, polygon: Rows) -> np.ndarray:
     """Even-odd ray casting for (N, 2) points; vectorized over points."""
     import numpy as np  # the per-frame maths: only where analysis runs
 
+    polygon = np.asarray(polygon)  # (a validated polygon is a list of pairs; an array passes through)
     if len(points) == 0:
         return np.zeros(0, bool)
     x, y = points[:, 0][:, None], points[:, 1][:, None]
@@ -117,7 +118,10 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return (crossings.sum(axis=1) % 2) == 1
 
 
-def side_of_line(points: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+def side_of_line(points: np.ndarray, p1: Coords, p2: Coords) -> np.ndarray:
     """s(q) = (p2 - p1) x (q - p1): positive on one side, negative on the other."""
+    import numpy as np
+
+    p1, p2 = np.asarray(p1), np.asarray(p2)
     d = p2 - p1
     return d[0] * (points[:, 1] - p1[1]) - d[1] * (points[:, 0] - p1[0])
