@@ -43,6 +43,7 @@ ANONYMIZATION_HEAD: Final = "head"
 ANONYMIZATION_MODES: Final = (ANONYMIZATION_BODY, ANONYMIZATION_FULL_FRAME, ANONYMIZATION_HEAD)
 DEFAULT_ANONYMIZATION: Final = ANONYMIZATION_FULL_FRAME  # bench/privacy_audit.py: the only mode under 0.5 % face leakage
 CONF_SCENE: Final = "scene"  # {"zones": [...], "gates": [...]} as engine.config.SceneConfig.as_dict()
+CONF_CAPABILITIES: Final = "capabilities"  # remote cameras: the engine's announced contract.Capabilities, as a dict
 
 # Engine ------------------------------------------------------------------------------------
 MODEL_NAME: Final = "yolox_nano"  # the default person detector of the engine's catalog

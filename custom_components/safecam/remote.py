@@ -40,6 +40,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from .const import (
     CONF_ANONYMIZATION,
     CONF_CAMERA_ID,
+    CONF_CAPABILITIES,
     CONF_ENGINE_ID,
     CONF_FPS,
     CONF_SCENE,
@@ -94,28 +95,31 @@ def settings_from_config(config: dict[str, Any], options: dict[str, Any] | None 
         CONF_FPS: max(round(float(fps)), MIN_FPS) if isinstance(fps, int | float) else MIN_FPS,
         CONF_ANONYMIZATION: config.get("anonymization"),
         CONF_SCENE: config.get("scene") or {},
+        CONF_CAPABILITIES: config.get("capabilities"),  # None from an engine that announces none: derived
     }
-    return Settings.from_options({**(options or {}), **engine}, sections=False, announced=announced_capabilities(config))
+    return remote_settings({**(options or {}), **engine})
 
 
 def remote_settings(options: dict[str, Any]) -> Settings:
-    """A remote camera's settings from its entry options: its engine validates and runs the scene's sections."""
-    return Settings.from_options(options, sections=False)
-
-
-def announced_capabilities(config: dict[str, Any]) -> Capabilities | None:
-    """The capabilities the engine announced in its config message; None from an engine that sends none (derived)."""
-    if not isinstance(announced := config.get("capabilities"), dict):
-        return None
+    """A remote camera's settings from its entry options, where the engine's layout is mirrored: its announced
+    capabilities decide the entities (kept there, so a restart builds what the engine announced), and the engine
+    validates and runs the scene's sections. ConfigError for an unreadable scene or announcement."""
+    announced = options.get(CONF_CAPABILITIES)
     try:
-        return Capabilities.from_dict(announced)
+        capabilities = Capabilities.from_dict(announced) if isinstance(announced, dict) else None
     except (TypeError, ValueError, KeyError) as err:
         raise ConfigError(f"capabilities: {err}") from None
+    return Settings.from_options(options, sections=False, announced=capabilities)
 
 
 def options_of(settings: Settings) -> dict[str, Any]:
     """The engine-owned entry options (what the options flow and the zone editor show of the engine's layout)."""
-    return {CONF_FPS: settings.fps, CONF_ANONYMIZATION: settings.anonymization, CONF_SCENE: settings.scene.as_dict()}
+    return {
+        CONF_FPS: settings.fps,
+        CONF_ANONYMIZATION: settings.anonymization,
+        CONF_SCENE: settings.scene.as_dict(),
+        CONF_CAPABILITIES: settings.capabilities.as_dict(),
+    }
 
 
 # ---- what is on the broker (config flow) ----------------------------------------------------------
