@@ -16,6 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.safecam.contract import Capabilities, capabilities, config_payload
 from custom_components.safecam.engine.config import parse_scene
 from custom_components.safecam.engine.scene import build_analyzers
+from custom_components.safecam.remote import options_of, remote_settings, settings_from_config
 
 from .conftest import setup_loaded, unload
 
@@ -51,6 +52,20 @@ def test_the_config_message_announces_the_capabilities() -> None:
     assert "safety" in announced.analyzers
     with pytest.raises(ValueError):
         Capabilities.from_dict({"zones": [], "gates": "door"})
+
+
+def test_a_remote_camera_builds_what_its_engine_announced() -> None:
+    """The announcement decides (an engine of another version may derive more), and it is kept in the options."""
+    scene = parse_scene(SCENES["restricted only"]).as_dict()
+    announced = Capabilities(zones=(("yard", "restricted"),), analyzers=("safety", "heatmap"), intrusion_zones=("yard",))
+    config = {"camera": "c", "fps": 5, "scene": scene, "capabilities": announced.as_dict()}
+    settings = settings_from_config(config)
+    assert settings.capabilities == announced != capabilities(scene)  # (this version also counts intrusion events)
+    assert remote_settings(options_of(settings)).capabilities == announced  # a restart builds the same
+    # An engine that announces nothing: derived here with the same function; sections are the engine's to parse.
+    with_sections = {**scene, "safety": {"congestion": {"yard": {"medium": 2, "high": 4}}}}
+    derived = settings_from_config({"camera": "c", "fps": 5, "scene": with_sections})
+    assert derived.capabilities == capabilities(with_sections) and derived.scene.section("safety") is None
 
 
 async def test_restricted_zone_only_gets_the_safety_entities(
