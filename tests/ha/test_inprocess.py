@@ -38,6 +38,21 @@ def test_requirements_follow_the_target_not_one_list_per_machine() -> None:
     assert len({"onnxruntime", "onnxruntime-openvino"} & set(names)) == 1  # never both, never none
 
 
+async def test_home_assistants_requirements_mechanism_sees_them_installed(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not skipping pip, as on a real install: this venv has the requirements that apply here, so HA's installer
+    runs no pip (one applying only elsewhere, e.g. plain onnxruntime on x86-64, must not reach it: HA's
+    is_installed ignores markers)."""
+
+    def no_pip(*args: object, **kwargs: object) -> bool:
+        raise AssertionError(f"pip would install {args} into the test venv")
+
+    monkeypatch.setattr("homeassistant.util.package.install_package", no_pip)
+    hass.config.skip_pip = False
+    await inprocess.async_ensure_engine(hass)
+
+
 @pytest.mark.usefixtures("engine_cannot_load")
 async def test_flow_says_the_engine_cannot_run_here(hass: HomeAssistant) -> None:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
