@@ -21,19 +21,18 @@ async def async_setup_entry(
     entry: SafecamConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    settings = entry.runtime_data.settings
-    scene, analytics = settings.scene, settings.analytics
+    caps = entry.runtime_data.settings.capabilities  # contract.capabilities: the engine's analyzers decide
     entities: list[BinarySensorEntity] = [ConnectedBinarySensor(entry)]
-    entities += [ZoneOccupiedBinarySensor(entry, z.name) for z in scene.zones]
-    entities += [ZoneIntrudedBinarySensor(entry, z.name) for z in scene.zones if z.kind in ("danger", "restricted")]
-    if analytics.falls:
+    entities += [ZoneOccupiedBinarySensor(entry, name) for name, _kind in caps.zones]
+    entities += [ZoneIntrudedBinarySensor(entry, zone) for zone in caps.intrusion_zones]
+    if caps.runs("falls"):
         entities.append(PersonDownBinarySensor(entry))
-    if analytics.ppe:
+    if caps.runs("ppe"):
         entities.append(PpeViolationBinarySensor(entry))
-    if analytics.distancing:
+    if caps.distancing:
         entities.append(DistancingBinarySensor(entry))
-    entities += [ZoneCongestionHighBinarySensor(entry, zone) for zone in analytics.congestion_zones]
-    entities += [ZoneMachineActiveBinarySensor(entry, zone) for zone in analytics.machine_zones]
+    entities += [ZoneCongestionHighBinarySensor(entry, zone) for zone in caps.congestion_zones]
+    entities += [ZoneMachineActiveBinarySensor(entry, zone) for zone in caps.machine_zones]
     async_add_entities(entities)
 
 

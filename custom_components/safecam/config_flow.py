@@ -1,6 +1,9 @@
 """Config flow (add a camera), options flow (detection settings, zones/gates), reconfigure (source).
 
-Sources:
+The first path is a safecam engine (the add-on, a container, the Python package) reached over MQTT: the integration
+itself needs nothing installed. "Analyse inside Home Assistant (advanced)" installs the engine's requirements on
+demand (inprocess.py) and says so when they cannot install here (HA OS / container: no wheels), pointing to the
+add-on. In-process sources:
 - a stream URL (rtsp/rtsps/http/https) with optional username/password, injected into the URL
   the engine opens (stored in the entry, never logged), or a local video file (absolute path or
   file:// URL; the engine loops it in real time: demos and tests);
@@ -14,15 +17,14 @@ detector model resolves.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 import yaml  # type: ignore[import-untyped]
-from homeassistant.components.camera import DOMAIN as CAMERA_DOMAIN
-from homeassistant.components.camera import async_get_stream_source
 from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_ENTITY_ID, CONF_NAME, CONF_PASSWORD, CONF_URL, CONF_USERNAME
 from homeassistant.core import HomeAssistant, callback
@@ -85,12 +87,11 @@ from .const import (
 )
 from .contract import MessageRejected, format_pairing_key, parse_pairing_key
 from .coordinator import SafecamConfigEntry
-from .engine.calibration import parse_calibration
 from .engine.config import SECTION_PARSERS, ConfigError, SceneConfig, parse_scene
+from .engine.redact import redact_url
 from .engine.scene.ppe_rules import ITEMS as PPE_ITEMS
-from .engine.site import DEFAULT_EMPTY_RESET_S, DEFAULT_RADIUS_M
-from .engine.sources import redact_url
-from .entries import camera_entries, is_site_entry
+from .entries import camera_entries, is_remote_entry, is_site_entry
+from .inprocess import EngineUnavailable, async_ensure_engine
 from .remote import (
     RemoteCamera,
     announced_info,
@@ -100,8 +101,10 @@ from .remote import (
     settings_from_config,
     verify_key,
 )
-from .site_entry import async_validate_site, gate_choices
 from .source import check_model, engine_url, entity_unique_id, is_supported, probe_source, url_unique_id
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -112,7 +115,7 @@ _ANONYMIZATION_SELECTOR = SelectSelector(
 _TEXT = TextSelector()
 _USERNAME = TextSelector(TextSelectorConfig(autocomplete="username"))
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="current-password"))
-_CAMERA = EntitySelector(EntitySelectorConfig(domain=CAMERA_DOMAIN))
+_CAMERA = EntitySelector(EntitySelectorConfig(domain="camera"))
 _SCENE_TEXT = TextSelector(TextSelectorConfig(multiline=True))
 
 _SETTINGS_SCHEMA: dict[vol.Marker, Any] = {
@@ -280,15 +283,17 @@ def _settings(user_input: dict[str, Any]) -> dict[str, Any]:
     return {CONF_FPS: int(user_input[CONF_FPS]), CONF_ANONYMIZATION: user_input[CONF_ANONYMIZATION]}
 
 
-def parse_scene_text(text: str) -> SceneConfig:
-    """YAML (or JSON, a subset of YAML) from the options form -> SceneConfig; ConfigError if invalid."""
+def parse_scene_text(text: str, *, sections: bool = True) -> SceneConfig:
+    """YAML (or JSON, a subset of YAML) from the options form -> SceneConfig; ConfigError if invalid.
+
+    sections=False (a remote camera): its engine validates the optional sections (engine.config.parse_scene)."""
     try:
         data = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config: not valid YAML or JSON{where}") from None
-    return parse_scene(data)
+    return parse_scene(data, sections=sections)
 
 
 def scene_text(scene: dict[str, Any] | None) -> str:
@@ -339,6 +344,9 @@ async def async_validate_source(hass: HomeAssistant, url: str) -> str | None:
 
 async def _async_camera_stream_url(hass: HomeAssistant, entity_id: str) -> str | None:
     try:
+        # HA's camera component (and its stream, numpy, PyAV) loads only for an in-process camera entity source.
+        from homeassistant.components.camera import async_get_stream_source
+
         return await async_get_stream_source(hass, entity_id)
     except HomeAssistantError:  # camera integration not loaded, camera missing or off
         return None
@@ -383,7 +391,21 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         return SafecamOptionsFlow()
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        return self.async_show_menu(step_id="user", menu_options=["url", "entity", "remote", "site"])
+        # A safecam engine first (nothing to install here), then the site device, then in-process analysis.
+        return self.async_show_menu(step_id="user", menu_options=["remote", "site", "local"])
+
+    async def async_step_local(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Analyse inside Home Assistant (advanced): install the engine's requirements now, then pick the source."""
+        if (aborted := await self._async_engine_or_abort()) is not None:
+            return aborted
+        return self.async_show_menu(step_id="local", menu_options=["url", "entity"])
+
+    async def _async_engine_or_abort(self) -> ConfigFlowResult | None:
+        try:
+            await async_ensure_engine(self.hass)
+        except EngineUnavailable as err:
+            return self.async_abort(reason="engine_unavailable", description_placeholders={"error": str(err)})
+        return None
 
     async def async_step_url(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
@@ -536,7 +558,12 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """A site device: perimeter gates and calibrated cameras of one place, fused (site_entry.py)."""
+        """A site device: perimeter gates and calibrated cameras of one place, fused (site_entry.py).
+
+        The fusion runs in Home Assistant with the engine's maths: its requirements are installed first."""
+        if (aborted := await self._async_engine_or_abort()) is not None:
+            return aborted
+        site = await _async_site_module(self.hass)
         errors: dict[str, str] = {}
         error = ""
         if user_input is not None:
@@ -548,7 +575,7 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             try:
                 if not slugify(name):
                     raise ConfigError("site name: give the site a name")
-                await async_validate_site(self.hass, options)
+                await site.async_validate_site(self.hass, options)
             except ConfigError as err:
                 errors["base"] = "invalid_site"
                 error = str(err)
@@ -557,7 +584,7 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_create_entry(title=name, data={CONF_ENTRY_KIND: ENTRY_KIND_SITE}, options=options)
         return self.async_show_form(
             step_id="site",
-            data_schema=self.add_suggested_values_to_schema(site_schema(self.hass, name=True), user_input or {}),
+            data_schema=self.add_suggested_values_to_schema(site_schema(self.hass, site, name=True), user_input or {}),
             errors=errors,
             description_placeholders={"error": error},
         )
@@ -633,7 +660,7 @@ class SafecamOptionsFlow(OptionsFlow):
         if user_input is not None:
             text = user_input.get(CONF_SCENE, "")
             try:
-                scene = parse_scene_text(text)
+                scene = parse_scene_text(text, sections=self._sections)
             except ConfigError as err:
                 errors["base"] = "invalid_scene"
                 error = str(err)
@@ -653,9 +680,17 @@ class SafecamOptionsFlow(OptionsFlow):
     def _scene_dict(self) -> dict[str, Any]:
         return dict(self.config_entry.options.get(CONF_SCENE) or {})
 
+    @property
+    def _sections(self) -> bool:
+        """Whether HA parses the scene's optional sections: in-process yes; a remote camera's engine does it."""
+        return not is_remote_entry(self.config_entry)
+
+    def _parse(self, scene: dict[str, Any]) -> SceneConfig:
+        return parse_scene(scene, sections=self._sections)
+
     def _save_scene(self, scene: dict[str, Any]) -> ConfigFlowResult:
         """Validated by the caller through parse_scene; stored the way the scene step stores it."""
-        return self.async_create_entry(data={**self.config_entry.options, CONF_SCENE: parse_scene(scene).as_dict()})
+        return self.async_create_entry(data={**self.config_entry.options, CONF_SCENE: self._parse(scene).as_dict()})
 
     async def async_step_safety(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Common safety thresholds, written into the scene's sections (the scene step shows them all)."""
@@ -664,7 +699,7 @@ class SafecamOptionsFlow(OptionsFlow):
         if user_input is not None:
             scene = apply_safety_form(self._scene_dict(), user_input)
             try:
-                parse_scene(scene)
+                self._parse(scene)
             except ConfigError as err:
                 errors["base"] = "invalid_safety"
                 error = str(err)
@@ -689,9 +724,8 @@ class SafecamOptionsFlow(OptionsFlow):
                 if section is None:
                     scene.pop("calibration", None)
                 else:
-                    parse_calibration(section, ())  # the engine's checks, with its one-line message
                     scene["calibration"] = section
-                parse_scene(scene)
+                self._parse(scene)  # the engine's checks (in-process; a remote camera's engine checks it)
             except ConfigError as err:
                 errors["base"] = "invalid_calibration"
                 error = str(err)
@@ -719,10 +753,15 @@ _SITE_KEYS = (
 )
 
 
-def site_schema(hass: HomeAssistant, *, name: bool) -> vol.Schema:
+async def _async_site_module(hass: HomeAssistant) -> ModuleType:
+    """site_entry.py (numpy, OpenCV: the fusion's maths), imported only when a site is added or edited."""
+    return await hass.async_add_import_executor_job(importlib.import_module, f"{__package__}.site_entry")
+
+
+def site_schema(hass: HomeAssistant, site: ModuleType, *, name: bool) -> vol.Schema:
     """The site form: which cameras, which gates enter the site, reset and fusion settings, the floor plan."""
     cameras = [SelectOptionDict(value=e.entry_id, label=e.title) for e in camera_entries(hass)]
-    gates = [SelectOptionDict(value=value, label=label) for value, label in gate_choices(hass)]
+    gates = [SelectOptionDict(value=value, label=label) for value, label in site.gate_choices(hass)]
     multi = SelectSelectorMode.DROPDOWN
     fields: dict[vol.Marker, Any] = {vol.Required(CONF_NAME): _TEXT} if name else {}
     metres = NumberSelectorConfig(min=1, max=10000, step=0.1, unit_of_measurement="m", mode=NumberSelectorMode.BOX)
@@ -734,10 +773,10 @@ def site_schema(hass: HomeAssistant, *, name: bool) -> vol.Schema:
         vol.Optional(CONF_SITE_GATES, default=[]): SelectSelector(
             SelectSelectorConfig(options=gates, multiple=True, custom_value=True, mode=multi)
         ),
-        vol.Required(CONF_EMPTY_RESET_S, default=DEFAULT_EMPTY_RESET_S): NumberSelector(
+        vol.Required(CONF_EMPTY_RESET_S, default=site.DEFAULT_EMPTY_RESET_S): NumberSelector(
             NumberSelectorConfig(min=0, max=86400, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX)
         ),
-        vol.Required(CONF_FUSION_RADIUS_M, default=DEFAULT_RADIUS_M): NumberSelector(
+        vol.Required(CONF_FUSION_RADIUS_M, default=site.DEFAULT_RADIUS_M): NumberSelector(
             NumberSelectorConfig(min=0.1, max=5, step=0.1, unit_of_measurement="m", mode=NumberSelectorMode.BOX)
         ),
         vol.Required(CONF_PLAN_WIDTH_M, default=DEFAULT_PLAN_WIDTH_M): NumberSelector(metres),
@@ -759,12 +798,13 @@ class SiteOptionsFlow(OptionsFlow):
         return await self.async_step_site(user_input)
 
     async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        site = await _async_site_module(self.hass)  # (the site entry is loaded: its requirements are installed)
         errors: dict[str, str] = {}
         error = ""
         if user_input is not None:
             options = site_options(user_input)
             try:
-                await async_validate_site(self.hass, options)
+                await site.async_validate_site(self.hass, options)
             except ConfigError as err:
                 errors["base"] = "invalid_site"
                 error = str(err)
@@ -773,7 +813,7 @@ class SiteOptionsFlow(OptionsFlow):
         suggested = user_input if user_input is not None else dict(self.config_entry.options)
         return self.async_show_form(
             step_id="site",
-            data_schema=self.add_suggested_values_to_schema(site_schema(self.hass, name=False), suggested),
+            data_schema=self.add_suggested_values_to_schema(site_schema(self.hass, site, name=False), suggested),
             errors=errors,
             description_placeholders={"error": error},
         )

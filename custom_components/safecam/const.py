@@ -44,6 +44,7 @@ ANONYMIZATION_HEAD: Final = "head"
 ANONYMIZATION_MODES: Final = (ANONYMIZATION_BODY, ANONYMIZATION_FULL_FRAME, ANONYMIZATION_HEAD)
 DEFAULT_ANONYMIZATION: Final = ANONYMIZATION_FULL_FRAME  # bench/privacy_audit.py: the only mode under 0.5 % face leakage
 CONF_SCENE: Final = "scene"  # {"zones": [...], "gates": [...]} as engine.config.SceneConfig.as_dict()
+CONF_CAPABILITIES: Final = "capabilities"  # remote cameras: the engine's announced contract.Capabilities, as a dict
 
 # Engine ------------------------------------------------------------------------------------
 MODEL_NAME: Final = "yolox_nano"  # the default person detector of the engine's catalog
@@ -51,7 +52,6 @@ PROBE_TIMEOUT_S: Final = 10
 
 
 # Safety analytics (engine analyzers "falls", "safety", "ppe"; CameraState.analytics[name]) -----
-SAFETY_ZONE_KINDS: Final = ("danger", "equipment")  # a zone of these kinds builds the safety analyzer
 CONGESTION_LEVELS: Final = ("low", "medium", "high")
 METRIC_RULES_STATES: Final = ("enabled", "disabled")  # metre-based rules need a ground-plane calibration
 

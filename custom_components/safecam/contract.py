@@ -23,7 +23,7 @@ Version 2: every message is framed and signed with the engine's pairing key (HMA
 
 info:   {contract, engine_id, version, boot, started, cameras: [camera ids], http: {port, stream, snapshot} | null}
 config: {contract, camera, name, fps, anonymization, scene: {zones: [{name, kind, polygon}], gates: [{name, line}], ...},
-         scene_source: "config" | "mqtt"}   (coordinates normalized 0..1, x right, y down)
+         scene_source: "config" | "mqtt", capabilities: Capabilities.as_dict()}   (coordinates normalized 0..1, x right, y down)
 state:  {contract, camera, seq, boot, ts, frame_ts, connected, running, people, zones: {name: {people, occupied}},
          gates: {name: {in, out}}, armed: {zone: bool}, analytics: {analyzer: snapshot},
          health: {analysis_fps, target_fps, inference_ms, dropped_frames, frames, fail_closed_frames, error, error_reason,
@@ -129,6 +129,112 @@ class CameraState:
     frame_ts: float | None = None  # wall clock (time.time()) when the analysed frame arrived (files: became due)
     effective_fps: float = 0.0  # the rate analysis runs at now: target_fps, or less while the machine cannot keep up
     lag_s: float = 0.0  # how long the analysed frame waited (live: since it was read; files: behind real-time pacing)
+
+
+# ---- capabilities: what a camera's scene makes it do, and so which entities Home Assistant creates --------------
+# Derived here once, from the scene as the engine validated it (SceneConfig.as_dict()): the engine builds its
+# analyzers from it (engine.scene.build_analyzers), announces it in the camera's config message, and the integration
+# builds its entity set from it (remote: the announcement; in-process: this same function).
+
+INTRUSION_ZONE_KINDS = ("danger", "restricted")  # entering one is an intrusion (and the zone has an intruded sensor)
+SAFETY_ZONE_KINDS = (*INTRUSION_ZONE_KINDS, "equipment")  # a zone of these kinds runs the safety analyzer
+DEFAULT_APPROACH_M = 2.0  # engine.scene.safety: the approach rule's default distance (0 = off)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """One camera's analysis: zones and kinds, gates, analyzers, event types, and the zones each entity covers."""
+
+    zones: tuple[tuple[str, str], ...] = ()  # (name, kind)
+    gates: tuple[str, ...] = ()
+    analyzers: tuple[str, ...] = ()  # engine.scene.build_analyzers' names, in run order
+    event_types: tuple[str, ...] = ()  # what this camera can raise (one event counter sensor each)
+    intrusion_zones: tuple[str, ...] = ()  # an intruded binary sensor each
+    occupancy_zones: tuple[str, ...] = ()  # occupancy and dwell sensors (the scene's `occupancy:` section)
+    congestion_zones: tuple[str, ...] = ()  # a congestion level sensor and a "high" binary sensor each
+    machine_zones: tuple[str, ...] = ()  # equipment zones: a machine-active binary sensor each
+    distancing: bool = False  # the distancing binary sensor (pairs too close, or anyone near hazardous equipment)
+
+    def runs(self, analyzer: str) -> bool:
+        return analyzer in self.analyzers
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: list(getattr(self, f.name)) for f in fields(self) if f.name not in ("zones", "distancing")}
+        return {"zones": [{"name": n, "kind": k} for n, k in self.zones], **out, "distancing": self.distancing}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Capabilities:
+        """An engine's announcement; ValueError/TypeError/KeyError when it is not one."""
+
+        def names(key: str) -> tuple[str, ...]:
+            value = data.get(key) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"capabilities: {key!r} must be a list of names")
+            return tuple(value)
+
+        zones = data.get("zones") or []
+        if not isinstance(zones, list):
+            raise ValueError("capabilities: 'zones' must be a list")
+        return cls(
+            zones=tuple((str(z["name"]), str(z["kind"])) for z in zones),
+            **{f.name: names(f.name) for f in fields(cls) if f.name not in ("zones", "distancing")},
+            distancing=bool(data.get("distancing")),
+        )
+
+
+def _section(scene: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = scene.get(key)
+    return value if isinstance(value, dict) else None
+
+
+def capabilities(scene: Mapping[str, Any] | None) -> Capabilities:
+    """A validated scene dict (engine.config.SceneConfig.as_dict()) -> what the camera analyses and raises."""
+    scene = scene or {}
+    zones = tuple((str(z["name"]), str(z.get("kind", "area"))) for z in scene.get("zones") or [])
+    kinds = {kind for _, kind in zones}
+    rules = _section(scene, "safety")  # None: no `safety:` section (the rules' defaults)
+    falls = scene.get("falls")
+    falls_on = falls is True or (isinstance(falls, dict) and falls.get("enabled", True) is not False)
+    occupancy = [n for n, _ in zones if n in (_section(scene, "occupancy") or {})]
+    calibrated = scene.get("calibration") is not None  # metre-based rules need the ground plane
+    distancing = rules is not None and (bool(rules.get("distancing_m")) or bool(rules.get("hazardous")))
+    machines = set(rules.get("machines") or {}) if rules is not None else set()
+    safety = rules is not None or bool(kinds & set(SAFETY_ZONE_KINDS))
+    analyzers = [
+        name
+        for name, runs in (
+            ("safety", safety),
+            ("falls", falls_on),
+            ("occupancy", bool(occupancy)),
+            ("ppe", scene.get("ppe") is not None),
+            ("floor", calibrated),
+            ("heatmap", True),
+        )
+        if runs
+    ]
+    approach_m = (rules or {}).get("approach_m", DEFAULT_APPROACH_M)
+    possible = {
+        "intrusion": bool(kinds & set(INTRUSION_ZONE_KINDS)),
+        "approach": calibrated and "danger" in kinds and bool(approach_m),
+        "distancing": calibrated and distancing,
+        "congestion": rules is not None and bool(rules.get("congestion")),
+        "machine_activity": bool(machines & {n for n, k in zones if k == "equipment"}),  # a machine rule on equipment
+        "fall": falls_on,
+        "immobile": falls_on,
+        "ppe_violation": scene.get("ppe") is not None,
+    }
+    congestion = set((rules or {}).get("congestion") or {})
+    return Capabilities(
+        zones=zones,
+        gates=tuple(str(g["name"]) for g in scene.get("gates") or []),
+        analyzers=tuple(analyzers),
+        event_types=tuple(t for t in EVENT_TYPES if possible[t]),
+        intrusion_zones=tuple(n for n, k in zones if k in INTRUSION_ZONE_KINDS),
+        occupancy_zones=tuple(occupancy),
+        congestion_zones=tuple(n for n, _ in zones if n in congestion),
+        machine_zones=tuple(n for n, k in zones if k == "equipment"),
+        distancing=distancing,
+    )
 
 
 # CameraState fields at the top of a state message; every other field goes into "health" (so a field the
@@ -640,6 +746,7 @@ def config_payload(
         "anonymization": anonymization,
         "scene": dict(scene),
         "scene_source": scene_source,
+        "capabilities": capabilities(scene).as_dict(),
     }
 
 

@@ -1,14 +1,13 @@
-"""Bridges one engine `CameraWorker` to Home Assistant: push, never poll.
+"""The Home Assistant side of one safecam camera: its settings, latest state, listeners, snapshots and repairs.
 
-The worker thread calls `on_state(CameraState, events)`; we hop to the event loop with
-`call_soon_threadsafe` and hand the state to the entities that subscribed. Blocking calls into
-the worker (stop/join) run in the executor. Health repairs (stream unreachable, engine falling
-behind) are raised from the pushed state and a slow timer.
+No engine import (design: a thin integration): a remote camera (remote.py, the engine as a service) and an
+in-process one (local.py, the engine inside Home Assistant, the user's explicit choice) both build on
+`SafecamRuntime`; only local.py imports the engine's worker and detector. Entities get pushed state, never poll.
+Health repairs (stream unreachable, engine falling behind) are raised from the pushed state and a slow timer.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,19 +31,14 @@ from .const import (
     DEFAULT_FPS,
     DOMAIN,
     HEALTH_CHECK_INTERVAL_S,
-    MODEL_NAME,
-    SAFETY_ZONE_KINDS,
     STREAM_UNREACHABLE_AFTER_S,
 )
-from .contract import CameraState, SafetyEvent
+from .contract import CameraState, Capabilities, SafetyEvent, capabilities
 from .engine.config import SceneConfig, parse_scene
-from .engine.detect import Detector, camera_inference_threads
-from .engine.worker import CameraWorker
-from .event_counts import event_types_of
+from .pictures import placeholder_jpeg, png_of
 from .snapshots import SnapshotStore
 
 type SafecamConfigEntry = ConfigEntry[SafecamRuntime]
-type GateTotals = dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,65 +49,32 @@ class Settings:
     anonymization: str
     scene: SceneConfig
     unreachable_after_s: float  # the stream-unreachable repair waits this long
+    capabilities: Capabilities  # what decides which entities exist (contract.capabilities of the scene)
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> Settings:
-        """Raises engine.config.ConfigError for a stored scene the engine no longer accepts."""
+    def from_options(cls, options: dict[str, Any], *, sections: bool = True, announced: Capabilities | None = None) -> Settings:
+        """Raises engine.config.ConfigError for a stored scene the engine no longer accepts.
+
+        sections=False (a remote camera): the optional scene sections are kept as written and left to the engine
+        that runs them (parsing them would import the analyzers, numpy included); `announced`: the capabilities
+        the engine sent, else they are derived from the scene here with the same function.
+        """
         anonymization = str(options.get(CONF_ANONYMIZATION, DEFAULT_ANONYMIZATION))
+        scene = parse_scene(options.get(CONF_SCENE), sections=sections)
         return cls(
             fps=int(options.get(CONF_FPS, DEFAULT_FPS)),
             anonymization=anonymization if anonymization in ANONYMIZATION_MODES else DEFAULT_ANONYMIZATION,
-            scene=parse_scene(options.get(CONF_SCENE)),
+            scene=scene,
             unreachable_after_s=(
                 STREAM_UNREACHABLE_AFTER_S if (minutes := options.get(CONF_UNREACHABLE_AFTER)) is None else 60.0 * float(minutes)
             ),
+            capabilities=announced if announced is not None else capabilities(scene.as_dict()),
         )
 
     @property
-    def analytics(self) -> AnalyticsLayout:
-        """Which analytics entities the scene makes meaningful (the engine builds the same analyzers)."""
-        return AnalyticsLayout.of(self.scene)
-
-    @property
-    def layout(self) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...], AnalyticsLayout, tuple[str, ...]]:
-        """What decides which entities exist: zone names and kinds, gate names, the enabled analytics."""
-        zones = tuple((z.name, z.kind) for z in self.scene.zones)
-        return zones, tuple(g.name for g in self.scene.gates), self.analytics, self.occupancy_zones
-
-    @property
-    def occupancy_zones(self) -> tuple[str, ...]:
-        """Zones with occupancy and dwell sensors: those under the scene's `occupancy:` section."""
-        occupancy = self.scene.section("occupancy")  # engine.scene.occupancy.OccupancyConfig, or None
-        return tuple(z.name for z in self.scene.zones if occupancy is not None and z.name in occupancy.zones)
-
-
-@dataclass(frozen=True, slots=True)
-class AnalyticsLayout:
-    """The analytics entities of a camera, derived from its scene config like engine.scene.build_analyzers does."""
-
-    falls: bool = False  # person down (analytics["falls"])
-    ppe: bool = False  # PPE violation, people without PPE (analytics["ppe"])
-    safety: bool = False  # safety rules: intruded/armed, metric rules status (analytics["safety"])
-    distancing: bool = False
-    congestion_zones: tuple[str, ...] = ()
-    machine_zones: tuple[str, ...] = ()
-    event_types: tuple[str, ...] = ()  # one event counter sensor each (event_counts.event_types_of)
-
-    @classmethod
-    def of(cls, scene: SceneConfig) -> AnalyticsLayout:
-        rules = scene.section("safety")  # engine.scene.safety.SafetyConfig, or None
-        safety = rules is not None or any(z.kind in SAFETY_ZONE_KINDS for z in scene.zones)
-        falls = scene.section("falls")  # engine.scene.falls.FallsConfig, or None (falls off)
-        return cls(
-            falls=falls is not None and bool(falls.enabled),
-            ppe=scene.section("ppe") is not None,
-            safety=safety,
-            # Worker pairs closer than distancing_m, or anyone near hazardous equipment.
-            distancing=rules is not None and (rules.distancing_m is not None or bool(rules.hazardous)),
-            congestion_zones=tuple(z.name for z in scene.zones if rules is not None and z.name in rules.congestion),
-            machine_zones=tuple(z.name for z in scene.zones if z.kind == "equipment"),
-            event_types=event_types_of(scene),
-        )
+    def layout(self) -> Capabilities:
+        """What decides which entities exist: a change reloads the entry (entities come or go)."""
+        return self.capabilities
 
 
 def analytics_of(state: CameraState | None, name: str) -> dict[str, Any] | None:
@@ -129,28 +90,21 @@ def safety_zone(state: CameraState | None, zone: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def _detector() -> Detector:
-    """Runs in the worker thread. "auto": OpenVINO EP on x86-64, plain CPU EP elsewhere (aarch64)."""
-    return Detector.from_catalog(MODEL_NAME, provider="auto", num_threads=camera_inference_threads("auto"))
-
-
 class SafecamRuntime:
-    """entry.runtime_data: the camera worker, the latest state and the listeners (the push hub)."""
+    """entry.runtime_data: the latest state and the listeners (the push hub); where the state comes from is the
+    subclass's (local.LocalRuntime: a worker thread here; remote.RemoteRuntime: the engine's MQTT topics)."""
 
-    def __init__(self, hass: HomeAssistant, entry: SafecamConfigEntry, source_url: str, settings: Settings) -> None:
+    def __init__(self, hass: HomeAssistant, entry: SafecamConfigEntry, settings: Settings) -> None:
         self.hass = hass
         self.entry = entry
         self.settings = settings
-        self.source_url = source_url  # may hold credentials: never log it
         self.state: CameraState | None = None
         self.available = True  # remote mode: False while the engine is gone (its last will); every entity follows
         self.expected_unique_ids: set[str] = set()  # filled by the platforms; the rest is stale
         self._listeners: list[CALLBACK_TYPE] = []
         self._event_listeners: list[Callable[[SafetyEvent], None]] = []
-        self._restored: GateTotals = {}
         self._placeholders: dict[str, bytes] = {}
         self.snapshots = SnapshotStore()  # last event snapshots (anonymized), served by snapshots.SnapshotView
-        self._generation = 0
         self._started = False
         self._closed = False
         self._unsub_timer: CALLBACK_TYPE | None = None
@@ -158,52 +112,22 @@ class SafecamRuntime:
         self._behind_since: float | None = None
         self._issues: set[str] = set()  # raised by this runtime
         self._cleared: set[str] = set()  # known absent; issues persist across restarts, so not at first
-        self.worker = self._new_worker()
 
-    # ---- worker lifecycle -----------------------------------------------------------------
-    def _new_worker(self) -> CameraWorker:
-        self._generation += 1
-        generation = self._generation
-        self._seq_floor = 0  # states of this worker older than its last counter reset are dropped
-
-        def on_state(state: CameraState, events: list[SafetyEvent]) -> None:
-            # Worker thread. A late push from a stopped worker or after unload is dropped.
-            if self._closed:
-                return
-            with contextlib.suppress(RuntimeError):  # event loop already closed (shutdown)
-                self.hass.loop.call_soon_threadsafe(self._async_push, generation, state, list(events))
-
-        return CameraWorker(
-            self.entry.title,
-            self.source_url,
-            _detector,
-            scene=self.settings.scene,
-            fps=self.settings.fps,
-            on_state=on_state,
-            anonymization=self.settings.anonymization,
-        )
-
+    # ---- lifecycle ------------------------------------------------------------------------
     async def async_start(self) -> None:
-        """Start analysing; call after the platforms restored the gate totals."""
-        # Not running yet: the worker's lock is free, so these are instant.
-        self.worker.restore_gate_totals(self._restored)
-        self.worker.start()
+        """Start; call after the platforms restored the gate totals."""
         self._started = True
         self._unsub_timer = async_track_time_interval(
             self.hass, self._async_check_health, timedelta(seconds=HEALTH_CHECK_INTERVAL_S)
         )
 
     async def async_stop(self, *, clear_issues: bool = True) -> None:
-        """Stop and join the worker thread without blocking the event loop (idempotent).
-
-        clear_issues=False at HA shutdown: a camera still unreachable keeps its repair across the
-        restart, and the next runtime clears it once video is back.
-        """
+        """Stop (idempotent). clear_issues=False at HA shutdown: a camera still unreachable keeps its repair across
+        the restart, and the next runtime clears it once video is back."""
         self._closed = True
         if self._unsub_timer is not None:
             self._unsub_timer()
             self._unsub_timer = None
-        await self.hass.async_add_executor_job(self.worker.stop)
         if clear_issues:
             for key in list(self._issues):
                 self._delete_issue(key)
@@ -211,66 +135,40 @@ class SafecamRuntime:
     async def async_apply_settings(self, settings: Settings) -> None:
         """Options changed without changing which entities exist: apply live."""
         old, self.settings = self.settings, settings
-        if settings.fps != old.fps:
-            # The frame rate is fixed for a worker's life: restart only the worker, keep the counts.
-            old_worker = self.worker
-            self.worker = new_worker = self._new_worker()
-            await self.hass.async_add_executor_job(old_worker.stop)
-            self._merge_totals(old_worker.state.gates)
-            if self._closed or self.worker is not new_worker:
-                return  # unloaded, or a newer options change replaced this worker while we waited
-            self.worker.restore_gate_totals(self._restored)
-            self.worker.start()
-            self._behind_since = None
-        elif settings.scene != old.scene:
-            await self.hass.async_add_executor_job(self.worker.set_scene, settings.scene)
         if settings.anonymization != old.anonymization:
-            if settings.fps == old.fps:  # (a new worker already started with the new mode)
-                await self.hass.async_add_executor_job(self.worker.set_anonymization, settings.anonymization)
             self.async_notify()  # the camera entity's picture changes
         self._async_check_health()  # e.g. another repair delay: raise or withdraw the repair now
 
-    def _merge_totals(self, totals: GateTotals) -> None:
-        for gate, counts in totals.items():
-            saved = self._restored.setdefault(gate, {"in": 0, "out": 0})
-            for direction in ("in", "out"):
-                saved[direction] = max(saved.get(direction, 0), int(counts.get(direction, 0)))
-
     async def async_restore_gate_total(self, gate: str, direction: str, value: int) -> None:
-        """A gate sensor restored its last value: the engine continues counting from it."""
-        self._merge_totals({gate: {direction: value}})
-        totals = {g: dict(c) for g, c in self._restored.items()}
-        if self._started:
-            await self.hass.async_add_executor_job(self.worker.restore_gate_totals, totals)
-        else:
-            self.worker.restore_gate_totals(totals)
+        """A gate sensor restored its last value (where the engine keeps its own totals, it is only shown)."""
 
     async def async_reset_counters(self, gates: set[str] | None = None) -> None:
-        """Gate totals (all, or the named gates) back to zero, in the engine and in HA.
+        """Gate totals (all, or the named gates) back to zero, in the engine and in HA."""
+        raise NotImplementedError
 
-        The worker publishes the reset state at once; states it queued before carry the old
-        totals and are dropped, so a sensor never jumps back up (a total_increasing meter reset).
-        """
-        names = {g.name for g in self.settings.scene.gates} if gates is None else set(gates)
-        for name in names & set(self._restored):
-            self._restored[name] = {"in": 0, "out": 0}
-        worker = self.worker
-        state = await self.hass.async_add_executor_job(worker.reset_counters, names)
-        if self._closed or worker is not self.worker:
-            return  # unloaded, or the worker was replaced meanwhile (it started from the totals kept above)
-        self._seq_floor = state.seq
-        self.state = state
-        self.async_notify()
-
-    # ---- frames (executor) ----------------------------------------------------------------
+    # ---- pictures (executor) --------------------------------------------------------------
     def _placeholder(self, text: str) -> bytes:
         if text not in self._placeholders:
-            self._placeholders[text] = self.worker.placeholder_jpeg(text)
+            self._placeholders[text] = placeholder_jpeg(text)
         return self._placeholders[text]
 
     def snapshot_jpeg(self) -> bytes:
         """The anonymized frame, or an obscured placeholder; never a raw frame. Blocking."""
-        return self.worker.latest_jpeg() or self._placeholder("no anonymized frame")
+        return self._placeholder("no anonymized frame")
+
+    @property
+    def heatmap_total(self) -> int:
+        """How much the occupancy heatmap has counted (the heatmap picture refreshes when it moves)."""
+        return 0
+
+    def heatmap_png(self, window: str) -> bytes:
+        """The occupancy heatmap of a window over the anonymized view, PNG. Blocking. Without heat data here
+        (the heat grids stay in a remote engine), the anonymized view alone."""
+        return png_of(self.snapshot_jpeg())
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What diagnostics show of where the state comes from (redacted by the caller)."""
+        return {}
 
     # ---- push hub -------------------------------------------------------------------------
     @callback
@@ -287,17 +185,6 @@ class SafecamRuntime:
     def async_notify(self) -> None:
         for update in list(self._listeners):
             update()
-
-    @callback
-    def _async_push(self, generation: int, state: CameraState, events: list[SafetyEvent]) -> None:
-        if self._closed or generation != self._generation or state.seq < self._seq_floor:
-            return
-        self.state = state
-        self.async_notify()
-        for event in events:
-            for handle in list(self._event_listeners):
-                handle(event)
-        self._async_check_health()
 
     # ---- repairs --------------------------------------------------------------------------
     @callback

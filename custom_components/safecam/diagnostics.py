@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_PASSWORD, CONF_URL, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
 from .const import CONF_PAIRING_KEY
 from .coordinator import SafecamConfigEntry
-from .engine.sources import redact_url
+from .engine.redact import redact_url
 from .entries import is_site_entry
 
 TO_REDACT = {CONF_URL, CONF_USERNAME, CONF_PASSWORD, CONF_PAIRING_KEY, "source_url", "unique_id"}
@@ -26,10 +25,10 @@ def _scrub(value: Any) -> Any:
         return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
-    if isinstance(value, bytes | bytearray | memoryview) or (isinstance(value, np.ndarray) and value.size > 16):
+    if isinstance(value, bytes | bytearray | memoryview):
         return "<omitted>"  # an analyzer snapshot must not carry images; if one does, it stops here
-    if isinstance(value, np.ndarray | np.generic):
-        return _scrub(value.tolist())
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # a numpy array or scalar (in-process analyzers)
+        return "<omitted>" if getattr(value, "size", 1) > 16 else _scrub(value.tolist())
     return value
 
 
@@ -38,16 +37,15 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: Safecam
         return _site_diagnostics(entry)
     runtime = entry.runtime_data
     state = runtime.state
-    worker = runtime.worker
     data = {
         "entry": entry.as_dict(),
         "settings": {
             "fps": runtime.settings.fps,
             "anonymization": runtime.settings.anonymization,
             "scene": runtime.settings.scene.as_dict(),
-            "analytics": dataclasses.asdict(runtime.settings.analytics),  # which analytics entities exist
+            "capabilities": runtime.settings.capabilities.as_dict(),  # which analytics entities exist
         },
-        "worker": {"camera": worker.camera, "fps": worker.fps, "source_url": runtime.source_url},
+        **runtime.diagnostics(),
         "state": dataclasses.asdict(state) if state is not None else None,
     }
     return _scrub(async_redact_data(data, TO_REDACT))

@@ -7,7 +7,12 @@ from collections.abc import Collection
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_ENTRY_KIND, DOMAIN, ENTRY_KIND_SITE
+from .const import CONF_ENTRY_KIND, CONF_SOURCE_TYPE, DOMAIN, ENTRY_KIND_SITE, SOURCE_MQTT
+
+
+def is_remote_entry(entry: ConfigEntry) -> bool:
+    """A camera of an engine service (the add-on, a container, `serve`), reached over MQTT (remote.py)."""
+    return entry.data.get(CONF_SOURCE_TYPE) == SOURCE_MQTT
 
 
 def is_site_entry(entry: ConfigEntry) -> bool:

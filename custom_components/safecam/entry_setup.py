@@ -1,11 +1,17 @@
 """Config entry setup/unload (imported lazily by the package __init__; see there why).
 
-One config entry per camera. Setup: check the detector model (repairs if missing/corrupt),
-build the runtime (one engine CameraWorker), add the entities (gate counters restore their
-totals), then start the worker. The HA side stays thin; the analysis is the engine's.
+One config entry per camera, or per site. A remote camera (the engine as a service) is set up by remote.py. An
+in-process camera (the user chose to analyse inside Home Assistant): install the engine's requirements on demand
+(inprocess.py; a repair pointing to the add-on if impossible), check the detector model (repairs if
+missing/corrupt), build the runtime (local.py: one engine CameraWorker), add the entities (gate counters restore
+their totals), then start the worker. Nothing here imports the engine's analysis: only local.py does, and only for
+in-process entries; a site is loaded (site_entry.py) only where there is one.
 """
 
 from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 from homeassistant.components.camera import async_get_stream_source
 from homeassistant.const import CONF_ENTITY_ID, CONF_PASSWORD, CONF_URL, CONF_USERNAME, EVENT_HOMEASSISTANT_STOP, Platform
@@ -14,25 +20,32 @@ from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady, Home
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 
-from . import site_entry
-from .const import CONF_ENTITY_REGISTRY_ID, CONF_SOURCE_TYPE, DOMAIN, MODEL_NAME, SOURCE_ENTITY, SOURCE_MQTT
-from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
+from .const import CONF_ENTITY_REGISTRY_ID, CONF_SOURCE_TYPE, DOMAIN, MODEL_NAME, SOURCE_ENTITY
+from .coordinator import SafecamConfigEntry, Settings
 from .engine.config import ConfigError
 from .engine.models import ModelCorruptError, ModelError, resolve_model
-from .engine.sources import redact_url
-from .entries import is_site_entry
-from .remote import async_setup_remote_entry
+from .engine.redact import redact_url
+from .entries import is_remote_entry, is_site_entry
+from .inprocess import EngineUnavailable, async_clear_engine_unavailable, async_ensure_engine, async_report_engine_unavailable
 from .source import engine_url
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.CAMERA, Platform.EVENT, Platform.IMAGE, Platform.SENSOR]
 MODEL_ISSUES = ("model_missing", "model_corrupt")
 
 
+async def _module(hass: HomeAssistant, name: str) -> ModuleType:
+    return await hass.async_add_import_executor_job(importlib.import_module, f"{__package__}.{name}")
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
-    if is_site_entry(entry):  # a site device over several cameras (site_entry.py)
-        return await site_entry.async_setup_entry(hass, entry)  # type: ignore[arg-type]
-    if entry.data.get(CONF_SOURCE_TYPE) == SOURCE_MQTT:  # a camera of a remote engine, over HA's MQTT (remote.py)
-        return await async_setup_remote_entry(hass, entry, PLATFORMS, _remove_stale_entities)
+    if is_site_entry(entry):  # a site device over several cameras: fused here, with the engine's maths (site_entry.py)
+        await _async_ensure_engine(hass)
+        return bool(await (await _module(hass, "site_entry")).async_setup_entry(hass, entry))
+    if is_remote_entry(entry):  # a camera of an engine service, over HA's MQTT (remote.py)
+        remote = await _module(hass, "remote")
+        return bool(await remote.async_setup_remote_entry(hass, entry, PLATFORMS, _remove_stale_entities))
+    await _async_ensure_engine(hass)
+    local = await _module(hass, "local")  # the engine's worker and detector: in-process cameras only
     try:
         settings = Settings.from_options(dict(entry.options))
     except ConfigError as err:
@@ -42,7 +55,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> b
     await _async_check_model(hass)
     source_url = await _async_source_url(hass, entry)
 
-    runtime = SafecamRuntime(hass, entry, source_url, settings)
+    runtime = local.LocalRuntime(hass, entry, source_url, settings)
     entry.runtime_data = runtime
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     _remove_stale_entities(hass, entry, runtime.expected_unique_ids)
@@ -56,6 +69,18 @@ async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> b
     return True
 
 
+async def _async_ensure_engine(hass: HomeAssistant) -> None:
+    """The engine's requirements, installed on demand; else a repair pointing to the add-on, and setup fails."""
+    try:
+        await async_ensure_engine(hass)
+    except EngineUnavailable as err:
+        async_report_engine_unavailable(hass, err)
+        raise ConfigEntryError(
+            translation_domain=DOMAIN, translation_key="engine_unavailable", translation_placeholders={"error": str(err)}
+        ) from err
+    async_clear_engine_unavailable(hass)
+
+
 async def async_remove_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> None:
     for key in ("stream_unreachable", "engine_behind"):
         ir.async_delete_issue(hass, DOMAIN, f"{key}_{entry.entry_id}")
@@ -63,7 +88,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> 
 
 async def async_unload_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
     if is_site_entry(entry):
-        return await site_entry.async_unload_entry(hass, entry)  # type: ignore[arg-type]
+        return bool(await (await _module(hass, "site_entry")).async_unload_entry(hass, entry))
     if unload_ok := await hass.config_entries.async_unload_platforms(entry, PLATFORMS):
         await entry.runtime_data.async_stop()
     return unload_ok

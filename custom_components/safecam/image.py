@@ -1,8 +1,8 @@
 """Image: the occupancy heatmap of the last hour, drawn over the anonymized view. Never a raw frame.
 
-The heat comes from the engine's per-camera heatmap store (engine/scene/heatmap.py); the background
-is the worker's anonymized JPEG (or its obscured placeholder). The picture changes at most once per
-REFRESH_S, so the entity's state (image_last_updated) does not churn with every analysed frame.
+The picture is the runtime's (in-process: the engine's per-camera heatmap store drawn over the worker's
+anonymized JPEG, local.py; remote: the engine's anonymized snapshot, its heat grid stays in the engine). The picture
+changes at most once per REFRESH_S, so the entity's state (image_last_updated) does not churn with every analysed frame.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from .contract import CameraState
-from .coordinator import SafecamConfigEntry, SafecamRuntime
-from .engine.scene.heatmap import heatmap_store, render_heatmap_jpeg
+from .coordinator import SafecamConfigEntry
 from .entity import SafecamEntity
 from .entries import is_site_entry
-from .site_entry import site_images
 
 PARALLEL_UPDATES = 0
 REFRESH_S = 60.0
@@ -32,16 +30,12 @@ async def async_setup_entry(
     entry: SafecamConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    if is_site_entry(entry):  # a site device (site_entry.py)
+    if is_site_entry(entry):  # a site device (site_entry.py, loaded by its entry's setup: not for cameras)
+        from .site_entry import site_images
+
         async_add_entities(site_images(hass, entry))  # type: ignore[arg-type]
         return
     async_add_entities([HeatmapImage(hass, entry)])
-
-
-def heatmap_png(runtime: SafecamRuntime, window: str) -> bytes:
-    """The camera's heatmap for a window as PNG, over its anonymized frame. Blocking (executor)."""
-    grid = heatmap_store(runtime.worker.camera).grid(window)
-    return render_heatmap_jpeg(grid, runtime.snapshot_jpeg())
 
 
 class HeatmapImage(SafecamEntity, ImageEntity):
@@ -57,7 +51,7 @@ class HeatmapImage(SafecamEntity, ImageEntity):
         self._cached: tuple[Any, bytes] | None = None  # (image_last_updated, PNG)
 
     def _update(self, state: CameraState | None) -> None:
-        total = heatmap_store(self._runtime.worker.camera).total
+        total = self._runtime.heatmap_total
         now = time.monotonic()
         first = self._attr_image_last_updated is None
         if first or (total != self._total and now - self._refreshed >= REFRESH_S):
@@ -71,6 +65,6 @@ class HeatmapImage(SafecamEntity, ImageEntity):
         stamp = self._attr_image_last_updated
         if self._cached is not None and self._cached[0] == stamp:
             return self._cached[1]
-        png = await self.hass.async_add_executor_job(heatmap_png, self._runtime, DEFAULT_WINDOW)
+        png = await self.hass.async_add_executor_job(self._runtime.heatmap_png, DEFAULT_WINDOW)
         self._cached = (stamp, png)
         return png

@@ -4,7 +4,8 @@ The panel is a plain web component served from www/ by HA's own HTTP server; it 
 a camera's zones and gates through the websocket API (HA's authentication, admin only). Saving
 stores the entry options exactly as the options flow does, so the update listener applies the
 change live (or reloads when entities come or go). Only `zones` and `gates` are edited: every
-other scene section is kept as stored, and the merged scene is validated with parse_scene.
+other scene section is kept as stored, and the merged scene is validated with parse_scene (for a remote
+camera, zones and gates here and the sections by its engine).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from homeassistant.helpers import entity_registry as er
 
 from .const import CONF_SCENE, DOMAIN
 from .engine.config import ConfigError, parse_scene
-from .entries import is_site_entry
+from .entries import is_remote_entry, is_site_entry
 
 WWW_DIR = Path(__file__).parent / "www"
 STATIC_URL = "/safecam_static"
@@ -123,7 +124,8 @@ def ws_scene_set(hass: HomeAssistant, connection: websocket_api.ActiveConnection
         return
     scene = {**_scene(entry), "zones": msg["zones"], "gates": msg["gates"]}
     try:
-        parsed = parse_scene(scene)
+        # A remote camera's engine validates the other sections (set_scene); HA checks zones and gates, numpy-free.
+        parsed = parse_scene(scene, sections=not is_remote_entry(entry))
     except ConfigError as err:
         connection.send_error(msg["id"], "invalid_scene", str(err))
         return

@@ -46,6 +46,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from .const import (
     CONF_ANONYMIZATION,
     CONF_CAMERA_ID,
+    CONF_CAPABILITIES,
     CONF_ENGINE_ID,
     CONF_FPS,
     CONF_PAIRING_KEY,
@@ -60,6 +61,7 @@ from .contract import (
     MAX_JPEG_BYTES,
     MAX_JSON_BYTES,
     ONLINE,
+    Capabilities,
     MessageRejected,
     RejectLog,
     ReplayGuard,
@@ -81,7 +83,6 @@ from .contract import (
 )
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
-from .engine.worker import CameraWorker
 
 if TYPE_CHECKING:
     from homeassistant.components.mqtt import ReceiveMessage
@@ -148,13 +149,31 @@ def settings_from_config(config: dict[str, Any], options: dict[str, Any] | None 
         CONF_FPS: max(round(float(fps)), MIN_FPS) if isinstance(fps, int | float) else MIN_FPS,
         CONF_ANONYMIZATION: config.get("anonymization"),
         CONF_SCENE: config.get("scene") or {},
+        CONF_CAPABILITIES: config.get("capabilities"),  # None from an engine that announces none: derived
     }
-    return Settings.from_options({**(options or {}), **engine})
+    return remote_settings({**(options or {}), **engine})
+
+
+def remote_settings(options: dict[str, Any]) -> Settings:
+    """A remote camera's settings from its entry options, where the engine's layout is mirrored: its announced
+    capabilities decide the entities (kept there, so a restart builds what the engine announced), and the engine
+    validates and runs the scene's sections. ConfigError for an unreadable scene or announcement."""
+    announced = options.get(CONF_CAPABILITIES)
+    try:
+        capabilities = Capabilities.from_dict(announced) if isinstance(announced, dict) else None
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"capabilities: {err}") from None
+    return Settings.from_options(options, sections=False, announced=capabilities)
 
 
 def options_of(settings: Settings) -> dict[str, Any]:
     """The engine-owned entry options (what the options flow and the zone editor show of the engine's layout)."""
-    return {CONF_FPS: settings.fps, CONF_ANONYMIZATION: settings.anonymization, CONF_SCENE: settings.scene.as_dict()}
+    return {
+        CONF_FPS: settings.fps,
+        CONF_ANONYMIZATION: settings.anonymization,
+        CONF_SCENE: settings.scene.as_dict(),
+        CONF_CAPABILITIES: settings.capabilities.as_dict(),
+    }
 
 
 # ---- what is on the broker (config flow) ----------------------------------------------------------
@@ -276,7 +295,7 @@ class RemoteRuntime(SafecamRuntime):
         self._signer = Signer(parse_pairing_key(data[CONF_PAIRING_KEY]), HA_BOOT, _HA_SEQ)
         self._seen = ReplayGuard()  # (boot, seq) per topic of what this engine sent
         self._refused = RejectLog(_LOGGER, f"safecam remote {self.engine_id}/{self.camera_id}")
-        super().__init__(hass, entry, f"mqtt://{self.topics.base}/{self.camera_id}", settings)
+        super().__init__(hass, entry, settings)
         self.available = False  # until the engine says online and the camera's first state arrived
         self.engine_settings: Settings | None = None  # the layout the engine last published
         self.scene_source: str | None = None
@@ -287,11 +306,6 @@ class RemoteRuntime(SafecamRuntime):
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._unsubs: list[CALLBACK_TYPE] = []
         self._pending: dict[str, str] = {}  # command request id -> command, until its result
-
-    def _new_worker(self) -> CameraWorker:
-        # Never started: the analysis runs in the engine. It draws the placeholder picture, and its camera name
-        # (unique per engine camera) keys the local heatmap store, which stays empty (grids are not on MQTT).
-        return CameraWorker(f"{self.engine_id}/{self.camera_id}", "", _no_detector, scene=self.settings.scene)
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def async_start(self) -> None:
@@ -317,7 +331,10 @@ class RemoteRuntime(SafecamRuntime):
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
-        await super().async_stop(clear_issues=clear_issues)  # (its worker never started: stopping it is a no-op)
+        await super().async_stop(clear_issues=clear_issues)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"engine": {"engine_id": self.engine_id, "camera": self.camera_id, "topics": self.topics.base}}
 
     # ---- what HA asks of the camera --------------------------------------------------------
     def snapshot_jpeg(self) -> bytes:
@@ -469,10 +486,6 @@ class RemoteRuntime(SafecamRuntime):
             self.hass.config_entries.async_update_entry(self.entry, options=options)
 
 
-def _no_detector() -> Any:
-    raise RuntimeError("a remote camera is analysed by its engine")
-
-
 # ---- entry setup ------------------------------------------------------------------------------------
 
 
@@ -491,9 +504,9 @@ async def async_setup_remote_entry(
     if not await async_mqtt_ready(hass):
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_ready")
     try:
-        settings = Settings.from_options(dict(entry.options))
+        settings = remote_settings(dict(entry.options))
     except ConfigError:
-        settings = Settings.from_options({})  # the engine's config message brings the real one (and reloads)
+        settings = remote_settings({})  # the engine's config message brings the real one (and reloads)
     runtime = RemoteRuntime(hass, entry, settings)
     entry.runtime_data = runtime
     await hass.config_entries.async_forward_entry_setups(entry, platforms)
@@ -510,7 +523,7 @@ async def _async_options_updated(hass: HomeAssistant, entry: SafecamConfigEntry)
     if not isinstance(runtime, RemoteRuntime) or (engine := runtime.engine_settings) is None:
         return
     try:
-        wanted = Settings.from_options(dict(entry.options))
+        wanted = remote_settings(dict(entry.options))
     except ConfigError:
         wanted = engine
     if wanted.scene != engine.scene:

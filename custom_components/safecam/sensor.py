@@ -24,7 +24,6 @@ from .contract import CameraState, SafetyEvent
 from .coordinator import SafecamConfigEntry, analytics_of, safety_zone
 from .entity import SafecamEntity, ZoneEntity
 from .entries import is_site_entry
-from .site_entry import site_sensors
 
 PARALLEL_UPDATES = 0  # push only
 
@@ -85,17 +84,19 @@ async def async_setup_entry(
     entry: SafecamConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    if is_site_entry(entry):  # a site device (site_entry.py)
+    if is_site_entry(entry):  # a site device (site_entry.py, loaded by its entry's setup: not for cameras)
+        from .site_entry import site_sensors
+
         async_add_entities(site_sensors(entry))  # type: ignore[arg-type]
         return
-    scene = entry.runtime_data.settings.scene
+    caps = entry.runtime_data.settings.capabilities  # contract.capabilities: the engine's analyzers decide
     entities: list[SensorEntity] = [SafecamSensor(entry, d) for d in CAMERA_SENSORS]
-    entities += [ZonePeopleSensor(entry, z.name) for z in scene.zones]
-    entities += [GateCountSensor(entry, g.name, direction) for g in scene.gates for direction in ("in", "out")]
-    occupancy_zones = entry.runtime_data.settings.occupancy_zones
-    entities += [ZoneOccupancySensor(entry, z) for z in occupancy_zones] + [ZoneDwellSensor(entry, z) for z in occupancy_zones]
+    entities += [ZonePeopleSensor(entry, name) for name, _kind in caps.zones]
+    entities += [GateCountSensor(entry, gate, direction) for gate in caps.gates for direction in ("in", "out")]
+    entities += [ZoneOccupancySensor(entry, z) for z in caps.occupancy_zones]
+    entities += [ZoneDwellSensor(entry, z) for z in caps.occupancy_zones]
     entities += safety_sensors(entry)
-    entities += [EventCountSensor(entry, t) for t in entry.runtime_data.settings.analytics.event_types if t in EVENT_COUNTERS]
+    entities += [EventCountSensor(entry, t) for t in caps.event_types if t in EVENT_COUNTERS]
     async_add_entities(entities)
 
 
@@ -247,13 +248,13 @@ PEOPLE_WITHOUT_PPE = SafecamSensorDescription(
 
 def safety_sensors(entry: SafecamConfigEntry) -> list[SensorEntity]:
     """The safety analytics sensors this camera's scene makes meaningful."""
-    analytics = entry.runtime_data.settings.analytics
+    caps = entry.runtime_data.settings.capabilities
     entities: list[SensorEntity] = [SafecamSensor(entry, FAIL_CLOSED_FRAMES)]
-    if analytics.ppe:
+    if caps.runs("ppe"):
         entities.append(SafecamSensor(entry, PEOPLE_WITHOUT_PPE))
-    if analytics.safety:
+    if caps.runs("safety"):
         entities.append(MetricRulesSensor(entry))
-    entities += [ZoneCongestionSensor(entry, zone) for zone in analytics.congestion_zones]
+    entities += [ZoneCongestionSensor(entry, zone) for zone in caps.congestion_zones]
     return entities
 
 
@@ -326,7 +327,7 @@ class EventCountSensor(SafecamEntity, RestoreSensor):
     """How many events of one type the camera fired, ever: hourly statistics give events per hour.
 
     Counted from the events the event entity fires (the same push); restored across restarts like
-    the gate counters. Only for the types this camera's analyzers can raise (event_counts.py).
+    the gate counters. Only for the types this camera's analyzers can raise (contract.capabilities).
     """
 
     _attr_state_class = SensorStateClass.TOTAL_INCREASING

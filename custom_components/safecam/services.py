@@ -125,12 +125,10 @@ def _heatmap_target(hass: HomeAssistant, filename: str) -> Path | None:
 
 
 def _write_heatmap(hass: HomeAssistant, runtime: SafecamRuntime, window: str, filename: str) -> str | None:
-    from .image import heatmap_png  # loaded with the image platform of the (loaded) camera
-
     target = _heatmap_target(hass, filename)
     if target is None:
         return None
-    target.write_bytes(heatmap_png(runtime, window))
+    target.write_bytes(runtime.heatmap_png(window))
     return str(target)
 
 

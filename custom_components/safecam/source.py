@@ -13,7 +13,6 @@ from typing import Final
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from .engine.models import ModelError, resolve_model
-from .engine.sources import SourceError, open_source
 
 STREAM_SCHEMES: Final = ("rtsp", "rtsps", "http", "https")
 
@@ -74,8 +73,11 @@ def entity_unique_id(registry_id: str) -> str:
 def probe_source(url: str, timeout_s: float) -> str | None:
     """Open the source, read one frame, close it. None if it works, else a config flow error key.
 
-    Blocking (network, decoding): run it in the executor.
+    Blocking (network, decoding): run it in the executor. In-process cameras only: it loads the engine's
+    sources (OpenCV), installed by then (inprocess.async_ensure_engine).
     """
+    from .engine.sources import SourceError, open_source
+
     try:
         source = open_source(url, timeout_s=timeout_s)
     except SourceError as err:

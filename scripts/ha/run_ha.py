@@ -590,6 +590,8 @@ def ensure_entry(inst: HaInstance, source: str) -> None:
         log(f"adding {CAMERA_NAME!r} (source {source}) through the config flow")
         base = "/api/config/config_entries/flow"
         flow = _flow_step(inst, base, {"handler": "safecam", "show_advanced_options": False}, "menu")
+        # In-process analysis (the demo has no engine service): its requirements are this venv's (--skip-pip).
+        flow = _flow_step(inst, f"{base}/{flow['flow_id']}", {"next_step_id": "local"}, "menu")
         flow = _flow_step(inst, f"{base}/{flow['flow_id']}", {"next_step_id": "url"}, "form")
         done = _flow_step(
             inst,

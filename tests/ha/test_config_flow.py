@@ -51,7 +51,10 @@ async def no_setup(hass: HomeAssistant) -> AsyncGenerator[None]:
 async def _url_form(hass: HomeAssistant) -> dict[str, Any]:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["url", "entity", "remote", "site"]
+    assert result["menu_options"] == ["remote", "site", "local"]  # a safecam engine first; in-process is the last
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "local"})
+    assert result["type"] is FlowResultType.MENU  # the engine's requirements are there: pick the source
+    assert result["menu_options"] == ["url", "entity"]
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "url"})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "url"
@@ -166,6 +169,7 @@ def test_credentials_are_injected_and_encoded() -> None:
 
 async def _entity_form(hass: HomeAssistant) -> dict[str, Any]:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "local"})
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "entity"})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "entity"

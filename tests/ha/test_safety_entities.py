@@ -321,8 +321,8 @@ async def test_diagnostics_carry_analytics_without_pixels(
     diagnostics: dict[str, Any] = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     assert diagnostics["state"]["analytics"]["safety"]["zones"]["pit"]["congestion"] == "high"
     assert diagnostics["state"]["analytics"]["leaky"]["crop"] == "<omitted>"
-    assert diagnostics["settings"]["analytics"]["safety"] is True
-    assert diagnostics["settings"]["analytics"]["machine_zones"] == ["press"]
+    assert "safety" in diagnostics["settings"]["capabilities"]["analyzers"]  # (contract.Capabilities)
+    assert diagnostics["settings"]["capabilities"]["machine_zones"] == ["press"]
     assert "raw jpeg" not in repr(diagnostics)
 
 

@@ -19,9 +19,9 @@ from homeassistant.core import Event, HomeAssistant, State, callback
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache_with_extra_data
 
+from custom_components.safecam.contract import capabilities
 from custom_components.safecam.engine.config import parse_scene
 from custom_components.safecam.engine.worker import CameraWorker
-from custom_components.safecam.event_counts import event_types_of
 
 from .conftest import SCENE, number_of, setup_loaded, unload, wait_for
 
@@ -32,12 +32,17 @@ PRESS = {"name": "press", "kind": "equipment", "polygon": [[0.6, 0.1], [0.9, 0.1
 CALIBRATION = {"image": [[0.1, 0.5], [0.9, 0.5], [0.9, 0.95], [0.1, 0.95]], "rectangle_m": [8.0, 5.0]}
 
 
+def event_types_of(scene: dict[str, Any]) -> tuple[str, ...]:
+    """The event types of a scene as the engine validated it (one event counter sensor each)."""
+    return capabilities(parse_scene(scene).as_dict()).event_types
+
+
 def test_event_types_follow_the_scene() -> None:
-    assert event_types_of(parse_scene({})) == ()
-    assert event_types_of(parse_scene({"zones": [DANGER]})) == ("intrusion",)  # approach needs a calibration
-    assert event_types_of(parse_scene({"zones": [DANGER], "calibration": CALIBRATION})) == ("intrusion", "approach")
+    assert event_types_of({}) == ()
+    assert event_types_of({"zones": [DANGER]}) == ("intrusion",)  # approach needs a calibration
+    assert event_types_of({"zones": [DANGER], "calibration": CALIBRATION}) == ("intrusion", "approach")
     restricted = {**DANGER, "kind": "restricted"}
-    assert event_types_of(parse_scene({"zones": [restricted], "calibration": CALIBRATION})) == ("intrusion",)
+    assert event_types_of({"zones": [restricted], "calibration": CALIBRATION}) == ("intrusion",)
     everything = {
         "zones": [DANGER, PRESS],
         "calibration": CALIBRATION,
@@ -49,7 +54,7 @@ def test_event_types_follow_the_scene() -> None:
         "falls": {},
         "ppe": {"required": ["helmet"]},
     }
-    assert set(event_types_of(parse_scene(everything))) == {
+    assert set(event_types_of(everything)) == {
         "intrusion",
         "approach",
         "fall",
@@ -61,7 +66,7 @@ def test_event_types_follow_the_scene() -> None:
     }
     # Distancing is metric: without a calibration it never fires; falls switched off fire nothing.
     no_calibration = {k: v for k, v in everything.items() if k != "calibration"} | {"falls": False}
-    assert set(event_types_of(parse_scene(no_calibration))) == {"intrusion", "congestion", "machine_activity", "ppe_violation"}
+    assert set(event_types_of(no_calibration)) == {"intrusion", "congestion", "machine_activity", "ppe_violation"}
 
 
 async def test_state_classes_and_event_counter(

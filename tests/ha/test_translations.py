@@ -48,7 +48,8 @@ def test_every_flow_error_and_issue_is_translated() -> None:
     assert set(SOURCE_ERRORS.values()) | {"model_missing", "no_stream_source", "unknown", "unsupported_url"} <= errors
     assert {"already_configured", "reconfigure_successful"} <= set(strings["config"]["abort"])
     assert set(strings["options"]["error"]) == {"invalid_scene", "invalid_calibration", "invalid_safety", "invalid_site"}
-    assert set(strings["issues"]) == {"model_missing", "model_corrupt", "stream_unreachable", "engine_behind"}
+    issues = {"model_missing", "model_corrupt", "stream_unreachable", "engine_behind", "engine_unavailable"}
+    assert set(strings["issues"]) == issues
     assert {"invalid_scene", "model_missing", "model_corrupt", "camera_unavailable", "no_stream_source"} <= set(
         strings["exceptions"]
     )

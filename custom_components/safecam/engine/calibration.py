@@ -195,7 +195,7 @@ def _validate_quad(pts: np.ndarray, what: str) -> None:
 def _validate_image(value: object) -> np.ndarray:
     _pairs(value, "image")
     try:
-        pts = validate_polygon(value, "calibration image")
+        pts = np.asarray(validate_polygon(value, "calibration image"), np.float64)
     except GeometryError as err:
         raise ConfigError(str(err)) from None
     _validate_quad(pts, "image")

@@ -101,8 +101,13 @@ def reject_unknown_keys(keys: object, allowed: set[str] | tuple[str, ...], what:
         raise ConfigError(f"{what}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(shown)})")
 
 
-def parse_scene(data: object) -> SceneConfig:
-    """Validate a {'zones': [...], 'gates': [...]} mapping; raise ConfigError on the first problem."""
+def parse_scene(data: object, *, sections: bool = True) -> SceneConfig:
+    """Validate a {'zones': [...], 'gates': [...]} mapping; raise ConfigError on the first problem.
+
+    Zones and gates are checked in pure Python. sections=False (Home Assistant for a remote engine's camera): the
+    optional sections are kept as written, unparsed (`section()` gives None), for the engine that runs them to
+    validate; parsing one imports its analyzer module (numpy), which a thin integration does not load.
+    """
     if data is None:
         return SceneConfig()
     if not isinstance(data, dict):
@@ -140,15 +145,17 @@ def parse_scene(data: object) -> SceneConfig:
         except GeometryError as err:
             raise ConfigError(str(err)) from None
         gates.append(GateConfig(name, ((float(pts[0][0]), float(pts[0][1])), (float(pts[1][0]), float(pts[1][1])))))
-    sections: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}
     raw_sections: dict[str, Any] = {}
     for key in SECTION_PARSERS:
         if data.get(key) is not None:
-            sections[key] = _section_parser(key)(data[key], tuple(zones))
             raw_sections[key] = data[key]
+            if not sections:
+                continue
+            parsed[key] = _section_parser(key)(data[key], tuple(zones))
             # A section that names gates checks them here (parsers see only the zones).
-            getattr(sections[key], "check_gates", lambda _gates: None)(tuple(gates))
-    return SceneConfig(tuple(zones), tuple(gates), sections, raw_sections)
+            getattr(parsed[key], "check_gates", lambda _gates: None)(tuple(gates))
+    return SceneConfig(tuple(zones), tuple(gates), parsed, raw_sections)
 
 
 def load_yaml(path: str | Path) -> object:

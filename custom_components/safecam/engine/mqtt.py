@@ -26,6 +26,7 @@ from ..contract import (
     ReplayGuard,
     Signer,
     Topics,
+    capabilities,
     encode,
     json_body,
     open_signed,
@@ -118,6 +119,7 @@ def discovery_payload(
         },
     }
     taken = set(cmps)
+    caps = capabilities(scene.as_dict())  # the same entities the integration builds from the announcement
     for zone in scene.zones:
         key = json.dumps(zone.name)
         oid = _object_id(f"zone_{zone.name}", taken)
@@ -134,7 +136,7 @@ def discovery_payload(
             "dev_cla": "occupancy",
             "val_tpl": "{{ 'ON' if " + zone_val + ".get('occupied') else 'OFF' }}",
         }
-        if zone.kind == "danger":
+        if zone.name in caps.intrusion_zones:
             cmps[f"{oid}_intruded"] = {
                 "p": "binary_sensor",
                 "name": f"{zone.name} intruded",

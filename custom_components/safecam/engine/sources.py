@@ -36,6 +36,8 @@ from typing import Any, Literal, get_args
 import cv2
 import numpy as np
 
+from .redact import redact_url  # (pure Python: the integration redacts with it without OpenCV)
+
 _LOGGER = logging.getLogger(__name__)
 
 Reason = Literal["unreachable", "not_video", "auth_failed", "unsupported", "ended", "frozen"]
@@ -59,32 +61,6 @@ _FROZEN_MEAN = 0.5
 _FROZEN_OUTLIER_LEVELS = 12
 _FROZEN_OUTLIER_FRACTION = 0.001
 _FROZEN_STRIDE = 8  # sample every 8th pixel in both directions: cheap, still thousands of samples
-
-
-# --- redaction -------------------------------------------------------------------------------------
-
-_URL_RE = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<rest>[^\s'\"<>]+)")
-_SECRET_QUERY_RE = re.compile(
-    r"(?P<key>[?&;](?:password|passwd|pass|pwd|psw|user|usr|username|login|token|access_token|auth|key|apikey|api_key|"
-    r"secret|signature|sig)=)[^&#\s'\"]*",
-    re.IGNORECASE,
-)
-
-
-def redact_url(text: str) -> str:
-    """`text` (a URL or any message containing URLs) with user:password and secret query values hidden.
-
-    Works on whole messages so library errors that echo a URL are safe to log. The userinfo is cut at
-    the *last* '@' of the URL: an unencoded '@' in a password must not leak its tail.
-    """
-
-    def _userinfo(m: re.Match[str]) -> str:
-        rest = m.group("rest")
-        if "@" in rest:
-            rest = "***@" + rest.rsplit("@", 1)[1]
-        return m.group("scheme") + rest
-
-    return _SECRET_QUERY_RE.sub(lambda m: m.group("key") + "***", _URL_RE.sub(_userinfo, text))
 
 
 class SourceError(Exception):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...contract import capabilities
+
 if TYPE_CHECKING:
     from ..config import SceneConfig
     from .base import Analyzer
@@ -16,31 +18,32 @@ def build_analyzers(scene: SceneConfig, camera: str) -> list[Analyzer]:
     scene enables them, so a camera that needs no pose or PPE model loads none.
     """
     analyzers: list[Analyzer] = []
+    runs = capabilities(scene.as_dict()).runs  # which analyzers: decided once, in the contract (HA builds entities from it)
     # Intrusion needs no extra config: any danger, restricted or equipment zone brings the safety rules.
-    if scene.section("safety") is not None or any(z.kind in ("danger", "restricted", "equipment") for z in scene.zones):
+    if runs("safety"):
         from .safety import SafetyAnalyzer
 
         analyzers.append(SafetyAnalyzer.from_scene(scene, camera))
     # Falls / man-down only when configured (`falls: {}` or `falls: true`): the pose model has no public download.
-    if (falls := scene.section("falls")) is not None and falls.enabled:
+    if runs("falls"):
         from .falls import FallsAnalyzer
 
-        analyzers.append(FallsAnalyzer.from_scene(falls, scene, camera))
+        analyzers.append(FallsAnalyzer.from_scene(scene.section("falls"), scene, camera))
     # Occupancy (gate flows) and dwell for the zones listed under `occupancy:`.
-    if (occupancy := scene.section("occupancy")) is not None and occupancy.zones:
+    if runs("occupancy"):
         from .occupancy import OccupancyAnalyzer
 
-        analyzers.append(OccupancyAnalyzer.from_scene(scene, occupancy))
+        analyzers.append(OccupancyAnalyzer.from_scene(scene, scene.section("occupancy")))
     # PPE (hard hat, vest) only when configured: loads our own classifier (models/ppe).
-    if (ppe := scene.section("ppe")) is not None:
+    if runs("ppe"):
         from ..ppe import PPEAnalyzer
 
-        analyzers.append(PPEAnalyzer(ppe, camera))
+        analyzers.append(PPEAnalyzer(scene.section("ppe"), camera))
     # Floor points in metres for site fusion, on calibrated cameras only (engine/site.py).
-    if (calibration := scene.section("calibration")) is not None:
+    if runs("floor"):
         from ..site import FloorAnalyzer
 
-        analyzers.append(FloorAnalyzer(calibration))
+        analyzers.append(FloorAnalyzer(scene.section("calibration")))
     # Heatmap for every camera: counts on a coarse grid, cheap; its history outlives rebuilds.
     from .heatmap import HeatmapAnalyzer
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..config import ConfigError, ZoneConfig, reject_unknown_keys
 from ..geometry import points_in_polygon
 
@@ -42,6 +40,8 @@ class PPERules:
 
     def required_at(self, position: tuple[float, float]) -> dict[str, str | None]:
         """item -> why it is required at this normalized floor point: a zone name, or None (everywhere)."""
+        import numpy as np  # per-frame maths only: the section parses without numpy (Home Assistant's forms)
+
         out: dict[str, str | None] = dict.fromkeys(self.required)
         point = np.asarray([position], np.float64)
         for rule in self.zones:
