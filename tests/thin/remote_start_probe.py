@@ -37,6 +37,7 @@ SCENE = {
     "safety": {"congestion": {"yard": {"medium": 2, "high": 4}}},
     "occupancy": {"yard": {"gates": {"door": "in"}}},
 }
+KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # the engine's pairing key (its config), typed into HA as a user would
 pytestmark = pytest.mark.usefixtures("socket_enabled", "mock_hass_config")
 
 
@@ -53,6 +54,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Generator[Broker]:
         "mqtt": {"host": "127.0.0.1", "port": broker.port},
         "cameras": [{"id": "yard", "name": "Yard", "url": str(clip), "fps": 2, "scene": SCENE}],
         "state_file": str(root / "state.json"),
+        "pairing_key": KEY,
         "state_interval_s": 2,
         "snapshot_interval_s": 2,
     }
@@ -90,7 +92,7 @@ async def test_remote_camera_loads_nothing_heavy(
     assert await hass.config_entries.async_setup(mqtt_entry.entry_id)
     await _wait(hass, lambda: mqtt.is_connected(hass), "HA's MQTT client to connect")
 
-    data = {"source_type": "mqtt", "engine_id": "t", "camera_id": "yard", "topic_prefix": "safecam"}
+    data = {"source_type": "mqtt", "engine_id": "t", "camera_id": "yard", "topic_prefix": "safecam", "pairing_key": KEY}
     entry = MockConfigEntry(domain="safecam", title="Yard", unique_id="mqtt_t_yard", data=data, options={})
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id), heavy_blocker.REFUSED
