@@ -391,7 +391,7 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         return SafecamOptionsFlow()
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        # A safecam engine first (nothing to install here), then the site device, then in-process analysis.
+        # A safecam engine first and the site device (nothing to install for either), then in-process analysis.
         return self.async_show_menu(step_id="user", menu_options=["remote", "site", "local"])
 
     async def async_step_local(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -560,9 +560,7 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """A site device: perimeter gates and calibrated cameras of one place, fused (site_entry.py).
 
-        The fusion runs in Home Assistant with the engine's maths: its requirements are installed first."""
-        if (aborted := await self._async_engine_or_abort()) is not None:
-            return aborted
+        The fusion runs in Home Assistant in pure Python (site_fusion.py): nothing to install, on any install."""
         site = await _async_site_module(self.hass)
         errors: dict[str, str] = {}
         error = ""
@@ -754,7 +752,7 @@ _SITE_KEYS = (
 
 
 async def _async_site_module(hass: HomeAssistant) -> ModuleType:
-    """site_entry.py (numpy, OpenCV: the fusion's maths), imported only when a site is added or edited."""
+    """site_entry.py (light: pure Python + Pillow), imported only when a site is added or edited."""
     return await hass.async_add_import_executor_job(importlib.import_module, f"{__package__}.site_entry")
 
 
@@ -798,7 +796,7 @@ class SiteOptionsFlow(OptionsFlow):
         return await self.async_step_site(user_input)
 
     async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        site = await _async_site_module(self.hass)  # (the site entry is loaded: its requirements are installed)
+        site = await _async_site_module(self.hass)
         errors: dict[str, str] = {}
         error = ""
         if user_input is not None:

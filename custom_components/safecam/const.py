@@ -18,7 +18,7 @@ CONF_TOPIC_PREFIX: Final = "topic_prefix"
 CONF_PAIRING_KEY: Final = "pairing_key"  # the engine's key (contract.py): every message both ways is signed with it
 DEFAULT_TOPIC_PREFIX: Final = "safecam"
 
-# Site entries: a site device fusing several cameras (site_entry.py, engine/site.py) ----------
+# Site entries: a site device fusing several cameras (site_entry.py, site_fusion.py) ----------
 CONF_ENTRY_KIND: Final = "entry_kind"  # absent: a camera entry
 ENTRY_KIND_SITE: Final = "site"
 CONF_SITE_CAMERAS: Final = "site_cameras"  # camera entry ids of the site; empty: every safecam camera

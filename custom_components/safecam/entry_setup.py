@@ -5,7 +5,7 @@ in-process camera (the user chose to analyse inside Home Assistant): install the
 (inprocess.py; a repair pointing to the add-on if impossible), check the detector model (repairs if
 missing/corrupt), build the runtime (local.py: one engine CameraWorker), add the entities (gate counters restore
 their totals), then start the worker. Nothing here imports the engine's analysis: only local.py does, and only for
-in-process entries; a site is loaded (site_entry.py) only where there is one.
+in-process entries; a site is loaded (site_entry.py: pure Python + Pillow, nothing to install) only where there is one.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ async def _module(hass: HomeAssistant, name: str) -> ModuleType:
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> bool:
-    if is_site_entry(entry):  # a site device over several cameras: fused here, with the engine's maths (site_entry.py)
-        await _async_ensure_engine(hass)
+    if is_site_entry(entry):  # a site device over several cameras: fused here in pure Python (site_entry.py)
         return bool(await (await _module(hass, "site_entry")).async_setup_entry(hass, entry))
     if is_remote_entry(entry):  # a camera of an engine service, over HA's MQTT (remote.py)
         remote = await _module(hass, "remote")

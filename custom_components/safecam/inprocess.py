@@ -1,4 +1,4 @@
-"""Analysing inside Home Assistant: install the engine's requirements on demand (before local.py, site_entry.py).
+"""Analysing inside Home Assistant: install the engine's requirements on demand (before local.py).
 
 The integration requires nothing (manifest): the engine normally runs as a service (the add-on, a container, the
 Python package) and reaches Home Assistant over MQTT (remote.py). A user who picks "analyse inside Home Assistant"

@@ -1,12 +1,14 @@
-"""The site device: one config entry per site, fusing the safecam cameras on it (logic: engine/site.py).
+"""The site device: one config entry per site, fusing the safecam cameras on it (logic: site_fusion.py).
 
 A site listens to its cameras' runtimes (anything with `.state` (CameraState) and
 `async_add_listener`: this host's workers or remote ones) and keeps:
-- occupancy from its perimeter gates (engine GateFlowOccupancy: sum in - sum out, back to zero when
+- occupancy from its perimeter gates (GateFlowOccupancy: sum in - sum out, back to zero when
   every camera of the site has seen nobody for `empty_reset_s`);
 - the people on the shared floor map: each calibrated camera reports floor points in metres
-  (analytics["floor"]), merged by position and time only (engine SiteFusion);
-- a heatmap of the fused people on the floor plan (engine SiteHeatmap).
+  (analytics["floor"], computed by the engine), merged by position and time only (SiteFusion);
+- a heatmap of the fused people on the floor plan (SiteHeatmap).
+All of it is pure Python + Pillow (Home Assistant's own requirement): a site needs none of the engine's
+requirements, on any install (HA OS and Container included), whatever runs its cameras.
 Cameras added, removed or reloaded later are picked up (config entry changes, plus a 1 s check).
 The floor plan and heatmap pictures are drawn from geometry on the site's plan, never camera pixels.
 """
@@ -22,8 +24,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 from homeassistant.components.image import ImageEntity
 from homeassistant.components.sensor import RestoreSensor, SensorEntity, SensorStateClass
 from homeassistant.config_entries import SIGNAL_CONFIG_ENTRY_CHANGED, ConfigEntry, ConfigEntryChange, ConfigEntryState
@@ -35,6 +35,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
+from PIL import Image
 
 from .const import (
     CONF_EMPTY_RESET_S,
@@ -50,7 +51,8 @@ from .const import (
     DOMAIN,
 )
 from .engine.config import ConfigError
-from .engine.site import (
+from .entries import camera_entries, is_site_entry, site_camera_entries
+from .site_fusion import (
     DEFAULT_EMPTY_RESET_S,
     DEFAULT_RADIUS_M,
     FloorPlan,
@@ -60,10 +62,10 @@ from .engine.site import (
     SiteGate,
     SiteHeatmap,
     floor_points,
+    load_picture,
     render_floor_plan,
     render_site_heatmap,
 )
-from .entries import camera_entries, is_site_entry, site_camera_entries
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -167,18 +169,18 @@ def plan_path(hass: HomeAssistant, image: str) -> Path:
     return Path(hass.config.path("www")) / image
 
 
-def load_plan_picture(hass: HomeAssistant, image: str | None) -> np.ndarray | None:
-    """The floor plan picture (BGR), None without one. ConfigError if it is unreadable. Blocking."""
+def load_plan_picture(hass: HomeAssistant, image: str | None) -> Image.Image | None:
+    """The floor plan picture (RGB), None without one. ConfigError if it is unreadable. Blocking."""
     if image is None:
         return None
     www = Path(hass.config.path("www")).resolve()
     path = plan_path(hass, image).resolve()
     if not path.is_relative_to(www):
         raise ConfigError(f"site floor plan picture {image!r}: give a path inside <config>/www")
-    picture = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-    if picture is None:
-        raise ConfigError(f"site floor plan picture {image!r}: no readable picture at <config>/www/{image}")
-    return np.asarray(picture, np.uint8)
+    try:
+        return load_picture(str(path))
+    except (OSError, ValueError, Image.DecompressionBombError):  # missing, not a picture, truncated, huge
+        raise ConfigError(f"site floor plan picture {image!r}: no readable picture at <config>/www/{image}") from None
 
 
 async def async_validate_site(hass: HomeAssistant, options: Mapping[str, Any]) -> SiteSettings:
@@ -204,9 +206,9 @@ async def async_validate_site(hass: HomeAssistant, options: Mapping[str, Any]) -
 
 
 class SiteRuntime:
-    """entry.runtime_data of a site: follows the cameras, feeds the engine, pushes to the site's entities."""
+    """entry.runtime_data of a site: follows the cameras, fuses them, pushes to the site's entities."""
 
-    def __init__(self, hass: HomeAssistant, entry: SiteConfigEntry, settings: SiteSettings, picture: np.ndarray | None) -> None:
+    def __init__(self, hass: HomeAssistant, entry: SiteConfigEntry, settings: SiteSettings, picture: Image.Image | None) -> None:
         self.hass, self.entry, self.settings, self.picture = hass, entry, settings, picture
         self.flows = GateFlowOccupancy(settings.gates, (), settings.empty_reset_s)
         self.fusion = SiteFusion(radius_m=settings.radius_m)
@@ -500,7 +502,7 @@ class SiteHeatmapImage(_SiteImage):
         super().__init__(hass, entry, "site_heatmap")
 
     def _content_now(self) -> Any:
-        return self._site.heatmap.store.total
+        return self._site.heatmap.total
 
     def _png(self) -> bytes:
         return self._site.heatmap_png()

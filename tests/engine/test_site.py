@@ -1,20 +1,26 @@
 """Site fusion: gate-flow occupancy across cameras and floor-position merging of overlapping cameras.
 
-Synthetic multi-camera tracks (people placed on a floor plan, seen through each camera's own
-calibration) check the merge rules; TUD-Stadtmitte split into two overlapping virtual cameras, with
-the real detector on each crop, checks the fused count against the ground-truth people per frame.
+The fusion runs in Home Assistant (site_fusion.py, pure Python + Pillow) on what the engine computes:
+the tests feed it through the engine's calibrations and detector. Synthetic multi-camera tracks (people
+placed on a floor plan, seen through each camera's own calibration) check the merge rules; TUD-Stadtmitte
+split into two overlapping virtual cameras, with the real detector on each crop, checks the fused count
+against the ground-truth people per frame; the engine's FloorAnalyzer is checked against the street's metres.
 """
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from custom_components.safecam.engine.calibration import Calibration
-from custom_components.safecam.engine.site import (
+from custom_components.safecam.site_fusion import (
     DOT_MERGED,
     DOT_ONE_CAMERA,
+    JET_PALETTE,
     LEGEND_PX,
     PLAN_BG,
     PLAN_GRID,
@@ -302,11 +308,13 @@ def test_site_heatmap_counts_each_fused_person_once_per_step_however_many_camera
         heat.add(t, site.people(t))
         site.update_floor("b", t + 0.05, np.array([[2.4, 1.2]]))
         heat.add(t + 0.05, site.people(t + 0.05))
-    grid = heat.grid("hour")
+    grid = np.asarray(heat.grid("hour"))
     assert grid.shape == (8, 20)  # 0.5 m cells
     assert grid.sum() == 10 and grid[2, 4] == 10  # one per second, in the cell of (2.3 m, 1.15 m)
     heat.add(20.0, [FusedPerson(11.0, 1.0, ())])  # off the plan: not counted
-    assert heat.grid("hour").sum() == 10
+    assert np.asarray(heat.grid("hour")).sum() == 10
+    with pytest.raises(ValueError, match="window"):
+        heat.grid("fortnight")
 
 
 def test_floor_plan_png_shows_one_dot_per_person_in_plan_colours_only():
@@ -315,7 +323,7 @@ def test_floor_plan_png_shows_one_dot_per_person_in_plan_colours_only():
         FusedPerson(2.0, 1.0, (FloorObservation("a", 0, 2.0, 1.0),)),
         FusedPerson(7.5, 3.0, (FloorObservation("a", 0, 7.4, 3.0), FloorObservation("b", 0, 7.6, 3.0))),
     ]
-    img = cv2.imdecode(np.frombuffer(render_floor_plan(plan, people), np.uint8), cv2.IMREAD_COLOR)
+    img = _rgb(render_floor_plan(plan, people))
     assert img.shape == (320 + LEGEND_PX, 800, 3)
     assert tuple(img[80, 160]) == DOT_ONE_CAMERA and tuple(img[240, 600]) == DOT_MERGED  # 80 px per metre
     assert tuple(img[200, 400]) in (PLAN_BG, PLAN_GRID, PLAN_GRID_MAJOR)
@@ -325,5 +333,36 @@ def test_floor_plan_png_shows_one_dot_per_person_in_plan_colours_only():
     blue = np.all(img == DOT_ONE_CAMERA, axis=2)
     ys, xs = np.nonzero(blue)
     assert abs(xs.mean() - 160) < 1 and abs(ys.mean() - 80) < 1 and blue.sum() > 300  # a 0.25 m dot
-    heat = cv2.imdecode(np.frombuffer(render_site_heatmap(plan, np.ones((8, 20))), np.uint8), cv2.IMREAD_COLOR)
+    heat = _rgb(render_site_heatmap(plan, [[1.0] * 20] * 8))
     assert heat.shape == img.shape
+
+
+def _rgb(png: bytes) -> np.ndarray:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_site_heatmap_colours_are_opencvs_jet_over_the_dimmed_plan():
+    """Drawn with Pillow in Home Assistant, coloured like the cameras' heatmaps (OpenCV's JET)."""
+    jet = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]  # BGR -> RGB
+    assert np.abs(np.array(JET_PALETTE).reshape(256, 3) - jet.astype(int)).max() <= 1
+    plan = FloorPlan(10.0, 4.0)
+    grid = [[0.0] * 20 for _ in range(8)]
+    grid[2][4] = 9.0  # the hottest cell: full red at its centre (2.25 m, 1.25 m), 80 px per metre
+    grid[6][15] = 1.0  # a third as hot (square root): blue-cyan at (7.75 m, 3.25 m)
+    img = _rgb(render_site_heatmap(plan, grid)).astype(int)
+    assert img.shape == (320 + LEGEND_PX, 800, 3)
+    hot, cool, cold = img[100, 180], img[260, 620], img[20, 700]
+    assert hot[0] > 200 and hot[1] < 60 and hot[2] < 60
+    assert cool[2] > cool[0] and cool[2] > 120
+    assert tuple(cold) == tuple(int(c * 0.6) for c in PLAN_BG)  # no heat: the plan, dimmed
+
+
+def test_plan_picture_is_the_background_stretched_to_the_mapped_extent():
+    plan = FloorPlan(10.0, 4.0)
+    picture = Image.new("RGB", (50, 20), (250, 240, 200))
+    picture.paste((0, 0, 120), (25, 0, 50, 20))  # its right half dark blue
+    img = _rgb(render_floor_plan(plan, [FusedPerson(2.0, 1.0, (FloorObservation("a", 0, 2.0, 1.0),))], picture))
+    assert img.shape == (320 + LEGEND_PX, 800, 3)
+    assert tuple(img[300, 100]) == (250, 240, 200) and tuple(img[300, 700]) == (0, 0, 120)
+    assert tuple(img[80, 160]) == DOT_ONE_CAMERA

@@ -12,6 +12,7 @@ picked up); the floor plan picture is a PNG of dots on the plan and holds no cam
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, State
 from homeassistant.data_entry_flow import FlowResultType
+from PIL import Image
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache_with_extra_data
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
@@ -37,7 +39,7 @@ from custom_components.safecam.const import (
     DOMAIN,
     ENTRY_KIND_SITE,
 )
-from custom_components.safecam.engine.site import (
+from custom_components.safecam.site_fusion import (
     DOT_MERGED,
     DOT_ONE_CAMERA,
     LEGEND_PX,
@@ -119,9 +121,13 @@ def _site_entry(hass: HomeAssistant, options: dict[str, Any], title: str = "Stre
     return entry
 
 
+def _rgb(png: bytes) -> np.ndarray:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
 def _dots(png: bytes) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    assert img is not None
+    img = _rgb(png)
     dots = np.all(img == DOT_ONE_CAMERA, axis=2) | np.all(img == DOT_MERGED, axis=2)
     n, _, stats, centres = cv2.connectedComponentsWithStats(dots.astype(np.uint8))
     return img, [(float(x), float(y)) for (x, y), s in zip(centres[1:], stats[1:], strict=True) if s[cv2.CC_STAT_AREA] >= 20]
@@ -212,9 +218,9 @@ async def test_site_fuses_two_real_cameras(
         assert 2.5 <= x / 40 <= 17.6 and 1.0 <= y / 40 <= 12.4
     resp = await client.get("/api/image_proxy/image.street_heatmap")
     assert resp.status == 200 and resp.content_type == "image/png"
-    assert cv2.imdecode(np.frombuffer(await resp.read(), np.uint8), cv2.IMREAD_COLOR).shape == img.shape
+    assert _rgb(await resp.read()).shape == img.shape
     # Each fused person once per 1 s step: at most as many counts as the street holds people per second.
-    assert 0 < runtime.heatmap.store.total <= per_frame.max() * 30
+    assert 0 < runtime.heatmap.total <= per_frame.max() * 30
 
     # ---- everyone gone: the cameras are reloaded onto an empty room; the site follows the new runtimes ----
     for entry in cams.values():  # (unloaded first: the update listener is not part of this test)

@@ -2,13 +2,16 @@
 
 Home Assistant (PHCC) with its MQTT integration on a real Mosquitto and a real `serve` engine: safecam is set up
 with a remote camera and every platform, the config flow is opened (HA preloads it), diagnostics are read and the
-camera and heatmap pictures are fetched. Nothing of that may import cv2, onnxruntime or openvino, and no safecam
-module may import numpy. Not collected on its own (its name): it needs the blocker installed before anything.
+camera and heatmap pictures are fetched; then a site device over that camera is added through the config flow (its
+gate and the floor points the engine computes from the camera's calibration, fused in HA) and its sensors and
+pictures are read. Nothing of that may import cv2, onnxruntime or openvino, and no safecam module may import numpy.
+Not collected on its own (its name): it needs the blocker installed before anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 from collections.abc import Callable, Generator
 
@@ -16,19 +19,31 @@ import pytest
 import pytest_socket
 from homeassistant.components import mqtt
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, State
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
+from PIL import Image
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 import custom_components.safecam  # noqa: F401 - ours, before PHCC's testing_config/custom_components shadows it
+from custom_components.safecam.const import (
+    CONF_EMPTY_RESET_S,
+    CONF_FUSION_RADIUS_M,
+    CONF_PLAN_DEPTH_M,
+    CONF_PLAN_WIDTH_M,
+    CONF_SITE_GATES,
+)
+from custom_components.safecam.site_fusion import LEGEND_PX
 from tests.conftest import DATA
 from tests.servers.mosquitto import Broker, EngineProcess, Recorder
 from tests.thin import heavy_blocker
 
 # Zones of every kind the entities depend on, a gate, and optional sections HA must not parse (the engine does).
+# The calibration puts the walkway (feet at y 0.7-0.96) on a 20 m x 10 m floor: the engine reports floor points.
 SCENE = {
+    "calibration": {"image": [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]], "floor": [[0, 0], [20, 0], [20, 10], [0, 10]]},
     "zones": [
         {"name": "yard", "kind": "restricted", "polygon": [[0.0, 0.5], [0.5, 0.5], [0.5, 1.0], [0.0, 1.0]]},
         {"name": "press", "kind": "equipment", "polygon": [[0.6, 0.1], [0.9, 0.1], [0.9, 0.4], [0.6, 0.4]]},
@@ -120,6 +135,8 @@ async def test_remote_camera_loads_nothing_heavy(
     assert (await hass.async_add_executor_job(runtime.snapshot_jpeg))[:2] == b"\xff\xd8"
     assert (await hass.async_add_executor_job(runtime.heatmap_png, "hour"))[:4] == b"\x89PNG"
 
+    await _site_over_the_engine_camera(hass, hass_client, entry)
+
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
     await hass.async_block_till_done()
@@ -127,3 +144,37 @@ async def test_remote_camera_loads_nothing_heavy(
     assert heavy_blocker.REFUSED == []
     loaded = sorted(m for m in sys.modules if m.partition(".")[0] in heavy_blocker.ANYONE)
     assert loaded == []
+
+
+async def _site_over_the_engine_camera(hass: HomeAssistant, hass_client: ClientSessionGenerator, camera: MockConfigEntry) -> None:
+    """A site added through the config flow (nothing installed) over the engine camera: gate flows and the map."""
+    flow = await hass.config_entries.flow.async_init("safecam", context={"source": SOURCE_USER})
+    flow = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "site"})
+    assert flow["type"] is FlowResultType.FORM and flow["step_id"] == "site", flow
+    gate = f"{camera.entry_id}/door/in"  # offered from the engine's announced gates
+    offered = next(v for k, v in flow["data_schema"].schema.items() if k == CONF_SITE_GATES).config["options"]
+    assert gate in {o["value"] for o in offered}
+    form = {"name": "Plant", CONF_SITE_GATES: [gate], CONF_EMPTY_RESET_S: 30, CONF_FUSION_RADIUS_M: 1.0}
+    form |= {CONF_PLAN_WIDTH_M: 20, CONF_PLAN_DEPTH_M: 10}
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], form)
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    site = result["result"]
+    await hass.async_block_till_done()
+    assert site.state is ConfigEntryState.LOADED
+
+    def on_map() -> State | None:
+        return hass.states.get("sensor.plant_people_on_map")
+
+    # The engine's floor points (analytics["floor"] over MQTT) put the camera on the map, with its walkers.
+    await _wait(hass, lambda: (st := on_map()) is not None and st.attributes.get("cameras_on_map") == 1, "the camera on the map")
+    await _wait(hass, lambda: (st := on_map()) is not None and st.state.isdigit() and int(st.state) > 0, "people on the map")
+    people = hass.states.get("sensor.plant_people")
+    assert people is not None and people.state.isdigit() and {"entries", "exits"} <= set(people.attributes)
+    assert site.runtime_data.flows.gates[0].camera == camera.entry_id
+    client = await hass_client()
+    for image in ("image.plant_floor_plan", "image.plant_heatmap"):
+        resp = await client.get(f"/api/image_proxy/{image}")
+        assert resp.status == 200 and resp.content_type == "image/png", image
+        with Image.open(io.BytesIO(await resp.read())) as picture:
+            assert picture.size == (800, 400 + LEGEND_PX), image  # the plan (40 px/m) and its legend
+    assert await hass.config_entries.async_unload(site.entry_id)

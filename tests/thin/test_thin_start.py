@@ -1,9 +1,9 @@
-"""A thin integration: starting Home Assistant with a remote (engine-as-a-service) camera imports nothing heavy.
+"""A thin integration: Home Assistant with a remote (engine-as-a-service) camera and a site over it imports nothing heavy.
 
 The check runs in a fresh interpreter (an import already made by another test would hide one), with a meta-path
 blocker installed before anything else (tests/thin/heavy_blocker.py): cv2, onnxruntime and openvino may not be
 imported at all, numpy not by safecam's own modules. The probe (remote_start_probe.py) sets up Home Assistant with
-a real broker and engine and a remote camera with every platform.
+a real broker and engine, a remote camera with every platform, and a site device over it.
 """
 
 from __future__ import annotations

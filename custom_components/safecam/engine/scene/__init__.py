@@ -39,7 +39,7 @@ def build_analyzers(scene: SceneConfig, camera: str) -> list[Analyzer]:
         from ..ppe import PPEAnalyzer
 
         analyzers.append(PPEAnalyzer(scene.section("ppe"), camera))
-    # Floor points in metres for site fusion, on calibrated cameras only (engine/site.py).
+    # Floor points in metres for site fusion (in HA: site_fusion.py), on calibrated cameras only (engine/site.py).
     if runs("floor"):
         from ..site import FloorAnalyzer
 
