@@ -23,11 +23,12 @@ import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, State
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import issue_registry as ir
 from PIL import Image
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache_with_extra_data
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.safecam import site_entry
+from custom_components.safecam import inprocess, site_entry
 from custom_components.safecam.const import (
     CONF_EMPTY_RESET_S,
     CONF_ENTRY_KIND,
@@ -332,3 +333,25 @@ async def test_a_site_is_not_a_camera_for_services_editor_and_diagnostics(
     assert isinstance(diagnostics["people_on_map"], list)
     for entry in (site, camera):
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_site_needs_none_of_the_engines_requirements(hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the engine cannot run in Home Assistant (HA OS / Container: no OpenCV, no ONNX Runtime), a site is
+    still added through the flow, loads and draws its pictures: no `engine_unavailable` abort or repair."""
+    monkeypatch.setattr(inprocess, "ENGINE_MODULES", (*inprocess.ENGINE_MODULES, "safecam_engine_module_that_is_not_installed"))
+    with pytest.raises(inprocess.EngineUnavailable):
+        await inprocess.async_ensure_engine(hass)  # (the engine really is unavailable here)
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": "user"})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "site"})
+    assert result["type"] is FlowResultType.FORM and result["step_id"] == "site"
+    form = {"name": "Depot", CONF_EMPTY_RESET_S: 30, CONF_FUSION_RADIUS_M: 1.0, CONF_PLAN_WIDTH_M: 20, CONF_PLAN_DEPTH_M: 10}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    site = result["result"]
+    await hass.async_block_till_done()
+    assert site.state is ConfigEntryState.LOADED
+    assert ir.async_get(hass).async_get_issue(DOMAIN, inprocess.ISSUE_ENGINE_UNAVAILABLE) is None
+    assert number_of(hass, "sensor.depot_people") == 0 and number_of(hass, "sensor.depot_people_on_map") == 0
+    png = await hass.async_add_executor_job(site.runtime_data.floor_plan_png, [])
+    assert _rgb(png).shape == (400 + LEGEND_PX, 800, 3)
+    assert await hass.config_entries.async_unload(site.entry_id)
