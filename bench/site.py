@@ -16,6 +16,7 @@ left numpy/OpenCV: `git archive <commit> custom_components | tar -x -C /tmp/befo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import statistics
@@ -64,6 +65,7 @@ def run(root: Path, repeat: int) -> dict[str, Any]:
     reports = _reports()
     plan = site.FloorPlan(20.0, 14.0)
     update_ms, plan_ms, heat_ms, on_map = [], [], [], []
+    fused = hashlib.sha256()  # what the site shows after each report: the same for any implementation
     for _ in range(repeat):
         flows = site.GateFlowOccupancy([site.SiteGate("left", "west", "in")], SPANS, 30.0)
         fusion, heatmap = site.SiteFusion(radius_m=1.0), site.SiteHeatmap(plan)
@@ -75,6 +77,7 @@ def run(root: Path, repeat: int) -> dict[str, Any]:
             heatmap.add(t, people)
             update_ms.append((time.perf_counter() - start) * 1000)
             on_map.append(len(people))
+            fused.update(repr([(round(p.x, 6), round(p.y, 6), p.cameras) for p in people]).encode())
         for _ in range(8):  # the pictures of the clip's last moment, as the entities fetch them
             people = fusion.people(reports[-1][0])
             start = time.perf_counter()
@@ -88,6 +91,8 @@ def run(root: Path, repeat: int) -> dict[str, Any]:
         "root": str(root),
         "reports": len(reports),
         "people_on_map_mean": round(statistics.fmean(on_map), 2),
+        "fused_digest": fused.hexdigest()[:16],
+        "heatmap_total": int(np.asarray(heatmap.grid("hour")).sum()),
         "update_ms": {"median": round(statistics.median(update_ms), 3), "p95": round(np.percentile(update_ms, 95), 3)},
         "floor_plan_png_ms": {"median": round(statistics.median(plan_ms), 2), "bytes": len(plan_png)},
         "site_heatmap_png_ms": {"median": round(statistics.median(heat_ms), 2), "bytes": len(heat_png)},
