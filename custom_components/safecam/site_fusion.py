@@ -25,6 +25,7 @@ plan (metres), drawn from geometry only: never camera pixels.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections import Counter, OrderedDict
@@ -395,13 +396,18 @@ def _scale_bar_m(plan: FloorPlan) -> float:
     return next((m for m in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if m >= target), 1000.0)
 
 
+@functools.cache
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=FONT_PX)
+    except ImportError:  # a Pillow without FreeType: its bitmap font (no anchors)
+        return ImageFont.load_default()
+
+
 def _text(draw: ImageDraw.ImageDraw, text: str, left: int, baseline: int) -> None:
     """Text in PLAN_INK without anti-aliasing (fontmode "1"), sitting on the baseline."""
     draw.fontmode = "1"
-    try:
-        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.load_default(size=FONT_PX)
-    except ImportError:  # a Pillow without FreeType: its bitmap font (no anchors)
-        font = ImageFont.load_default()
+    font = _font()
     if isinstance(font, ImageFont.FreeTypeFont):
         draw.text((left, baseline), text, fill=PLAN_INK, font=font, anchor="ls")
     else:
