@@ -18,7 +18,6 @@ import json
 import logging
 from typing import Any
 
-import voluptuous as vol
 import yaml  # type: ignore[import-untyped]
 from homeassistant.components.camera import DOMAIN as CAMERA_DOMAIN
 from homeassistant.components.camera import async_get_stream_source
@@ -91,6 +90,7 @@ from .entries import camera_entries, is_site_entry
 from .remote import RemoteCamera, async_mqtt_ready, async_scan, options_of, settings_from_config
 from .site_entry import async_validate_site, gate_choices
 from .source import check_model, engine_url, entity_unique_id, is_supported, probe_source, url_unique_id
+from .validation import vol
 
 _LOGGER = logging.getLogger(__name__)
 

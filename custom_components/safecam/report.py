@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import voluptuous as vol
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import ATTR_AREA_ID, ATTR_DEVICE_ID, ATTR_ENTITY_ID, ATTR_FLOOR_ID, ATTR_LABEL_ID
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse, callback
@@ -33,6 +32,7 @@ from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
 from .entries import ATTR_CONFIG_ENTRY_ID, async_targeted_entry_ids
+from .validation import vol
 
 SERVICE_EXPORT_REPORT = "export_report"
 ATTR_START, ATTR_END, ATTR_HOURS, ATTR_DAYS, ATTR_NAME = "start", "end", "hours", "days", "name"

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse, callback
 from homeassistant.exceptions import ServiceValidationError
@@ -19,6 +18,7 @@ from .const import DOMAIN
 from .dashboard import async_setup_dashboard
 from .entries import ATTR_CONFIG_ENTRY_ID, async_targeted_entry_ids, is_site_entry
 from .report import async_setup_report
+from .validation import vol
 
 if TYPE_CHECKING:
     from .coordinator import SafecamConfigEntry, SafecamRuntime
