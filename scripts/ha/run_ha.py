@@ -7,7 +7,7 @@
 Steps: write a minimal configuration.yaml (no default_config: it would pip-install at runtime),
 symlink custom_components/safecam into the config dir, start a looping RTSP camera (GStreamer,
 scripts/ha/rtsp_loop.py; `--source file` uses the clip's path instead, which the integration
-loops itself), start `python -m homeassistant --skip-pip`, onboard through the REST API (or log
+loops itself), start `.venv-hass/bin/hass --skip-pip` (the newest HA release), onboard through the REST API (or log
 in when already onboarded), add the camera through the config flow REST API (the integration's
 default anonymization), set a zone, a gate and a ground-plane calibration through the options flow,
 add a site ("Demo site": the camera's gate as its perimeter, the camera on its floor map), wait for
@@ -48,6 +48,9 @@ DEMO_CLIP = SHARED / "data" / "pedestrians" / "intel_one_by_one_person_first60s.
 DEFAULT_CONFIG_DIR = REPO / "run" / "ha" / "config"
 RTSP_SERVER = Path(__file__).with_name("rtsp_loop.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # gi (GStreamer) is only importable from Debian's python3
+# A real Home Assistant of the newest release PyPI serves, in its own venv (scripts/setup.sh: .venv-hass,
+# requirements/lock-hass.txt): the test harness in .venv pins an older one. SAFECAM_HASS picks another `hass`.
+HASS = Path(os.environ.get("SAFECAM_HASS", REPO / ".venv-hass" / "bin" / "hass"))
 
 USERNAME, PASSWORD, DISPLAY_NAME = "safecam", "safecam-demo", "Safecam Demo"
 CAMERA_NAME = "Demo camera"
@@ -272,7 +275,7 @@ def stop(inst: HaInstance) -> None:
 def stop_by_pidfiles(config_dir: Path) -> bool:
     """--stop: stop a background instance. True if something was running."""
     found = False
-    for name, marker, what in (("hass.pid", "homeassistant", "Home Assistant"), ("rtsp.pid", "rtsp_loop.py", "RTSP server")):
+    for name, marker, what in (("hass.pid", str(HASS), "Home Assistant"), ("rtsp.pid", "rtsp_loop.py", "RTSP server")):
         pidfile = config_dir / name
         pid = _pid_from_file(pidfile, marker)
         if pid is not None:
@@ -376,6 +379,8 @@ def write_demo_plan(config_dir: Path) -> None:
 def start_hass(inst: HaInstance, timeout_s: float = 120) -> None:
     if not port_free(inst.port):
         raise SetupError(f"port {inst.port} is in use (another Home Assistant? try --stop, or --port)")
+    if not os.access(HASS, os.X_OK):
+        raise SetupError(f"{HASS} not found: scripts/setup.sh builds it (.venv-hass)")
     env = dict(os.environ)
     # The detector model from the shared mirror (no download needed); an explicit setting wins.
     if "SAFECAM_MODEL_MIRROR" not in env and (SHARED / "models").is_dir():
@@ -383,7 +388,7 @@ def start_hass(inst: HaInstance, timeout_s: float = 120) -> None:
     out_path = inst.config_dir / "hass.out"
     with out_path.open("ab") as out:
         inst.hass = subprocess.Popen(
-            [sys.executable, "-m", "homeassistant", "-c", str(inst.config_dir), "--skip-pip"],
+            [str(HASS), "-c", str(inst.config_dir), "--skip-pip"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -727,7 +732,7 @@ def start(
     if not clip.is_file():
         raise SetupError(f"demo clip not found: {clip} (clone the repo with ../shared beside it)")
     config_dir.mkdir(parents=True, exist_ok=True)
-    if _pid_from_file(config_dir / "hass.pid", "homeassistant") is not None:
+    if _pid_from_file(config_dir / "hass.pid", str(HASS)) is not None:
         raise SetupError(f"Home Assistant from {config_dir} is already running: stop it with --stop")
     inst = HaInstance(config_dir=config_dir, port=port)
     try:

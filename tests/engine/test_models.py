@@ -11,7 +11,6 @@ from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from custom_components.safecam.engine import models
@@ -25,12 +24,11 @@ from custom_components.safecam.engine.models import (
     resolve_model,
 )
 from tests.conftest import MODELS as SHARED_MODELS
+from tests.conftest import expected_auto_provider
 
 REPO = Path(__file__).resolve().parents[2]
 needs_shared = pytest.mark.skipif(not SHARED_MODELS.is_dir(), reason="../shared/models not beside the repo")
 YOLOX_SIZE = 3660092
-OV = "OpenVINOExecutionProvider"
-needs_ov = pytest.mark.skipif(OV not in ort.get_available_providers(), reason="onnxruntime without OpenVINO EP")
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +240,7 @@ def test_fetch_into_dir_builds_a_mirror(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @needs_shared
-@needs_ov
+@pytest.mark.openvino
 def test_openvino_session_runs_yolox(tmp_path: Path) -> None:
     sess = create_session(
         SHARED_MODELS / "yolox_nano.onnx",
@@ -259,11 +257,12 @@ def test_openvino_session_runs_yolox(tmp_path: Path) -> None:
 def test_cpu_and_auto_sessions() -> None:
     path = SHARED_MODELS / "yolox_nano.onnx"
     assert create_session(path, provider="cpu").get_providers() == ["CPUExecutionProvider"]
-    assert create_session(path, provider="auto").get_providers()[0] == ("OpenVINOExecutionProvider")
+    assert create_session(path, provider="auto").get_providers()[0] == expected_auto_provider()
+    assert create_session(path).get_providers()[0] == expected_auto_provider()  # "auto" is the default
 
 
 @needs_shared
-@needs_ov
+@pytest.mark.openvino
 def test_openvino_silent_cpu_fallback_is_refused() -> None:
     # An unknown OV device makes ORT keep only the CPU EP without raising.
     with pytest.raises(ModelProviderError, match="CPUExecutionProvider is running"):
