@@ -335,14 +335,19 @@ def test_huge_sparse_file_at_the_model_path_is_refused_without_reading_it(tmp_pa
 
 
 @needs_shared
-def test_worker_with_a_bad_model_reports_it_and_keeps_retrying(tmp_path: Path) -> None:
+def test_worker_with_a_bad_model_reports_it_and_keeps_retrying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, socket_enabled: None
+) -> None:
     """The worker's detector factory fails on a wrong model file: the state says "model" with the
     message, the worker retries with backoff (no crash, no stuck thread) and stops at once."""
     import time
 
     from custom_components.safecam.engine.detect import Detector
     from custom_components.safecam.engine.worker import CameraState, CameraWorker
+    from tests.servers.processes import free_port
 
+    # The download the resolver then tries fails as offline (refused), also where the internet is reachable.
+    monkeypatch.setenv("SAFECAM_MODEL_MIRROR", f"http://127.0.0.1:{free_port()}/")
     shutil.copyfile(SHARED_MODELS / "face_yunet_2023mar.onnx", tmp_path / "yolox_nano.onnx")
     states: list[CameraState] = []
     clip = SHARED_MODELS.parent / "data" / "pedestrians" / "tud_campus.mp4"
