@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# One-time (idempotent) setup of a fresh Debian machine: system packages, .venv with pinned Python packages.
+# One-time (idempotent) setup of a fresh Debian 12 machine: system packages and three venvs, each rebuilt only when
+# its lock (or interpreter) changed:
+#   .venv       Python 3.14, current Home Assistant + its test harness (requirements/lock.txt): lint, types, the suite
+#   .venv-min   pyenv's Python 3.13.0, the oldest HA we declare (hacs.json) + the OpenVINO engine (lock-min.txt)
+#   .venv-hass  Python 3.14, a real `hass` of the newest release PyPI serves (lock-hass.txt): the end-to-end tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,17 +18,30 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PY="$(pyenv prefix 3.13.0 2>/dev/null)/bin/python3"
-[ -x "$PY" ] || { echo "Python 3.13.0 from pyenv is required (pyenv install 3.13.0)" >&2; exit 1; }
+PY313="$(pyenv prefix 3.13.0 2>/dev/null)/bin/python3"
+[ -x "$PY313" ] || { echo "Python 3.13.0 from pyenv is required (pyenv install 3.13.0)" >&2; exit 1; }
+PY314="$(bash scripts/python314.sh)"  # built once from ../shared/tools/python (about 9 min), then cached
 if command -v uv >/dev/null 2>&1; then
   UV=(uv)
 else  # installed into pyenv's 3.13.0 and run as a module: no PATH or shim rehash needed
-  "$PY" -m pip install -q --disable-pip-version-check uv==0.13.9
-  UV=("$PY" -m uv)
+  "$PY313" -m uv --version >/dev/null 2>&1 || "$PY313" -m pip install -q --disable-pip-version-check uv==0.13.9
+  UV=("$PY313" -m uv)
 fi
 
-if [ ! -x .venv/bin/python ] || ! cmp -s requirements/lock.txt .venv/.safecam-lock 2>/dev/null; then
-  [ -x .venv/bin/python ] || "${UV[@]}" venv -q -p "$PY" .venv
-  "${UV[@]}" pip install -q -p .venv/bin/python --compile-bytecode -r requirements/lock.txt
-  cp requirements/lock.txt .venv/.safecam-lock
-fi
+# venv DIR PYTHON LOCK: (re)build DIR from LOCK unless its stamp says it already holds exactly that.
+venv() {
+  local dir=$1 py=$2 lock=$3 stamp
+  stamp="$(printf '# python %s\n' "$py"; cat "$lock")"
+  [ -x "$dir/bin/python" ] && [ "$stamp" = "$(cat "$dir/.safecam-lock" 2>/dev/null)" ] && return 0
+  if [ -L "$dir" ] || [ "$("$dir/bin/python" -c 'import sys; print(sys.base_prefix)' 2>/dev/null)" \
+      != "$("$py" -c 'import sys; print(sys.prefix)')" ]; then
+    rm -rf "$dir"  # another interpreter (or a link to a shared venv): start over
+    "${UV[@]}" venv -q -p "$py" "$dir"
+  fi
+  # sync, not install: packages a lock dropped go (onnxruntime and onnxruntime-openvino share files)
+  "${UV[@]}" pip sync -q -p "$dir/bin/python" --compile-bytecode "$lock"
+  printf '%s\n' "$stamp" > "$dir/.safecam-lock"
+}
+venv .venv "$PY314" requirements/lock.txt
+venv .venv-min "$PY313" requirements/lock-min.txt
+venv .venv-hass "$PY314" requirements/lock-hass.txt

@@ -23,7 +23,6 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import voluptuous as vol
 import yaml  # type: ignore[import-untyped]
 from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_ENTITY_ID, CONF_NAME, CONF_PASSWORD, CONF_URL, CONF_USERNAME
@@ -102,6 +101,7 @@ from .remote import (
     verify_key,
 )
 from .source import check_model, engine_url, entity_unique_id, is_supported, probe_source, url_unique_id
+from .validation import vol
 
 if TYPE_CHECKING:
     from types import ModuleType

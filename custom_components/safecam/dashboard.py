@@ -26,7 +26,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.components import frontend, websocket_api
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
@@ -35,6 +34,7 @@ from homeassistant.util import slugify
 
 from .const import CONF_SCENE, CONF_SITE_CAMERAS, DOMAIN
 from .entries import is_site_entry, site_camera_entries
+from .validation import vol
 
 STRATEGY_JS = Path(__file__).parent / "www" / "safecam-dashboard-strategy.js"
 # Served by panel.py's static path (/safecam_static -> www/); the hash busts the browser cache.

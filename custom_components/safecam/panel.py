@@ -14,7 +14,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.components import panel_custom, websocket_api
 from homeassistant.components.http import StaticPathConfig
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
@@ -24,6 +23,7 @@ from homeassistant.helpers import entity_registry as er
 from .const import CONF_SCENE, DOMAIN
 from .engine.config import ConfigError, parse_scene
 from .entries import is_remote_entry, is_site_entry
+from .validation import vol
 
 WWW_DIR = Path(__file__).parent / "www"
 STATIC_URL = "/safecam_static"

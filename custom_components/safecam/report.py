@@ -22,20 +22,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import voluptuous as vol
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import ATTR_AREA_ID, ATTR_DEVICE_ID, ATTR_ENTITY_ID, ATTR_FLOOR_ID, ATTR_LABEL_ID
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import entity_registry as er
-from homeassistant.helpers.service import async_extract_config_entry_ids
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
+from .entries import ATTR_CONFIG_ENTRY_ID, async_targeted_entry_ids
+from .validation import vol
 
 SERVICE_EXPORT_REPORT = "export_report"
-ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 ATTR_START, ATTR_END, ATTR_HOURS, ATTR_DAYS, ATTR_NAME = "start", "end", "hours", "days", "name"
 MAX_PERIOD = timedelta(days=31)  # an hourly chart of a month is 744 slots: still readable at CHART_SIZE
 DEFAULT_PERIOD = timedelta(hours=24)
@@ -147,7 +146,7 @@ def report_period(data: dict[str, Any], now: datetime) -> tuple[datetime, dateti
 async def _report_entries(hass: HomeAssistant, call: ServiceCall) -> list[ConfigEntry]:
     """The targeted safecam cameras; without a target, all of them (loaded or not: their statistics stay)."""
     if any(key in call.data for key in _TARGET_KEYS):
-        ids = await async_extract_config_entry_ids(hass, call) | set(call.data.get(ATTR_CONFIG_ENTRY_ID, []))
+        ids = await async_targeted_entry_ids(call)
         entries = [e for e in hass.config_entries.async_entries(DOMAIN) if e.entry_id in ids]
     else:
         entries = hass.config_entries.async_entries(DOMAIN)

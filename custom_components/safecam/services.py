@@ -9,23 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
-from homeassistant.helpers.service import async_extract_config_entry_ids
 
 from .const import DOMAIN
 from .dashboard import async_setup_dashboard
-from .entries import is_site_entry
+from .entries import ATTR_CONFIG_ENTRY_ID, async_targeted_entry_ids, is_site_entry
 from .report import async_setup_report
+from .validation import vol
 
 if TYPE_CHECKING:
     from .coordinator import SafecamConfigEntry, SafecamRuntime
 
 SERVICE_RESET_COUNTERS = "reset_counters"
-ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 ATTR_GATE = "gate"
 
 RESET_COUNTERS_SCHEMA = vol.Schema(
@@ -64,7 +62,7 @@ def _targeted_entries(hass: HomeAssistant, entry_ids: set[str]) -> list[SafecamC
 async def _async_reset_counters(call: ServiceCall) -> None:
     """Gate entries/exits of the targeted cameras back to zero (engine totals and the sensors' restored values)."""
     hass = call.hass
-    entry_ids = await async_extract_config_entry_ids(hass, call) | set(call.data.get(ATTR_CONFIG_ENTRY_ID, []))
+    entry_ids = await async_targeted_entry_ids(call)
     entries = _targeted_entries(hass, entry_ids)
     gate: str | None = call.data.get(ATTR_GATE)
     if gate is not None:
@@ -135,7 +133,7 @@ def _write_heatmap(hass: HomeAssistant, runtime: SafecamRuntime, window: str, fi
 async def _async_export_heatmap(call: ServiceCall) -> ServiceResponse:
     """PNG of one camera's occupancy heatmap for the last hour, day or week, over its anonymized view."""
     hass = call.hass
-    entry_ids = await async_extract_config_entry_ids(hass, call) | set(call.data.get(ATTR_CONFIG_ENTRY_ID, []))
+    entry_ids = await async_targeted_entry_ids(call)
     entries = _targeted_entries(hass, entry_ids)
     if len(entries) != 1:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="heatmap_one_camera")

@@ -8,7 +8,7 @@
 Steps: write a minimal configuration.yaml (no default_config: it would pip-install at runtime),
 symlink custom_components/safecam into the config dir, start a looping RTSP camera (GStreamer,
 scripts/ha/rtsp_loop.py; `--source file` uses the clip's path instead, which the integration
-loops itself), start `python -m homeassistant --skip-pip`, onboard through the REST API (or log
+loops itself), start `.venv-hass/bin/hass --skip-pip` (the newest HA release), onboard through the REST API (or log
 in when already onboarded), add the camera through the config flow REST API (the integration's
 default anonymization), set a zone, a gate and a ground-plane calibration through the options flow,
 add a site ("Demo site": the camera's gate as its perimeter, the camera on its floor map), wait for
@@ -62,9 +62,9 @@ DEFAULT_CONFIG_DIR = REPO / "run" / "ha" / "config"
 SERVICE_CONFIG_DIR = REPO / "run" / "ha" / "service"  # its own: a newer hass migrates the config dir it runs on
 RTSP_SERVER = Path(__file__).with_name("rtsp_loop.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # gi (GStreamer) is only importable from Debian's python3
-# A real Home Assistant of the newest release PyPI serves (Python 3.14), in its own venv: --engine service
-# runs it (SAFECAM_HASS picks another `hass`). The engine process runs from this script's interpreter
-# (the repo's .venv: the engine's requirements).
+# A real Home Assistant of the newest release PyPI serves, in its own venv (scripts/setup.sh: .venv-hass,
+# requirements/lock-hass.txt): the test harness in .venv pins an older one. SAFECAM_HASS picks another `hass`.
+# With --engine service the engine process runs from this script's interpreter (the repo's .venv).
 HASS = Path(os.environ.get("SAFECAM_HASS", REPO / ".venv-hass" / "bin" / "hass"))
 ENGINE_ID = "demo"  # safecam/<ENGINE_ID>/... on the broker
 ENGINE_CAMERA_ID = "demo_camera"
@@ -170,12 +170,6 @@ class HaInstance:
     engine_mode: str = "embedded"  # or "service": broker + engine process, camera from MQTT discovery
     broker: Broker | None = None
     engine: EngineProcess | None = None
-
-    @property
-    def hass_cmd(self) -> list[str]:
-        if self.engine_mode == "service":
-            return [str(HASS)]
-        return [sys.executable, "-m", "homeassistant"]
 
     @property
     def url(self) -> str:
@@ -331,7 +325,7 @@ def stop_by_pidfiles(config_dir: Path) -> bool:
     """--stop: stop a background instance. True if something was running."""
     found = False
     for name, marker, what in (
-        ("hass.pid", "hass", "Home Assistant"),  # `-m homeassistant` or .venv-hass/bin/hass
+        ("hass.pid", "hass", "Home Assistant"),
         ("engine.pid", "custom_components.safecam.engine", "safecam engine"),
         ("broker.pid", "mosquitto", "Mosquitto"),
         ("rtsp.pid", "rtsp_loop.py", "RTSP server"),
@@ -448,6 +442,8 @@ def write_demo_plan(config_dir: Path) -> None:
 def start_hass(inst: HaInstance, timeout_s: float = 120) -> None:
     if not port_free(inst.port):
         raise SetupError(f"port {inst.port} is in use (another Home Assistant? try --stop, or --port)")
+    if not os.access(HASS, os.X_OK):
+        raise SetupError(f"{HASS} not found: scripts/setup.sh builds it (.venv-hass)")
     env = dict(os.environ)
     # The detector model from the shared mirror (no download needed); an explicit setting wins.
     if "SAFECAM_MODEL_MIRROR" not in env and (SHARED / "models").is_dir():
@@ -455,7 +451,7 @@ def start_hass(inst: HaInstance, timeout_s: float = 120) -> None:
     out_path = inst.config_dir / "hass.out"
     with out_path.open("ab") as out:
         inst.hass = subprocess.Popen(
-            [*inst.hass_cmd, "-c", str(inst.config_dir), "--skip-pip"],
+            [str(HASS), "-c", str(inst.config_dir), "--skip-pip"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -800,6 +796,19 @@ def ensure_site(inst: HaInstance) -> None:
     inst.site_entry_id = done["result"]["entry_id"]
 
 
+def confirm_http_config(inst: HaInstance) -> None:
+    """Home Assistant 2026.11 stages the http settings of configuration.yaml (our port and address) as pending until
+    an admin confirms them: until then the frontend asks in a dialog over every page, and after 5 minutes HA
+    reverts to port 8123. They are this script's own settings: confirm them."""
+    try:
+        (config,) = websocket_calls(inst, [{"type": "http/config"}])
+    except SetupError:  # a release before the HTTP configuration store: nothing to confirm
+        return
+    if config.get("pending") and not config["pending"].get("error"):
+        websocket_calls(inst, [{"type": "http/config/promote"}])
+        log("confirmed the HTTP server settings (port, address) that Home Assistant staged")
+
+
 def remove_failed_onboarding_entries(inst: HaInstance) -> None:
     """Onboarding adds integrations whose packages this venv lacks (--skip-pip: Google Translate TTS
     needs gtts); their failed entries would only show up as errors in the UI."""
@@ -930,8 +939,8 @@ def start(
     config_dir = Path(config_dir).resolve()
     if not clip.is_file():
         raise SetupError(f"demo clip not found: {clip} (clone the repo with ../shared beside it)")
-    if engine == "service" and not os.access(HASS, os.X_OK):
-        raise SetupError(f"{HASS} not found: --engine service runs a current Home Assistant from .venv-hass")
+    if not os.access(HASS, os.X_OK):
+        raise SetupError(f"{HASS} not found: run scripts/setup.sh (it builds .venv-hass, a current Home Assistant)")
     config_dir.mkdir(parents=True, exist_ok=True)
     if _pid_from_file(config_dir / "hass.pid", "hass") is not None:
         raise SetupError(f"Home Assistant from {config_dir} is already running: stop it with --stop")
@@ -952,6 +961,7 @@ def start(
         start_hass(inst)
         log(f"Home Assistant answers after {time.monotonic() - t0:.0f} s")
         onboard_or_login(inst)
+        confirm_http_config(inst)
         tokens_file = config_dir / ".safecam_tokens.json"  # access + refresh token, for scripts (curl)
         tokens_file.touch(mode=0o600)
         tokens_file.write_text(json.dumps(inst.tokens))

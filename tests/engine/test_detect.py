@@ -7,6 +7,7 @@ import pytest
 
 from custom_components.safecam.engine.detect import Detector, DetectorConfig, letterbox, nms
 from custom_components.safecam.engine.track import greedy_match, iou_matrix
+from tests.conftest import OPENVINO_EP, expected_auto_provider
 
 from .mot import frames, load_gt
 
@@ -27,8 +28,13 @@ def _recall_precision(detector, clip_dir, clip, step=10, score=0.5):
     return tp / (tp + fn), tp / (tp + fp)
 
 
+def test_detector_runs_on_the_installed_provider(detector):
+    assert detector.session.get_providers()[0] == expected_auto_provider()
+
+
+@pytest.mark.openvino
 def test_detector_runs_on_openvino(detector):
-    assert detector.session.get_providers()[0] == "OpenVINOExecutionProvider"
+    assert detector.session.get_providers()[0] == OPENVINO_EP
 
 
 def test_finds_the_people_of_tud_stadtmitte(detector, shared_data):

@@ -11,7 +11,6 @@ from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from custom_components.safecam.engine import models
@@ -25,12 +24,11 @@ from custom_components.safecam.engine.models import (
     resolve_model,
 )
 from tests.conftest import MODELS as SHARED_MODELS
+from tests.conftest import expected_auto_provider
 
 REPO = Path(__file__).resolve().parents[2]
 needs_shared = pytest.mark.skipif(not SHARED_MODELS.is_dir(), reason="../shared/models not beside the repo")
 YOLOX_SIZE = 3660092
-OV = "OpenVINOExecutionProvider"
-needs_ov = pytest.mark.skipif(OV not in ort.get_available_providers(), reason="onnxruntime without OpenVINO EP")
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +240,7 @@ def test_fetch_into_dir_builds_a_mirror(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @needs_shared
-@needs_ov
+@pytest.mark.openvino
 def test_openvino_session_runs_yolox(tmp_path: Path) -> None:
     sess = create_session(
         SHARED_MODELS / "yolox_nano.onnx",
@@ -259,11 +257,12 @@ def test_openvino_session_runs_yolox(tmp_path: Path) -> None:
 def test_cpu_and_auto_sessions() -> None:
     path = SHARED_MODELS / "yolox_nano.onnx"
     assert create_session(path, provider="cpu").get_providers() == ["CPUExecutionProvider"]
-    assert create_session(path, provider="auto").get_providers()[0] == ("OpenVINOExecutionProvider")
+    assert create_session(path, provider="auto").get_providers()[0] == expected_auto_provider()
+    assert create_session(path).get_providers()[0] == expected_auto_provider()  # "auto" is the default
 
 
 @needs_shared
-@needs_ov
+@pytest.mark.openvino
 def test_openvino_silent_cpu_fallback_is_refused() -> None:
     # An unknown OV device makes ORT keep only the CPU EP without raising.
     with pytest.raises(ModelProviderError, match="CPUExecutionProvider is running"):
@@ -336,14 +335,19 @@ def test_huge_sparse_file_at_the_model_path_is_refused_without_reading_it(tmp_pa
 
 
 @needs_shared
-def test_worker_with_a_bad_model_reports_it_and_keeps_retrying(tmp_path: Path) -> None:
+def test_worker_with_a_bad_model_reports_it_and_keeps_retrying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, socket_enabled: None
+) -> None:
     """The worker's detector factory fails on a wrong model file: the state says "model" with the
     message, the worker retries with backoff (no crash, no stuck thread) and stops at once."""
     import time
 
     from custom_components.safecam.engine.detect import Detector
     from custom_components.safecam.engine.worker import CameraState, CameraWorker
+    from tests.servers.processes import free_port
 
+    # The download the resolver then tries fails as offline (refused), also where the internet is reachable.
+    monkeypatch.setenv("SAFECAM_MODEL_MIRROR", f"http://127.0.0.1:{free_port()}/")
     shutil.copyfile(SHARED_MODELS / "face_yunet_2023mar.onnx", tmp_path / "yolox_nano.onnx")
     states: list[CameraState] = []
     clip = SHARED_MODELS.parent / "data" / "pedestrians" / "tud_campus.mp4"

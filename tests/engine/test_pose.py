@@ -15,6 +15,7 @@ from custom_components.safecam.engine.pose import (
     MultiPoseEstimator,
     SinglePoseEstimator,
 )
+from tests.conftest import expected_auto_provider
 
 from .mot import frames, load_gt
 
@@ -102,12 +103,7 @@ def test_multipose_input_is_one_fixed_shape_per_frame_size(multi):
 
 
 def test_pose_runs_on_openvino_where_available(multi):
-    import onnxruntime as ort
-
-    expected = (
-        "OpenVINOExecutionProvider" if "OpenVINOExecutionProvider" in ort.get_available_providers() else "CPUExecutionProvider"
-    )
-    assert multi.session.get_providers()[0] == expected
+    assert multi.session.get_providers()[0] == expected_auto_provider()
 
 
 def test_singlepose_crop_past_the_frame_edge_is_padded_not_shifted(single, walker):

@@ -15,6 +15,7 @@ import pytest
 from homeassistant.components.camera import Camera, CameraEntityFeature
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry, setup_test_component_platform
 
@@ -96,6 +97,14 @@ def number_of(hass: HomeAssistant, entity_id: str) -> float:
         return float(state_of(hass, entity_id))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return -1.0
+
+
+def camera_device(hass: HomeAssistant, entry: MockConfigEntry) -> dr.DeviceEntry | None:
+    """The camera entry's device. Current HA looks identifiers up per config entry (async_get_device is gone)."""
+    registry = dr.async_get(hass)
+    if hasattr(registry, "async_get_device_by_identifier"):
+        return registry.async_get_device_by_identifier((DOMAIN, entry.entry_id), entry.entry_id)
+    return registry.async_get_device(identifiers={(DOMAIN, entry.entry_id)})  # HA up to 2025.x
 
 
 async def setup_loaded(hass: HomeAssistant, entry: MockConfigEntry) -> SafecamRuntime:

@@ -29,7 +29,6 @@ from homeassistant.components.automation.config import async_validate_config_ite
 from homeassistant.components.automation.helpers import async_get_blueprints
 from homeassistant.components.blueprint.models import DomainBlueprints
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import EVENT_HOMEASSISTANT_STARTED
 from homeassistant.core import CoreState, Event, EventStateChangedData, HomeAssistant, ServiceCall, State, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import selector
@@ -154,12 +153,11 @@ async def _settle(hass: HomeAssistant, block: bool = True) -> None:
 
 
 async def _restart_automations(hass: HomeAssistant, block: bool = True) -> None:
-    """As at a Home Assistant start: runs are gone, automations attach at 'started' and see the start trigger."""
+    """As at a Home Assistant start: runs are gone, automations attach at start and see the start trigger."""
     await hass.services.async_call("automation", "turn_off", {"entity_id": "all"}, blocking=True)
     hass.set_state(CoreState.not_running)
     await hass.services.async_call("automation", "turn_on", {"entity_id": "all"}, blocking=True)
-    hass.set_state(CoreState.running)
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STARTED)
+    await hass.async_start()  # (current HA arms automations enabled before start only in its start-up jobs)
     await _settle(hass, block)
 
 
@@ -663,8 +661,7 @@ async def test_silence_survives_restart(
     await _automations(
         hass, notify=("safety_notification.yaml", {**TEST_INPUTS["safety_notification.yaml"], "notify_devices": [pixel]})
     )
-    hass.set_state(CoreState.running)
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STARTED)
+    await hass.async_start()
     await hass.async_block_till_done()
     assert _timestamp(hass, SILENCE) == until.timestamp()
     camera = Camera(hass, await _setup(hass, make_entry, clip))
@@ -763,8 +760,7 @@ async def test_escalation_survives_restart(
         hass, escalate=("fall_escalation.yaml", {**TEST_INPUTS["fall_escalation.yaml"], "escalation_devices": [manager]})
     )
     assert _state(hass, PENDING) == pending
-    hass.set_state(CoreState.running)
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STARTED)
+    await hass.async_start()
     await hass.async_block_till_done()
 
     escalations = calls["notify.mobile_app_manager"]

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache_with_extra_data
 
 from custom_components.safecam.const import DOMAIN
 
-from .conftest import number_of, setup_loaded, unload, wait_for
+from .conftest import camera_device, number_of, setup_loaded, unload, wait_for
 
 # People walk left and right along the bottom of the clip; "middle" and "east" cross their path.
 SCENE: dict[str, Any] = {
@@ -57,7 +56,7 @@ async def test_occupancy_dwell_and_resetting_restored_counters(
     assert number_of(hass, ENTRIES) >= 100 and number_of(hass, EXITS) > 50 and number_of(hass, EAST_EXITS) >= 40
 
     # Reset through the device: zero in HA at once, and the old totals never come back ---------------
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
+    device = camera_device(hass, entry)
     assert device is not None
     seen: list[dict[str, dict[str, int]]] = []
     unsub = runtime.async_add_listener(lambda: seen.append(runtime.state.gates if runtime.state else {}))

@@ -47,6 +47,9 @@ async def test_dashboard_config_and_strategy(
     monkeypatch.setattr(CameraWorker, "start", lambda self: None)  # the dashboard depends on entities, not frames
     assert await async_setup_component(hass, "frontend", {})
     assert await async_setup_component(hass, DOMAIN, {})
+    # The camera added below registers views (camera, image, snapshots) after the client started, as in a running HA,
+    # whose server keeps its router unfrozen (http/server.py); the test server's router must allow it as well.
+    hass.http.app.router.freeze = lambda: None  # type: ignore[method-assign]
     ws = await hass_ws_client(hass)
     await ws.send_json({"id": 1, "type": "safecam/dashboard"})
     empty = (await ws.receive_json())["result"]

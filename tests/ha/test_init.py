@@ -14,7 +14,6 @@ from homeassistant.components.camera import async_get_image
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant, State
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache_with_extra_data
@@ -33,7 +32,7 @@ from custom_components.safecam.const import (
 )
 
 from ..engine.mot import frames
-from .conftest import SCENE, number_of, setup_loaded, state_of, unload, wait_for
+from .conftest import SCENE, camera_device, number_of, setup_loaded, state_of, unload, wait_for
 
 CAMERA = "camera.demo_anonymized_view"
 EXPECTED_ENTITIES = {
@@ -96,7 +95,7 @@ async def test_live_camera(
         "sensor.demo_dropped_frames",
     }
     assert registered["sensor.demo_people"].unique_id == f"{entry.entry_id}_people"
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
+    device = camera_device(hass, entry)
     assert device is not None
     assert (device.name, device.manufacturer, device.model) == ("Demo", "safecam", "Camera analytics")
 

@@ -41,6 +41,8 @@ PEOPLE, ENTRIES, EXITS, INTRUSIONS = (
 # Per hour h0..h3: people (mean, min, max); counters as running totals (state = sum), h0 is before the period.
 PEOPLE_HOURS = [(0.5, 0, 2), (1.5, 0, 4), (0.25, 0, 1), (3.0, 2, 5)]
 TOTALS = {ENTRIES: [10, 13, 13, 20], EXITS: [4, 5, 7, 7], INTRUSIONS: [0, 2, 5, 5]}
+# Current HA requires unit_class in the metadata (None: no unit conversion); HA 2025.4's recorder drops rows that have it.
+UNIT_CLASS: dict[str, None] = {"unit_class": None} if "unit_class" in StatisticMetaData.__annotations__ else {}
 # BGR colours of the bars (report.py draws entries green, exits orange, intrusions red): what a reader sees.
 ENTRIES_BGR, EXITS_BGR, INTRUSION_BGR = (67, 160, 46), (20, 120, 230), (40, 39, 214)
 
@@ -62,6 +64,7 @@ def _import(hass: HomeAssistant, base: datetime) -> None:
         "name": None,
         "source": "recorder",
         "statistic_id": PEOPLE,
+        **UNIT_CLASS,
         "unit_of_measurement": "people",
     }
     async_import_statistics(hass, meta, people)
@@ -74,6 +77,7 @@ def _import(hass: HomeAssistant, base: datetime) -> None:
             "name": None,
             "source": "recorder",
             "statistic_id": statistic_id,
+            **UNIT_CLASS,
             "unit_of_measurement": None,
         }
         async_import_statistics(hass, meta, rows)

@@ -70,7 +70,7 @@ class FaceAuditor:
         name: str = "face_yunet_n_dynamic",
         *,
         model_dir: str | Path | None = None,
-        provider: str = "openvino",
+        provider: str = "auto",
         score_threshold: float = 0.6,
     ) -> FaceAuditor:
         return cls(_session(name, model_dir, provider), score_threshold)
@@ -119,7 +119,7 @@ class UltraFaceAuditor:
 
     @classmethod
     def from_catalog(
-        cls, name: str = "face_ultraface_rfb640", *, model_dir: str | Path | None = None, provider: str = "openvino",
+        cls, name: str = "face_ultraface_rfb640", *, model_dir: str | Path | None = None, provider: str = "auto",
         score_threshold: float = 0.7,
     ) -> UltraFaceAuditor:  # fmt: skip
         return cls(_session(name, model_dir, provider), score_threshold)
@@ -152,7 +152,7 @@ class CenterFaceAuditor:
 
     @classmethod
     def from_catalog(
-        cls, name: str = "face_centerface_dynamic", *, model_dir: str | Path | None = None, provider: str = "openvino",
+        cls, name: str = "face_centerface_dynamic", *, model_dir: str | Path | None = None, provider: str = "auto",
         score_threshold: float = 0.5,
     ) -> CenterFaceAuditor:  # fmt: skip
         return cls(_session(name, model_dir, provider), score_threshold)

@@ -39,9 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--model-dir", help="folder with the model files (else $SAFECAM_MODEL_MIRROR, the cache, or download)")
-        sp.add_argument(
-            "--provider", default="openvino", choices=["openvino", "cpu", "auto"], help="onnxruntime execution provider"
-        )
+        sp.add_argument("--provider", default="auto", choices=["openvino", "cpu", "auto"], help="onnxruntime execution provider")
         sp.add_argument(
             "--tiles", type=int, default=0, choices=[0, 2], help="extra tiles for small people (0 = whole frame only)"
         )

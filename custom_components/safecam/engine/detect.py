@@ -125,7 +125,7 @@ class Detector:
         name: str = "yolox_nano",
         *,
         model_dir: str | Path | None = None,
-        provider: str = "openvino",
+        provider: str = "auto",
         config: DetectorConfig | None = None,
         **session_options: Any,
     ) -> Detector:

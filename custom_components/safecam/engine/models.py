@@ -354,7 +354,7 @@ def resolved_provider(provider: str) -> str:
 def create_session(
     path: str | Path,
     *,
-    provider: str = "openvino",
+    provider: str = "auto",
     num_threads: int | None = None,
     cache_dir: str | Path | None = None,
     performance_hint: str | None = None,
@@ -363,8 +363,9 @@ def create_session(
 ) -> onnxruntime.InferenceSession:
     """An InferenceSession on exactly the requested provider.
 
-    provider: "openvino" (default, Intel boxes gain most), "cpu", or "auto" (openvino when
-    this onnxruntime build has it, e.g. not on aarch64, else cpu). OpenVINO options:
+    provider: "auto" (default, as pose and PPE: openvino where this onnxruntime build has it, i.e.
+    onnxruntime-openvino on x86-64 glibc, Intel boxes gain most; else cpu, e.g. aarch64 or Python 3.14),
+    "openvino" (exactly that, refused where missing), or "cpu". OpenVINO options:
     device ("CPU", "GPU", ...), num_threads -> num_of_threads, cache_dir (compiled-blob
     cache, cuts start-up), performance_hint (LATENCY/THROUGHPUT/CUMULATIVE_THROUGHPUT;
     onnxruntime-openvino 1.24 has no direct option, it goes through load_config).

@@ -417,7 +417,7 @@ class Tracker:
             self._out = [
                 Track(
                     track_id=tr.track_id,
-                    box=tuple(box),  # type: ignore[arg-type]
+                    box=tuple(box),
                     score=tr.score,
                     confirmed=tr.confirmed,
                     age_s=t - tr.first_t,
