@@ -796,19 +796,6 @@ def ensure_site(inst: HaInstance) -> None:
     inst.site_entry_id = done["result"]["entry_id"]
 
 
-def confirm_http_config(inst: HaInstance) -> None:
-    """Home Assistant 2026.11 stages the http settings of configuration.yaml (our port and address) as pending until
-    an admin confirms them: until then the frontend asks in a dialog over every page, and after 5 minutes HA
-    reverts to port 8123. They are this script's own settings: confirm them."""
-    try:
-        (config,) = websocket_calls(inst, [{"type": "http/config"}])
-    except SetupError:  # a release before the HTTP configuration store: nothing to confirm
-        return
-    if config.get("pending") and not config["pending"].get("error"):
-        websocket_calls(inst, [{"type": "http/config/promote"}])
-        log("confirmed the HTTP server settings (port, address) that Home Assistant staged")
-
-
 def remove_failed_onboarding_entries(inst: HaInstance) -> None:
     """Onboarding adds integrations whose packages this venv lacks (--skip-pip: Google Translate TTS
     needs gtts); their failed entries would only show up as errors in the UI."""
@@ -965,7 +952,6 @@ def start(
         tokens_file = config_dir / ".safecam_tokens.json"  # access + refresh token, for scripts (curl)
         tokens_file.touch(mode=0o600)
         tokens_file.write_text(json.dumps(inst.tokens))
-        confirm_http_config(inst)
         if engine == "service":
             ensure_mqtt(inst)
             if not add_camera:
