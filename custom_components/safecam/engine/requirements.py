@@ -2,8 +2,9 @@
 
 The integration's manifest requires none of it (HA OS and the official container are musl, where these publish no
 wheels; onnxruntime-openvino has no Python 3.14 wheel). Analysing inside Home Assistant is the user's explicit choice,
-and only then does HA's requirements mechanism install this list (local.py). requirements/base.in and
-addon/requirements.txt pin the same versions for the development venv and the add-on image.
+and only then does HA's requirements mechanism install this list (local.py). requirements/base.in
+(Python 3.14: onnxruntime), requirements/min.in (Python 3.13 on x86-64: onnxruntime-openvino) and
+addon/requirements.txt pin the same versions for the development venvs and the add-on image.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Final
 ENGINE_REQUIREMENTS: Final = (
     # The OpenVINO EP build on x86-64 where it has wheels (glibc, Python < 3.14); plain onnxruntime (CPU EP) elsewhere.
     "onnxruntime-openvino==1.24.1; platform_machine == 'x86_64' and python_version < '3.14'",
-    "onnxruntime==1.24.1; platform_machine != 'x86_64' or python_version >= '3.14'",
+    "onnxruntime==1.32.0; platform_machine != 'x86_64' or python_version >= '3.14'",
     "opencv-python-headless==5.0.0.93",
 )
 # What those requirements provide, imported to tell whether the engine can run in this interpreter.
