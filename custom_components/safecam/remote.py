@@ -60,6 +60,7 @@ from .const import (
 from .contract import (
     MAX_JPEG_BYTES,
     MAX_JSON_BYTES,
+    MAX_PNG_BYTES,
     ONLINE,
     Capabilities,
     MessageRejected,
@@ -72,7 +73,9 @@ from .contract import (
     jpeg_body,
     json_body,
     open_signed,
+    parse_heatmap_topic,
     parse_pairing_key,
+    png_body,
     state_from_payload,
     unverified_json,
     valid_command_result,
@@ -83,6 +86,7 @@ from .contract import (
 )
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
+from .pictures import png_of
 
 if TYPE_CHECKING:
     from homeassistant.components.mqtt import ReceiveMessage
@@ -91,6 +95,8 @@ _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 SCAN_TIMEOUT_S = 3.0  # how long the config flow listens for engines (their topics are retained: they come at once)
 SEEN_EVENT_IDS = 500  # event ids remembered for deduplication (QoS 1 delivers at least once)
+COMMAND_TIMEOUT_S = 10.0  # how long an edit in HA waits for the engine's command_result
+PENDING_COMMANDS = 100  # unanswered commands remembered (their results are matched by request id)
 # Home Assistant as a sender of commands: one boot (this process's start) and one growing sequence for every
 # engine it talks to, so an engine can tell a replayed command from a new one.
 HA_BOOT = int(time.time())
@@ -303,9 +309,12 @@ class RemoteRuntime(SafecamRuntime):
         self._listed = True  # the engine's info lists this camera (assumed until an info says otherwise)
         self._jpeg: bytes | None = None
         self._event_jpeg: bytes | None = None
+        self._heatmaps: dict[str, bytes] = {}  # window -> the engine's heatmap PNG (anonymized background)
+        self._heatmaps_taken = 0  # how many the engine sent for the image entity's window (its refresh counter)
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._unsubs: list[CALLBACK_TYPE] = []
-        self._pending: dict[str, str] = {}  # command request id -> command, until its result
+        # command request id -> (command, the future its result resolves), until the result came
+        self._pending: OrderedDict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = OrderedDict()
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def async_start(self) -> None:
@@ -318,6 +327,7 @@ class RemoteRuntime(SafecamRuntime):
             (t.event_snapshot(cam), self._on_event_snapshot),
             (t.event(cam), self._on_event),
             (t.snapshot(cam), self._on_snapshot),
+            (t.heatmap(cam, "+"), self._on_heatmap),
             (t.command_result(cam), self._on_command_result),
         ]
         for topic, handler in subscriptions:
@@ -333,6 +343,10 @@ class RemoteRuntime(SafecamRuntime):
         self._unsubs.clear()
         await super().async_stop(clear_issues=clear_issues)
 
+    @property
+    def engine_online(self) -> bool:
+        return self._engine_online
+
     def diagnostics(self) -> dict[str, Any]:
         return {"engine": {"engine_id": self.engine_id, "camera": self.camera_id, "topics": self.topics.base}}
 
@@ -342,6 +356,20 @@ class RemoteRuntime(SafecamRuntime):
         if self._jpeg is not None and self.available:
             return self._jpeg
         return self._placeholder("engine offline" if not self._engine_online else "no anonymized frame")
+
+    @property
+    def heatmap_total(self) -> int:
+        return self._heatmaps_taken
+
+    def heatmap_ready(self, window: str) -> bool:
+        return window in self._heatmaps
+
+    def heatmap_png(self, window: str) -> bytes:
+        """The engine's heatmap of the window (drawn there over the anonymized frame: the heat grids stay in the
+        engine); until its first one arrived, the anonymized view alone. Shown while the engine is away too."""
+        if (png := self._heatmaps.get(window)) is not None:
+            return png
+        return png_of(self.snapshot_jpeg())
 
     async def async_restore_gate_total(self, gate: str, direction: str, value: int) -> None:
         """The engine keeps its own cumulative counters (its state file): HA's restored value is only shown."""
@@ -353,15 +381,29 @@ class RemoteRuntime(SafecamRuntime):
             for gate in sorted(gates):
                 await self._async_command("reset_counters", {"gate": gate})
 
-    async def async_set_scene(self, scene: dict[str, Any]) -> None:
+    async def async_send_scene(self, scene: dict[str, Any]) -> None:
+        """set_scene without waiting (the update listener): a refusal is logged and the options go back."""
         await self._async_command("set_scene", {"scene": scene})
 
-    async def _async_command(self, command: str, payload: dict[str, Any]) -> None:
+    async def async_set_scene(self, scene: dict[str, Any]) -> str | None:
+        """Send the scene to the engine and wait for its answer: None when it took it, else its one-line reason.
+        TimeoutError when it did not answer within COMMAND_TIMEOUT_S."""
+        result = await self._async_command("set_scene", {"scene": scene})
+        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            answer = await result
+        return None if answer["ok"] else str(answer.get("error") or "refused")
+
+    async def _async_command(self, command: str, payload: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Publish a signed command; the returned future gets its command_result (await it or not)."""
         request_id = secrets.token_hex(6)
-        self._pending[request_id] = command
+        result: asyncio.Future[dict[str, Any]] = self.hass.loop.create_future()
+        self._pending[request_id] = (command, result)
+        while len(self._pending) > PENDING_COMMANDS:
+            self._pending.popitem(last=False)[1][1].cancel()
         topic = self.topics.command(self.camera_id, command)
         body = self._signer.sign(topic, json.dumps({**payload, "id": request_id}, separators=(",", ":")))
         await _mqtt().async_publish(self.hass, topic, body, 1, False, None)
+        return result
 
     # ---- messages in: every one verified (signature, order), then validated; a refused one changes nothing ----
     def _take(self, msg: ReceiveMessage, read: Callable[[Signed], _T], max_body: int = MAX_JSON_BYTES) -> _T | None:
@@ -454,6 +496,15 @@ class RemoteRuntime(SafecamRuntime):
             self._jpeg = jpeg
 
     @_guarded
+    def _on_heatmap(self, msg: ReceiveMessage) -> None:
+        if (window := parse_heatmap_topic(self.topics, self.camera_id, msg.topic)) is None:
+            raise MessageRejected("not a heatmap window")
+        if (png := self._take(msg, png_body, MAX_PNG_BYTES)) is not None:
+            self._heatmaps[window] = png
+            if window == "hour":  # the image entity's window (image.DEFAULT_WINDOW)
+                self._heatmaps_taken += 1
+
+    @_guarded
     def _on_event(self, msg: ReceiveMessage) -> None:
         if self._closed or msg.retain or (payload := self._take(msg, lambda m: valid_event(json_body(m)))) is None:
             return
@@ -474,8 +525,11 @@ class RemoteRuntime(SafecamRuntime):
     def _on_command_result(self, msg: ReceiveMessage) -> None:
         if (result := self._take(msg, lambda m: valid_command_result(json_body(m)))) is None:
             return
-        if (command := self._pending.pop(str(result.get("id")), None)) is None:
+        if (pending := self._pending.pop(str(result.get("id")), None)) is None:
             return  # another client's command
+        command, future = pending
+        if not future.done():
+            future.set_result(result)
         if result["ok"]:
             return
         error = result.get("error")
@@ -484,6 +538,45 @@ class RemoteRuntime(SafecamRuntime):
             # The edit did not happen: the options show the engine's scene again.
             options = {**self.entry.options, CONF_SCENE: self.engine_settings.scene.as_dict()}
             self.hass.config_entries.async_update_entry(self.entry, options=options)
+
+
+# ---- a scene edited in Home Assistant (options flow, zone editor) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SceneNotTaken:
+    """Why the engine did not take an edited scene: `key` names the error (options flow translations: errors,
+    zone editor: the websocket error code), `error` is the engine's one-line reason (empty when it gave none)."""
+
+    key: str  # engine_refused | engine_no_answer | engine_offline | engine_not_connected
+    error: str = ""
+
+    def __str__(self) -> str:
+        return {
+            "engine_refused": f"the engine refused it: {self.error}",
+            "engine_no_answer": f"the engine did not answer within {COMMAND_TIMEOUT_S:g} s",
+            "engine_offline": "the engine is offline",
+        }.get(self.key, "this camera is not connected to its engine (its entry is not loaded)")
+
+
+async def async_engine_takes_scene(entry: SafecamConfigEntry, scene: dict[str, Any]) -> SceneNotTaken | None:
+    """A remote camera's edited scene goes to its engine now (set_scene) and the engine's answer is awaited, so the
+    editor can show a refusal and keep what the user typed. None: the engine took it (or has it already, or the
+    camera is an in-process one); the caller then stores the options."""
+    if not entry.data.get(CONF_ENGINE_ID):
+        return None  # in-process: HA validated the whole scene itself
+    runtime = getattr(entry, "runtime_data", None)
+    if not isinstance(runtime, RemoteRuntime) or runtime._closed:
+        return SceneNotTaken("engine_not_connected")
+    if scene == (runtime.engine_settings or runtime.settings).scene.as_dict():
+        return None  # nothing new for the engine (a scene its config file owns is not refused for that)
+    if not runtime.engine_online:
+        return SceneNotTaken("engine_offline")
+    try:
+        error = await runtime.async_set_scene(scene)
+    except TimeoutError:
+        return SceneNotTaken("engine_no_answer")
+    return None if error is None else SceneNotTaken("engine_refused", error)
 
 
 # ---- entry setup ------------------------------------------------------------------------------------
@@ -520,14 +613,19 @@ async def _async_options_updated(hass: HomeAssistant, entry: SafecamConfigEntry)
     """Options changed in HA: a new scene goes to the engine (set_scene), frame rate and anonymization are the
     engine's (shown as it runs them), HA-side settings (repair delay) apply at once."""
     runtime = entry.runtime_data
-    if not isinstance(runtime, RemoteRuntime) or (engine := runtime.engine_settings) is None:
+    if not isinstance(runtime, RemoteRuntime):
         return
+    # Before the engine's first layout message, against the layout this setup started from: a scene edited
+    # meanwhile still goes to the engine (whose layout, when it comes, is the one that then runs).
+    engine = runtime.engine_settings or runtime.settings
     try:
         wanted = remote_settings(dict(entry.options))
     except ConfigError:
         wanted = engine
     if wanted.scene != engine.scene:
-        await runtime.async_set_scene(wanted.scene.as_dict())
+        await runtime.async_send_scene(wanted.scene.as_dict())
+    elif runtime.engine_settings is None:
+        return  # the rest is compared with the engine's layout once it is known
     elif (wanted.fps, wanted.anonymization) != (engine.fps, engine.anonymization):
         hass.config_entries.async_update_entry(entry, options={**entry.options, **options_of(engine)})
     elif wanted != runtime.settings and wanted.layout == runtime.settings.layout:  # (another layout: a reload is due)

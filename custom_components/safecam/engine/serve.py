@@ -21,6 +21,7 @@ Config file (YAML; unknown keys are errors, every error is one line naming the k
     pairing_key: null                     # the key Home Assistant pairs with (null: made once, kept next to the state file)
     state_interval_s: 10                  # unchanged states are re-published this often
     snapshot_interval_s: 30               # anonymized snapshot to MQTT (0: off)
+    heatmap_interval_s: 60                # heatmap pictures (hour/day/week, anonymized background) to MQTT (0: off)
     log_level: info
 """
 
@@ -48,6 +49,7 @@ from ..contract import (
     CONTRACT_VERSION,
     ENGINE_ID_RE,
     EVENT_TYPES,
+    HEATMAP_WINDOWS,
     RESERVED_CAMERA_IDS,
     CameraState,
     SafetyEvent,
@@ -65,6 +67,7 @@ from .anonymize import MODES as ANONYMIZATION_MODES
 from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
 from .detect import Detector, camera_inference_threads
 from .mqtt import CommandError, MqttBridge, MqttSettings, discovery_payload
+from .scene.heatmap import heatmap_store, render_heatmap_jpeg
 from .sources import redact_url
 from .worker import CameraWorker
 
@@ -112,6 +115,7 @@ class ServeConfig:
     pairing_key: bytes | None = field(default=None, repr=False)  # None: made once, kept next to the state file
     state_interval_s: float = 10.0
     snapshot_interval_s: float = 30.0
+    heatmap_interval_s: float = 60.0
     log_level: str = "info"
 
 
@@ -249,7 +253,7 @@ def parse_serve_config(data: object) -> ServeConfig:
     """Validate a serve config mapping; raise ConfigError (one line) on the first problem."""
     allowed = {
         "engine_id", "mqtt", "http", "cameras", "provider", "model_dir", "threads", "state_file",
-        "state_interval_s", "snapshot_interval_s", "log_level", "pairing_key",
+        "state_interval_s", "snapshot_interval_s", "heatmap_interval_s", "log_level", "pairing_key",
     }  # fmt: skip
     d = _mapping(data, "config", allowed)
     engine_id = _str(d, "engine_id", "config", required=True) or ""
@@ -285,6 +289,7 @@ def parse_serve_config(data: object) -> ServeConfig:
         pairing_key=pairing_key,
         state_interval_s=float(_num(d, "state_interval_s", "config", 10.0, 0.1, 3600.0)),
         snapshot_interval_s=float(_num(d, "snapshot_interval_s", "config", 30.0, 0.0, 86400.0)),
+        heatmap_interval_s=float(_num(d, "heatmap_interval_s", "config", 60.0, 0.0, 86400.0)),
         log_level=log_level,
     )
 
@@ -381,6 +386,8 @@ class CameraService:
         self._analytics: bytes | None = None
         self._last_picture: bytes | None = None  # the last event picture queued for the event_snapshot topic
         self._published_at = 0.0
+        self._heat: dict[str, Any] = {}  # window -> the grid last published (a picture goes out when it moved)
+        self._heat_framed = False  # the last pictures were drawn over a real (anonymized) frame, not the placeholder
         self._discovery_cmps: dict[str, dict[str, Any]] = {}
         self.worker = CameraWorker(
             cfg.id,
@@ -502,6 +509,26 @@ class CameraService:
         jpeg = await self.jpeg()
         if jpeg:
             self.engine.bridge.set_retained(self.topics.snapshot(self.cfg.id), jpeg, 0)
+
+    async def publish_heatmaps(self) -> None:
+        """One retained PNG per window whose counts moved since the last one (the first time: all), drawn over the
+        anonymized picture (`jpeg()`: the worker's anonymized frame or the placeholder; never a raw frame)."""
+        store = heatmap_store(self.cfg.id)
+        grids = {w: store.grid(w) for w in HEATMAP_WINDOWS}
+        moved = [w for w, g in grids.items() if w not in self._heat or not (self._heat[w] == g).all()]
+        if not moved and self._heat_framed:
+            return
+        frame: bytes | None = await asyncio.to_thread(self.worker.latest_jpeg)
+        if frame is not None and not self._heat_framed:
+            moved = list(HEATMAP_WINDOWS)  # the first real (anonymized) frame replaces the placeholder background
+        if not moved:
+            return
+        background = frame or self.engine.placeholder(self.worker)
+        pictures = await asyncio.to_thread(lambda: {w: render_heatmap_jpeg(grids[w], background) for w in moved})
+        self._heat_framed = frame is not None
+        for window, png in pictures.items():
+            self._heat[window] = grids[window]
+            self.engine.bridge.set_retained(self.topics.heatmap(self.cfg.id, window), png, 0)
 
     def command(self, command: str, data: Mapping[str, Any]) -> None:
         if command in ("arm", "disarm"):
@@ -748,6 +775,10 @@ class EngineService:
         for camera in list(self.cameras.values()):
             await camera.publish_snapshot()
 
+    async def _heatmaps(self) -> None:
+        for camera in list(self.cameras.values()):
+            await camera.publish_heatmaps()
+
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
         saved = self.store.load()
@@ -776,6 +807,9 @@ class EngineService:
         if self.config.snapshot_interval_s > 0:
             await self._snapshots()
             timers.append(asyncio.create_task(self._every(self.config.snapshot_interval_s, self._snapshots)))
+        if self.config.heatmap_interval_s > 0:
+            await self._heatmaps()
+            timers.append(asyncio.create_task(self._every(self.config.heatmap_interval_s, self._heatmaps)))
         try:
             await stop.wait()
         finally:
