@@ -274,6 +274,15 @@ def _text(payload: Any) -> str:
 # ---- the runtime ----------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A command sent, until its result: what `_async_command` returned resolves with it."""
+
+    command: str
+    result: asyncio.Future[dict[str, Any]]
+    scene: dict[str, Any] | None = None  # set_scene's scene (its layout message answers it too)
+
+
 def _guarded(handler: Callable[[RemoteRuntime, ReceiveMessage], None]) -> Callable[[RemoteRuntime, ReceiveMessage], None]:
     """An MQTT callback that never raises: a refused or unreadable message is logged (rate-limited, without its
     payload) and the last good state stays."""
@@ -313,8 +322,7 @@ class RemoteRuntime(SafecamRuntime):
         self._heatmaps_taken = 0  # how many the engine sent for the image entity's window (its refresh counter)
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._unsubs: list[CALLBACK_TYPE] = []
-        # command request id -> (command, the future its result resolves), until the result came
-        self._pending: OrderedDict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = OrderedDict()
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()  # by request id, until the result came
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def async_start(self) -> None:
@@ -397,9 +405,9 @@ class RemoteRuntime(SafecamRuntime):
         """Publish a signed command; the returned future gets its command_result (await it or not)."""
         request_id = secrets.token_hex(6)
         result: asyncio.Future[dict[str, Any]] = self.hass.loop.create_future()
-        self._pending[request_id] = (command, result)
+        self._pending[request_id] = _Pending(command, result, payload.get("scene"))
         while len(self._pending) > PENDING_COMMANDS:
-            self._pending.popitem(last=False)[1][1].cancel()
+            self._pending.popitem(last=False)[1].result.cancel()
         topic = self.topics.command(self.camera_id, command)
         body = self._signer.sign(topic, json.dumps({**payload, "id": request_id}, separators=(",", ":")))
         await _mqtt().async_publish(self.hass, topic, body, 1, False, None)
@@ -454,6 +462,11 @@ class RemoteRuntime(SafecamRuntime):
             return
         self.engine_settings = settings
         self.scene_source = config.get("scene_source")
+        # The engine publishes the layout of a scene it took before the command's result; a layout that adds or
+        # removes entities reloads this entry before that result can arrive here: the layout is the answer.
+        for pending in self._pending.values():
+            if pending.scene is not None and pending.scene == config["scene"] and not pending.result.done():
+                pending.result.set_result({"command": pending.command, "ok": True, "error": None})
         relayout = settings.layout != self.settings.layout
         if relayout:
             self._closed = True  # nothing more reaches the entities of this setup
@@ -527,9 +540,9 @@ class RemoteRuntime(SafecamRuntime):
             return
         if (pending := self._pending.pop(str(result.get("id")), None)) is None:
             return  # another client's command
-        command, future = pending
-        if not future.done():
-            future.set_result(result)
+        command = pending.command
+        if not pending.result.done():
+            pending.result.set_result(result)
         if result["ok"]:
             return
         error = result.get("error")

@@ -350,8 +350,9 @@ def _undimmed(png: bytes) -> np.ndarray:
 def _background_not_raw(png: bytes, clip: Path) -> float:
     """_not_a_raw_frame over the top half of a heatmap picture, where no one walks in the campus clip (no heat)."""
     image = _undimmed(png)
-    top = image[: image.shape[0] // 2]
-    return min(float(np.abs(top.astype(np.int16) - f[: f.shape[0] // 2]).mean()) for f in _raw_frames(clip) if f.shape == image.shape)
+    half = image.shape[0] // 2
+    top = image[:half].astype(np.int16)
+    return min(float(np.abs(top - f[:half]).mean()) for f in _raw_frames(clip) if f.shape == image.shape)
 
 
 def test_heatmaps_are_signed_pngs_over_the_anonymized_frame(site: Site):

@@ -75,7 +75,7 @@ async def test_options_steps_import_nothing_on_the_event_loop(
     if step != "scene":  # the form steps parse the stored scene, its sections included, again
         result = await hass.config_entries.options.async_init(entry.entry_id)
         result = await hass.config_entries.options.async_configure(result["flow_id"], {"next_step_id": step})
-        user_input = {"falls": True} if step == "safety" else {"image_points": "", "width_m": None}
-        result = await hass.config_entries.options.async_configure(result["flow_id"], {k: v for k, v in user_input.items() if v is not None})
+        user_input = {"falls": True} if step == "safety" else {"image_points": ""}  # (no calibration: removed)
+        result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
         assert result["type"] is FlowResultType.CREATE_ENTRY, result.get("errors")
     assert imports_on_the_loop == []
