@@ -18,8 +18,8 @@ Version 2: every message is framed and signed with the engine's pairing key (HMA
     P/<camera>/event             safety event JSON            no        1    per event; queued (bounded) while offline
     P/<camera>/event_snapshot    JPEG, anonymized             yes       1    just before an event that has a snapshot
     P/<camera>/snapshot          JPEG, anonymized             yes       0    every snapshot_interval_s
-    P/<camera>/heatmap/<window>  PNG, anonymized background    yes       0    window: hour | day | week; every heatmap_interval_s
-                                                                                   when its counts moved (section "heatmaps")
+    P/<camera>/heatmap/<window>  PNG, anonymized background    yes       0    hour | day | week, when its counts moved
+                                                                                   (at most every heatmap_interval_s; "heatmaps")
     P/<camera>/command/<cmd>     JSON, to the engine          -         -    cmd: arm | disarm | reset_counters | set_scene
     P/<camera>/command_result    JSON, from the engine        no        1    one per command: {id, command, ok, error}
 

@@ -556,12 +556,15 @@ class RemoteRuntime(SafecamRuntime):
 # ---- a scene edited in Home Assistant (options flow, zone editor) ----------------------------------
 
 
+SCENE_NOT_TAKEN = ("engine_refused", "engine_no_answer", "engine_offline", "engine_not_connected")
+
+
 @dataclass(frozen=True, slots=True)
 class SceneNotTaken:
     """Why the engine did not take an edited scene: `key` names the error (options flow translations: errors,
     zone editor: the websocket error code), `error` is the engine's one-line reason (empty when it gave none)."""
 
-    key: str  # engine_refused | engine_no_answer | engine_offline | engine_not_connected
+    key: str  # one of SCENE_NOT_TAKEN
     error: str = ""
 
     def __str__(self) -> str:

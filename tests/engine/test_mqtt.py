@@ -220,6 +220,22 @@ def test_state_and_event_payloads_carry_everything_camera_state_and_safety_event
     assert wire["id"] == "abc" and wire["snapshot"] == "t" and event_from_payload(wire) == event
 
 
+def test_heatmap_pictures_are_bounded_in_width_and_topics_name_their_window(shared_data: Path):
+    from custom_components.safecam.contract import parse_heatmap_topic
+    from custom_components.safecam.engine.serve import HEATMAP_WIDTH, render_heatmaps
+
+    frame = cv2.resize(frames(shared_data / "pedestrians" / "tud_campus.mp4", limit=1)[0], (1920, 1080))
+    grid = np.zeros((36, 64))
+    grid[30:34, 10:50] = 5.0
+    pictures = render_heatmaps({"hour": grid, "week": grid}, cv2.imencode(".jpg", frame)[1].tobytes())
+    assert set(pictures) == {"hour", "week"}
+    assert all(_decode(png).shape == (540, HEATMAP_WIDTH, 3) for png in pictures.values())
+    t = Topics("safecam", "a")
+    assert [parse_heatmap_topic(t, "gate", t.heatmap("gate", w)) for w in ("hour", "day", "week")] == ["hour", "day", "week"]
+    for other in (t.heatmap("gate", "live"), t.heatmap("door", "hour"), t.snapshot("gate"), t.heatmap("gate", "hour/x")):
+        assert parse_heatmap_topic(t, "gate", other) is None
+
+
 def test_pairing_keys_and_signed_frames():
     """The frame as docs/mqtt.md writes it (tests/servers/frames.py) opens with the contract's key; any change to
     topic, header or body, another key, or no frame at all is refused with a reason that echoes nothing."""

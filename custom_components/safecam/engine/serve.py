@@ -67,7 +67,7 @@ from .anonymize import MODES as ANONYMIZATION_MODES
 from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
 from .detect import Detector, camera_inference_threads
 from .mqtt import CommandError, MqttBridge, MqttSettings, discovery_payload
-from .scene.heatmap import heatmap_store, render_heatmap_jpeg
+from .scene.heatmap import heatmap_store, render_heatmap
 from .sources import redact_url
 from .worker import CameraWorker
 
@@ -79,6 +79,10 @@ MIN_TOKEN_LENGTH = 16
 SAVE_EVERY_S = 10.0
 MAX_STREAM_CLIENTS = 16
 ANALYTICS_INTERVAL_S = 1.0  # a state whose only change is in analyzer snapshots goes out at most this often
+# Heatmap pictures on MQTT: a window's picture at most every PERIODS x heatmap_interval_s (the longer windows move
+# slowly), HEATMAP_WIDTH pixels wide at most (a 1080p PNG is ~2.5 MB; 960 px ~0.8 MB).
+HEATMAP_PERIODS = {"hour": 1, "day": 5, "week": 15}
+HEATMAP_WIDTH = 960
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -386,7 +390,7 @@ class CameraService:
         self._analytics: bytes | None = None
         self._last_picture: bytes | None = None  # the last event picture queued for the event_snapshot topic
         self._published_at = 0.0
-        self._heat: dict[str, Any] = {}  # window -> the grid last published (a picture goes out when it moved)
+        self._heat: dict[str, tuple[float, Any]] = {}  # window -> (monotonic time, grid) of its last picture
         self._heat_framed = False  # the last pictures were drawn over a real (anonymized) frame, not the placeholder
         self._discovery_cmps: dict[str, dict[str, Any]] = {}
         self.worker = CameraWorker(
@@ -511,11 +515,19 @@ class CameraService:
             self.engine.bridge.set_retained(self.topics.snapshot(self.cfg.id), jpeg, 0)
 
     async def publish_heatmaps(self) -> None:
-        """One retained PNG per window whose counts moved since the last one (the first time: all), drawn over the
-        anonymized picture (`jpeg()`: the worker's anonymized frame or the placeholder; never a raw frame)."""
+        """One retained PNG per window whose counts moved since its last one, at most every HEATMAP_PERIODS[window]
+        intervals (the first time: all), drawn over the anonymized picture: the worker's anonymized frame or the
+        placeholder, never a raw frame."""
         store = heatmap_store(self.cfg.id)
+        now = time.monotonic()
+        period = self.engine.config.heatmap_interval_s
         grids = {w: store.grid(w) for w in HEATMAP_WINDOWS}
-        moved = [w for w, g in grids.items() if w not in self._heat or not (self._heat[w] == g).all()]
+        moved = [
+            w
+            for w, g in grids.items()
+            if w not in self._heat
+            or (now - self._heat[w][0] >= HEATMAP_PERIODS[w] * period and not (self._heat[w][1] == g).all())
+        ]
         if not moved and self._heat_framed:
             return
         frame: bytes | None = await asyncio.to_thread(self.worker.latest_jpeg)
@@ -524,10 +536,10 @@ class CameraService:
         if not moved:
             return
         background = frame or self.engine.placeholder(self.worker)
-        pictures = await asyncio.to_thread(lambda: {w: render_heatmap_jpeg(grids[w], background) for w in moved})
+        pictures = await asyncio.to_thread(render_heatmaps, {w: grids[w] for w in moved}, background)
         self._heat_framed = frame is not None
         for window, png in pictures.items():
-            self._heat[window] = grids[window]
+            self._heat[window] = (now, grids[window])
             self.engine.bridge.set_retained(self.topics.heatmap(self.cfg.id, window), png, 0)
 
     def command(self, command: str, data: Mapping[str, Any]) -> None:
@@ -703,6 +715,18 @@ class StreamServer:
 
 
 # ---- the service ----------------------------------------------------------------------------------
+
+
+def render_heatmaps(grids: Mapping[str, Any], anonymized_jpeg: bytes) -> dict[str, bytes]:
+    """PNG per window: render_heatmap over the anonymized JPEG (decoded once, at most HEATMAP_WIDTH wide)."""
+    import cv2
+    import numpy as np
+
+    background = cv2.imdecode(np.frombuffer(anonymized_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if background is not None and background.shape[1] > HEATMAP_WIDTH:
+        height = round(background.shape[0] * HEATMAP_WIDTH / background.shape[1])
+        background = cv2.resize(background, (HEATMAP_WIDTH, height), interpolation=cv2.INTER_AREA)
+    return {window: render_heatmap(grid, background) for window, grid in grids.items()}
 
 
 def _version() -> str:
