@@ -166,8 +166,8 @@ class SafecamRuntime:
         return True
 
     def heatmap_png(self, window: str) -> bytes:
-        """The occupancy heatmap of a window over the anonymized view, PNG. Blocking. Without heat data here
-        (the heat grids stay in a remote engine), the anonymized view alone."""
+        """The occupancy heatmap of a window over the anonymized view, PNG. Blocking. Without heat data (local.py has
+        the engine's grids, remote.py the engine's pictures), the anonymized view alone."""
         return png_of(self.snapshot_jpeg())
 
     def diagnostics(self) -> dict[str, Any]:

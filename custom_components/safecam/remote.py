@@ -12,10 +12,13 @@ camera and creates exactly the embedded entities (same unique ids, names, device
 - state: `P/<camera>/state` -> `contract.state_from_payload`, in (boot, seq) order so a replayed retained
   state never moves a counter back; events: `P/<camera>/event` (deduplicated on their id, QoS 1 is at-least-once)
   with the picture of `P/<camera>/event_snapshot`; camera view: `P/<camera>/snapshot` (anonymized JPEG);
+  heatmap image and export: `P/<camera>/heatmap/<window>` (PNG the engine draws over the anonymized frame);
 - availability: every entity is unavailable while `P/availability` is `offline` (a clean stop or the broker's
   last will), while the engine's `info` does not list the camera, or before its first state;
-- commands: reset_counters, and a scene edited in HA (options flow, zone editor) becomes `set_scene` (the engine
-  refuses it when its config file owns the scene; then the options go back to the engine's scene).
+- commands: reset_counters, and a scene edited in HA becomes `set_scene`: the options flow and the zone editor
+  wait for the engine's answer and store the scene only when it took it, else show its one-line error and keep
+  the input (`async_engine_takes_scene`); an options change made otherwise goes out from the update listener,
+  even before the engine's first layout message (a refusal then puts the options back to the engine's scene).
 
 Why HA's MQTT integration and not a connection of our own: the user configures the broker, TLS and
 credentials once, there; HA keeps one connection for everything and reconnects it; embedded users need no
@@ -86,6 +89,7 @@ from .contract import (
 )
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
+from .entries import is_remote_entry
 from .pictures import png_of
 
 if TYPE_CHECKING:
@@ -315,6 +319,7 @@ class RemoteRuntime(SafecamRuntime):
         self.engine_settings: Settings | None = None  # the layout the engine last published
         self.scene_source: str | None = None
         self._engine_online = False
+        self._engine_said = False  # an availability message came (before it, online or not is unknown)
         self._listed = True  # the engine's info lists this camera (assumed until an info says otherwise)
         self._jpeg: bytes | None = None
         self._event_jpeg: bytes | None = None
@@ -352,8 +357,9 @@ class RemoteRuntime(SafecamRuntime):
         await super().async_stop(clear_issues=clear_issues)
 
     @property
-    def engine_online(self) -> bool:
-        return self._engine_online
+    def engine_offline(self) -> bool:
+        """The engine said it is offline (a clean stop or its last will); False while that is not known yet."""
+        return self._engine_said and not self._engine_online
 
     def diagnostics(self) -> dict[str, Any]:
         return {"engine": {"engine_id": self.engine_id, "camera": self.camera_id, "topics": self.topics.base}}
@@ -438,6 +444,7 @@ class RemoteRuntime(SafecamRuntime):
         if (body := self._take(msg, lambda m: m.body, 16)) is None:
             return
         self._engine_online = body == ONLINE.encode()
+        self._engine_said = True
         if not self._engine_online:
             _LOGGER.info("safecam remote: engine %s is offline", self.engine_id)
         self._set_available()
@@ -579,14 +586,14 @@ async def async_engine_takes_scene(entry: SafecamConfigEntry, scene: dict[str, A
     """A remote camera's edited scene goes to its engine now (set_scene) and the engine's answer is awaited, so the
     editor can show a refusal and keep what the user typed. None: the engine took it (or has it already, or the
     camera is an in-process one); the caller then stores the options."""
-    if not entry.data.get(CONF_ENGINE_ID):
+    if not is_remote_entry(entry):
         return None  # in-process: HA validated the whole scene itself
     runtime = getattr(entry, "runtime_data", None)
     if not isinstance(runtime, RemoteRuntime) or runtime._closed:
         return SceneNotTaken("engine_not_connected")
     if scene == (runtime.engine_settings or runtime.settings).scene.as_dict():
         return None  # nothing new for the engine (a scene its config file owns is not refused for that)
-    if not runtime.engine_online:
+    if runtime.engine_offline:
         return SceneNotTaken("engine_offline")
     try:
         error = await runtime.async_set_scene(scene)

@@ -320,6 +320,10 @@ async def test_engine_killed_makes_entities_unavailable_until_it_is_back(
         for entity_id in shown:
             await wait_for(hass, lambda e=entity_id: state_of(hass, e) == STATE_UNAVAILABLE, 20, f"{entity_id} unavailable")
         assert site.sub.on(site.ta.availability)[-1].body == b"offline"
+        # A scene edited now is not sent into the void: the form says the engine is offline and keeps the input.
+        text = scene_text(STREET_SCENE)
+        result = await _options_scene(hass, campus, text)
+        assert result["errors"] == {"base": "engine_offline"} and _kept_input(result) == text
     finally:
         site.restart_a()
     await wait_for(hass, lambda: state_of(hass, ids["connected"]) == "on", 60, "the camera back after the engine restart")
@@ -549,6 +553,16 @@ async def test_the_options_flow_shows_the_engines_refusal_and_keeps_the_input(
     await wait_for(hass, lambda: street.options[CONF_SCENE].get("safety") == {"approach_m": 3}, 20, "the engine's new layout")
     config = site.latest(site.tb.config("street"))
     assert config is not None and config["scene"]["safety"] == {"approach_m": 3}
+    # The zone editor saves only what the engine took: its other sections kept, the engine's layout shows it.
+    ws = await hass_ws_client(hass)
+    wider = [{**STREET_SCENE["zones"][0], "polygon": [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]}]
+    await wait_for(hass, lambda: street.state is ConfigEntryState.LOADED and not street.runtime_data._closed, 20, "the reload")
+    await ws.send_json_auto_id({"type": "safecam/scene/set", "entry_id": street.entry_id, "zones": wider, "gates": []})
+    msg = await ws.receive_json()
+    assert msg["success"], msg
+    config = site.latest(site.tb.config("street"))
+    assert config is not None and config["scene"]["zones"][0]["polygon"][0] == [0.0, 0.4]
+    assert config["scene"]["safety"] == {"approach_m": 3} and street.options[CONF_SCENE] == config["scene"]
     street_before = dict(street.options)
 
     # A camera whose scene is in the engine's config file: the engine says so, in the form.
@@ -558,7 +572,6 @@ async def test_the_options_flow_shows_the_engines_refusal_and_keeps_the_input(
     assert _kept_input(result) == text
 
     # The zone editor: the same refusal, as the websocket error, nothing stored.
-    ws = await hass_ws_client(hass)
     await ws.send_json_auto_id(
         {"type": "safecam/scene/set", "entry_id": campus.entry_id, "zones": STREET_SCENE["zones"], "gates": []}
     )

@@ -83,6 +83,7 @@ ANALYTICS_INTERVAL_S = 1.0  # a state whose only change is in analyzer snapshots
 # slowly), HEATMAP_WIDTH pixels wide at most (a 1080p PNG is ~2.5 MB; 960 px ~0.8 MB).
 HEATMAP_PERIODS = {"hour": 1, "day": 5, "week": 15}
 HEATMAP_WIDTH = 960
+HEATMAP_FIRST_FRAME_S = 5.0
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -391,7 +392,7 @@ class CameraService:
         self._last_picture: bytes | None = None  # the last event picture queued for the event_snapshot topic
         self._published_at = 0.0
         self._heat: dict[str, tuple[float, Any]] = {}  # window -> (monotonic time, grid) of its last picture
-        self._heat_framed = False  # the last pictures were drawn over a real (anonymized) frame, not the placeholder
+        self.heat_framed = False  # the last pictures were drawn over a real (anonymized) frame, not the placeholder
         self._discovery_cmps: dict[str, dict[str, Any]] = {}
         self.worker = CameraWorker(
             cfg.id,
@@ -528,16 +529,16 @@ class CameraService:
             if w not in self._heat
             or (now - self._heat[w][0] >= HEATMAP_PERIODS[w] * period and not (self._heat[w][1] == g).all())
         ]
-        if not moved and self._heat_framed:
+        if not moved and self.heat_framed:
             return
         frame: bytes | None = await asyncio.to_thread(self.worker.latest_jpeg)
-        if frame is not None and not self._heat_framed:
+        if frame is not None and not self.heat_framed:
             moved = list(HEATMAP_WINDOWS)  # the first real (anonymized) frame replaces the placeholder background
         if not moved:
             return
         background = frame or self.engine.placeholder(self.worker)
         pictures = await asyncio.to_thread(render_heatmaps, {w: grids[w] for w in moved}, background)
-        self._heat_framed = frame is not None
+        self.heat_framed = frame is not None
         for window, png in pictures.items():
             self._heat[window] = (now, grids[window])
             self.engine.bridge.set_retained(self.topics.heatmap(self.cfg.id, window), png, 0)
@@ -803,6 +804,15 @@ class EngineService:
         for camera in list(self.cameras.values()):
             await camera.publish_heatmaps()
 
+    async def _heatmap_loop(self) -> None:
+        """Every heatmap_interval_s; more often while a camera's pictures still show the placeholder (start-up,
+        a camera that is down), so its first real frame replaces it within HEATMAP_FIRST_FRAME_S."""
+        interval = self.config.heatmap_interval_s
+        while True:
+            framed = all(c.heat_framed for c in self.cameras.values())
+            await asyncio.sleep(interval if framed else min(interval, HEATMAP_FIRST_FRAME_S))
+            await self._heatmaps()
+
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
         saved = self.store.load()
@@ -832,8 +842,8 @@ class EngineService:
             await self._snapshots()
             timers.append(asyncio.create_task(self._every(self.config.snapshot_interval_s, self._snapshots)))
         if self.config.heatmap_interval_s > 0:
-            await self._heatmaps()
-            timers.append(asyncio.create_task(self._every(self.config.heatmap_interval_s, self._heatmaps)))
+            await self._heatmaps()  # at once: replaces the last run's retained pictures (HA refuses an earlier run's)
+            timers.append(asyncio.create_task(self._heatmap_loop(), name="safecam-heatmaps"))
         try:
             await stop.wait()
         finally:
