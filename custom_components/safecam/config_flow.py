@@ -17,6 +17,7 @@ detector model resolves.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -86,14 +87,16 @@ from .const import (
 )
 from .contract import MessageRejected, format_pairing_key, parse_pairing_key
 from .coordinator import SafecamConfigEntry
-from .engine.config import SECTION_PARSERS, ConfigError, SceneConfig, parse_scene
+from .engine.config import SECTION_PARSERS, ConfigError, SceneConfig, import_section_parsers, parse_scene
 from .engine.redact import redact_url
 from .engine.scene.ppe_rules import ITEMS as PPE_ITEMS
 from .entries import camera_entries, is_remote_entry, is_site_entry
 from .inprocess import EngineUnavailable, async_ensure_engine
 from .remote import (
     RemoteCamera,
+    SceneNotTaken,
     announced_info,
+    async_engine_takes_scene,
     async_mqtt_ready,
     async_scan,
     options_of,
@@ -658,12 +661,17 @@ class SafecamOptionsFlow(OptionsFlow):
         if user_input is not None:
             text = user_input.get(CONF_SCENE, "")
             try:
-                scene = parse_scene_text(text, sections=self._sections)
+                # In the import executor: a section's parser imports its analyzer module (numpy) on first use.
+                scene = await self.hass.async_add_import_executor_job(
+                    functools.partial(parse_scene_text, text, sections=self._sections)
+                )
             except ConfigError as err:
                 errors["base"] = "invalid_scene"
                 error = str(err)
             else:
-                return self.async_create_entry(data={**self.config_entry.options, CONF_SCENE: scene.as_dict()})
+                if not isinstance(result := await self._async_save_scene(scene.as_dict()), SceneNotTaken):
+                    return result
+                errors["base"], error = result.key, result.error
         else:
             text = scene_text(self.config_entry.options.get(CONF_SCENE))
         schema = vol.Schema({vol.Optional(CONF_SCENE): _SCENE_TEXT})
@@ -683,26 +691,33 @@ class SafecamOptionsFlow(OptionsFlow):
         """Whether HA parses the scene's optional sections: in-process yes; a remote camera's engine does it."""
         return not is_remote_entry(self.config_entry)
 
-    def _parse(self, scene: dict[str, Any]) -> SceneConfig:
+    async def _async_parse(self, scene: dict[str, Any]) -> SceneConfig:
+        if self._sections:  # the sections' parsers import their analyzer modules: not on the event loop
+            await self.hass.async_add_import_executor_job(import_section_parsers, scene)
         return parse_scene(scene, sections=self._sections)
 
-    def _save_scene(self, scene: dict[str, Any]) -> ConfigFlowResult:
-        """Validated by the caller through parse_scene; stored the way the scene step stores it."""
-        return self.async_create_entry(data={**self.config_entry.options, CONF_SCENE: self._parse(scene).as_dict()})
+    async def _async_save_scene(self, scene: dict[str, Any]) -> ConfigFlowResult | SceneNotTaken:
+        """Store a scene the caller validated (parse_scene). A remote camera's engine must take it first (it checks
+        the sections HA does not parse); when it does not, why (the step shows it in the form, which keeps what
+        the user typed)."""
+        if (problem := await async_engine_takes_scene(self.config_entry, scene)) is not None:
+            return problem
+        return self.async_create_entry(data={**self.config_entry.options, CONF_SCENE: scene})
 
     async def async_step_safety(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Common safety thresholds, written into the scene's sections (the scene step shows them all)."""
         errors: dict[str, str] = {}
         error = ""
         if user_input is not None:
-            scene = apply_safety_form(self._scene_dict(), user_input)
             try:
-                self._parse(scene)
+                scene = (await self._async_parse(apply_safety_form(self._scene_dict(), user_input))).as_dict()
             except ConfigError as err:
                 errors["base"] = "invalid_safety"
                 error = str(err)
             else:
-                return self._save_scene(scene)
+                if not isinstance(result := await self._async_save_scene(scene), SceneNotTaken):
+                    return result
+                errors["base"], error = result.key, result.error
         suggested = user_input if user_input is not None else safety_form(self._scene_dict())
         return self.async_show_form(
             step_id="safety",
@@ -723,12 +738,15 @@ class SafecamOptionsFlow(OptionsFlow):
                     scene.pop("calibration", None)
                 else:
                     scene["calibration"] = section
-                self._parse(scene)  # the engine's checks (in-process; a remote camera's engine checks it)
+                # The engine's checks (in-process here; a remote camera's engine checks it when it is sent).
+                scene = (await self._async_parse(scene)).as_dict()
             except ConfigError as err:
                 errors["base"] = "invalid_calibration"
                 error = str(err)
             else:
-                return self._save_scene(scene)
+                if not isinstance(result := await self._async_save_scene(scene), SceneNotTaken):
+                    return result
+                errors["base"], error = result.key, result.error
         suggested = user_input if user_input is not None else calibration_form(self._scene_dict().get("calibration"))
         return self.async_show_form(
             step_id="calibration",

@@ -18,6 +18,8 @@ Version 2: every message is framed and signed with the engine's pairing key (HMA
     P/<camera>/event             safety event JSON            no        1    per event; queued (bounded) while offline
     P/<camera>/event_snapshot    JPEG, anonymized             yes       1    just before an event that has a snapshot
     P/<camera>/snapshot          JPEG, anonymized             yes       0    every snapshot_interval_s
+    P/<camera>/heatmap/<window>  PNG, anonymized background    yes       0    hour | day | week, when its counts moved
+                                                                                   (at most every heatmap_interval_s; "heatmaps")
     P/<camera>/command/<cmd>     JSON, to the engine          -         -    cmd: arm | disarm | reset_counters | set_scene
     P/<camera>/command_result    JSON, from the engine        no        1    one per command: {id, command, ok, error}
 
@@ -278,6 +280,9 @@ class Topics:
 
     def command_result(self, camera: str) -> str:
         return self.camera(camera, "command_result")
+
+    def heatmap(self, camera: str, window: str) -> str:
+        return self.camera(camera, f"heatmap/{window}")
 
     def parse_command(self, topic: str) -> tuple[str, str] | None:
         """(camera, command) of a command topic, else None."""
@@ -752,3 +757,26 @@ def config_payload(
 
 def encode(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+# ---- heatmaps --------------------------------------------------------------------------------------
+# The occupancy heatmap of a camera, one retained picture per window: the engine colours its heat grid over the
+# camera's ANONYMIZED frame (never a raw one) and publishes a PNG, signed like every other message. Home Assistant
+# shows it (image entity) and exports it (safecam.export_heatmap) as it is: no numpy or OpenCV needed there.
+
+HEATMAP_WINDOWS = ("hour", "day", "week")  # safecam.export_heatmap's windows; the image entity shows "hour"
+MAX_PNG_BYTES = 8 * 1024 * 1024
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_body(msg: Signed) -> bytes:
+    if len(msg.body) > MAX_PNG_BYTES or not msg.body.startswith(PNG_MAGIC):
+        raise MessageRejected("not a PNG")
+    return msg.body
+
+
+def parse_heatmap_topic(topics: Topics, camera: str, topic: str) -> str | None:
+    """The window of one of the camera's heatmap topics, else None."""
+    head = topics.camera(camera, "heatmap/")
+    window = topic[len(head) :] if topic.startswith(head) else None
+    return window if window in HEATMAP_WINDOWS else None

@@ -161,9 +161,13 @@ class SafecamRuntime:
         """How much the occupancy heatmap has counted (the heatmap picture refreshes when it moves)."""
         return 0
 
+    def heatmap_ready(self, window: str) -> bool:
+        """Whether heatmap_png(window) shows heat (a remote engine's picture comes about once a minute)."""
+        return True
+
     def heatmap_png(self, window: str) -> bytes:
-        """The occupancy heatmap of a window over the anonymized view, PNG. Blocking. Without heat data here
-        (the heat grids stay in a remote engine), the anonymized view alone."""
+        """The occupancy heatmap of a window over the anonymized view, PNG. Blocking. Without heat data (local.py has
+        the engine's grids, remote.py the engine's pictures), the anonymized view alone."""
         return png_of(self.snapshot_jpeg())
 
     def diagnostics(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Image: the occupancy heatmap of the last hour, drawn over the anonymized view. Never a raw frame.
 
 The picture is the runtime's (in-process: the engine's per-camera heatmap store drawn over the worker's
-anonymized JPEG, local.py; remote: the engine's anonymized snapshot, its heat grid stays in the engine). The picture
-changes at most once per REFRESH_S, so the entity's state (image_last_updated) does not churn with every analysed frame.
+anonymized JPEG, local.py; remote: the PNG the engine renders the same way and publishes, signed, on
+P/<camera>/heatmap/hour, remote.py). The picture changes at most once per REFRESH_S, so the entity's state
+(image_last_updated) does not churn with every analysed frame.
 """
 
 from __future__ import annotations

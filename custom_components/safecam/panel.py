@@ -21,8 +21,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 
 from .const import CONF_SCENE, DOMAIN
-from .engine.config import ConfigError, parse_scene
+from .engine.config import ConfigError, import_section_parsers, parse_scene
 from .entries import is_remote_entry, is_site_entry
+from .remote import async_engine_takes_scene
 from .validation import vol
 
 WWW_DIR = Path(__file__).parent / "www"
@@ -117,19 +118,26 @@ def ws_scene_get(hass: HomeAssistant, connection: websocket_api.ActiveConnection
     }
 )
 @websocket_api.require_admin
-@callback
-def ws_scene_set(hass: HomeAssistant, connection: websocket_api.ActiveConnection, msg: dict[str, Any]) -> None:
-    """Validate the new zones/gates together with the stored sections, then store them (applied live)."""
+@websocket_api.async_response
+async def ws_scene_set(hass: HomeAssistant, connection: websocket_api.ActiveConnection, msg: dict[str, Any]) -> None:
+    """Validate the new zones/gates together with the stored sections, then store them (applied live). A remote
+    camera's engine must take them first: its refusal (or silence) is the error, and nothing is stored."""
     if (entry := _entry(hass, connection, msg)) is None:
         return
     scene = {**_scene(entry), "zones": msg["zones"], "gates": msg["gates"]}
+    sections = not is_remote_entry(entry)
     try:
         # A remote camera's engine validates the other sections (set_scene); HA checks zones and gates, numpy-free.
-        parsed = parse_scene(scene, sections=not is_remote_entry(entry))
+        if sections:  # their parsers import analyzer modules (numpy): in the import executor, not on the loop
+            await hass.async_add_import_executor_job(import_section_parsers, scene)
+        parsed = parse_scene(scene, sections=sections)
     except ConfigError as err:
         connection.send_error(msg["id"], "invalid_scene", str(err))
         return
     stored = parsed.as_dict()
+    if (problem := await async_engine_takes_scene(entry, stored)) is not None:
+        connection.send_error(msg["id"], problem.key, str(problem))  # the panel shows "Not saved: <this>"
+        return
     hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_SCENE: stored})
     if entry.state is ConfigEntryState.SETUP_ERROR:
         # Setup failed (e.g. on a scene stored invalid): no update listener runs, so retry here.

@@ -12,10 +12,13 @@ camera and creates exactly the embedded entities (same unique ids, names, device
 - state: `P/<camera>/state` -> `contract.state_from_payload`, in (boot, seq) order so a replayed retained
   state never moves a counter back; events: `P/<camera>/event` (deduplicated on their id, QoS 1 is at-least-once)
   with the picture of `P/<camera>/event_snapshot`; camera view: `P/<camera>/snapshot` (anonymized JPEG);
+  heatmap image and export: `P/<camera>/heatmap/<window>` (PNG the engine draws over the anonymized frame);
 - availability: every entity is unavailable while `P/availability` is `offline` (a clean stop or the broker's
   last will), while the engine's `info` does not list the camera, or before its first state;
-- commands: reset_counters, and a scene edited in HA (options flow, zone editor) becomes `set_scene` (the engine
-  refuses it when its config file owns the scene; then the options go back to the engine's scene).
+- commands: reset_counters, and a scene edited in HA becomes `set_scene`: the options flow and the zone editor
+  wait for the engine's answer and store the scene only when it took it, else show its one-line error and keep
+  the input (`async_engine_takes_scene`); an options change made otherwise goes out from the update listener,
+  even before the engine's first layout message (a refusal then puts the options back to the engine's scene).
 
 Why HA's MQTT integration and not a connection of our own: the user configures the broker, TLS and
 credentials once, there; HA keeps one connection for everything and reconnects it; embedded users need no
@@ -60,6 +63,7 @@ from .const import (
 from .contract import (
     MAX_JPEG_BYTES,
     MAX_JSON_BYTES,
+    MAX_PNG_BYTES,
     ONLINE,
     Capabilities,
     MessageRejected,
@@ -72,7 +76,9 @@ from .contract import (
     jpeg_body,
     json_body,
     open_signed,
+    parse_heatmap_topic,
     parse_pairing_key,
+    png_body,
     state_from_payload,
     unverified_json,
     valid_command_result,
@@ -83,6 +89,8 @@ from .contract import (
 )
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
 from .engine.config import ConfigError
+from .entries import is_remote_entry
+from .pictures import png_of
 
 if TYPE_CHECKING:
     from homeassistant.components.mqtt import ReceiveMessage
@@ -91,6 +99,8 @@ _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 SCAN_TIMEOUT_S = 3.0  # how long the config flow listens for engines (their topics are retained: they come at once)
 SEEN_EVENT_IDS = 500  # event ids remembered for deduplication (QoS 1 delivers at least once)
+COMMAND_TIMEOUT_S = 10.0  # how long an edit in HA waits for the engine's command_result
+PENDING_COMMANDS = 100  # unanswered commands remembered (their results are matched by request id)
 # Home Assistant as a sender of commands: one boot (this process's start) and one growing sequence for every
 # engine it talks to, so an engine can tell a replayed command from a new one.
 HA_BOOT = int(time.time())
@@ -268,6 +278,15 @@ def _text(payload: Any) -> str:
 # ---- the runtime ----------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A command sent, until its result: what `_async_command` returned resolves with it."""
+
+    command: str
+    result: asyncio.Future[dict[str, Any]]
+    scene: dict[str, Any] | None = None  # set_scene's scene (its layout message answers it too)
+
+
 def _guarded(handler: Callable[[RemoteRuntime, ReceiveMessage], None]) -> Callable[[RemoteRuntime, ReceiveMessage], None]:
     """An MQTT callback that never raises: a refused or unreadable message is logged (rate-limited, without its
     payload) and the last good state stays."""
@@ -300,12 +319,15 @@ class RemoteRuntime(SafecamRuntime):
         self.engine_settings: Settings | None = None  # the layout the engine last published
         self.scene_source: str | None = None
         self._engine_online = False
+        self._engine_said = False  # an availability message came (before it, online or not is unknown)
         self._listed = True  # the engine's info lists this camera (assumed until an info says otherwise)
         self._jpeg: bytes | None = None
         self._event_jpeg: bytes | None = None
+        self._heatmaps: dict[str, bytes] = {}  # window -> the engine's heatmap PNG (anonymized background)
+        self._heatmaps_taken = 0  # how many the engine sent for the image entity's window (its refresh counter)
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._unsubs: list[CALLBACK_TYPE] = []
-        self._pending: dict[str, str] = {}  # command request id -> command, until its result
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()  # by request id, until the result came
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def async_start(self) -> None:
@@ -318,6 +340,7 @@ class RemoteRuntime(SafecamRuntime):
             (t.event_snapshot(cam), self._on_event_snapshot),
             (t.event(cam), self._on_event),
             (t.snapshot(cam), self._on_snapshot),
+            (t.heatmap(cam, "+"), self._on_heatmap),
             (t.command_result(cam), self._on_command_result),
         ]
         for topic, handler in subscriptions:
@@ -333,6 +356,11 @@ class RemoteRuntime(SafecamRuntime):
         self._unsubs.clear()
         await super().async_stop(clear_issues=clear_issues)
 
+    @property
+    def engine_offline(self) -> bool:
+        """The engine said it is offline (a clean stop or its last will); False while that is not known yet."""
+        return self._engine_said and not self._engine_online
+
     def diagnostics(self) -> dict[str, Any]:
         return {"engine": {"engine_id": self.engine_id, "camera": self.camera_id, "topics": self.topics.base}}
 
@@ -342,6 +370,20 @@ class RemoteRuntime(SafecamRuntime):
         if self._jpeg is not None and self.available:
             return self._jpeg
         return self._placeholder("engine offline" if not self._engine_online else "no anonymized frame")
+
+    @property
+    def heatmap_total(self) -> int:
+        return self._heatmaps_taken
+
+    def heatmap_ready(self, window: str) -> bool:
+        return window in self._heatmaps
+
+    def heatmap_png(self, window: str) -> bytes:
+        """The engine's heatmap of the window (drawn there over the anonymized frame: the heat grids stay in the
+        engine); until its first one arrived, the anonymized view alone. Shown while the engine is away too."""
+        if (png := self._heatmaps.get(window)) is not None:
+            return png
+        return png_of(self.snapshot_jpeg())
 
     async def async_restore_gate_total(self, gate: str, direction: str, value: int) -> None:
         """The engine keeps its own cumulative counters (its state file): HA's restored value is only shown."""
@@ -353,15 +395,29 @@ class RemoteRuntime(SafecamRuntime):
             for gate in sorted(gates):
                 await self._async_command("reset_counters", {"gate": gate})
 
-    async def async_set_scene(self, scene: dict[str, Any]) -> None:
+    async def async_send_scene(self, scene: dict[str, Any]) -> None:
+        """set_scene without waiting (the update listener): a refusal is logged and the options go back."""
         await self._async_command("set_scene", {"scene": scene})
 
-    async def _async_command(self, command: str, payload: dict[str, Any]) -> None:
+    async def async_set_scene(self, scene: dict[str, Any]) -> str | None:
+        """Send the scene to the engine and wait for its answer: None when it took it, else its one-line reason.
+        TimeoutError when it did not answer within COMMAND_TIMEOUT_S."""
+        result = await self._async_command("set_scene", {"scene": scene})
+        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            answer = await result
+        return None if answer["ok"] else str(answer.get("error") or "refused")
+
+    async def _async_command(self, command: str, payload: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Publish a signed command; the returned future gets its command_result (await it or not)."""
         request_id = secrets.token_hex(6)
-        self._pending[request_id] = command
+        result: asyncio.Future[dict[str, Any]] = self.hass.loop.create_future()
+        self._pending[request_id] = _Pending(command, result, payload.get("scene"))
+        while len(self._pending) > PENDING_COMMANDS:
+            self._pending.popitem(last=False)[1].result.cancel()
         topic = self.topics.command(self.camera_id, command)
         body = self._signer.sign(topic, json.dumps({**payload, "id": request_id}, separators=(",", ":")))
         await _mqtt().async_publish(self.hass, topic, body, 1, False, None)
+        return result
 
     # ---- messages in: every one verified (signature, order), then validated; a refused one changes nothing ----
     def _take(self, msg: ReceiveMessage, read: Callable[[Signed], _T], max_body: int = MAX_JSON_BYTES) -> _T | None:
@@ -388,6 +444,7 @@ class RemoteRuntime(SafecamRuntime):
         if (body := self._take(msg, lambda m: m.body, 16)) is None:
             return
         self._engine_online = body == ONLINE.encode()
+        self._engine_said = True
         if not self._engine_online:
             _LOGGER.info("safecam remote: engine %s is offline", self.engine_id)
         self._set_available()
@@ -412,6 +469,11 @@ class RemoteRuntime(SafecamRuntime):
             return
         self.engine_settings = settings
         self.scene_source = config.get("scene_source")
+        # The engine publishes the layout of a scene it took before the command's result; a layout that adds or
+        # removes entities reloads this entry before that result can arrive here: the layout is the answer.
+        for pending in self._pending.values():
+            if pending.scene is not None and pending.scene == config["scene"] and not pending.result.done():
+                pending.result.set_result({"command": pending.command, "ok": True, "error": None})
         relayout = settings.layout != self.settings.layout
         if relayout:
             self._closed = True  # nothing more reaches the entities of this setup
@@ -454,6 +516,15 @@ class RemoteRuntime(SafecamRuntime):
             self._jpeg = jpeg
 
     @_guarded
+    def _on_heatmap(self, msg: ReceiveMessage) -> None:
+        if (window := parse_heatmap_topic(self.topics, self.camera_id, msg.topic)) is None:
+            raise MessageRejected("not a heatmap window")
+        if (png := self._take(msg, png_body, MAX_PNG_BYTES)) is not None:
+            self._heatmaps[window] = png
+            if window == "hour":  # the image entity's window (image.DEFAULT_WINDOW)
+                self._heatmaps_taken += 1
+
+    @_guarded
     def _on_event(self, msg: ReceiveMessage) -> None:
         if self._closed or msg.retain or (payload := self._take(msg, lambda m: valid_event(json_body(m)))) is None:
             return
@@ -474,8 +545,11 @@ class RemoteRuntime(SafecamRuntime):
     def _on_command_result(self, msg: ReceiveMessage) -> None:
         if (result := self._take(msg, lambda m: valid_command_result(json_body(m)))) is None:
             return
-        if (command := self._pending.pop(str(result.get("id")), None)) is None:
+        if (pending := self._pending.pop(str(result.get("id")), None)) is None:
             return  # another client's command
+        command = pending.command
+        if not pending.result.done():
+            pending.result.set_result(result)
         if result["ok"]:
             return
         error = result.get("error")
@@ -484,6 +558,48 @@ class RemoteRuntime(SafecamRuntime):
             # The edit did not happen: the options show the engine's scene again.
             options = {**self.entry.options, CONF_SCENE: self.engine_settings.scene.as_dict()}
             self.hass.config_entries.async_update_entry(self.entry, options=options)
+
+
+# ---- a scene edited in Home Assistant (options flow, zone editor) ----------------------------------
+
+
+SCENE_NOT_TAKEN = ("engine_refused", "engine_no_answer", "engine_offline", "engine_not_connected")
+
+
+@dataclass(frozen=True, slots=True)
+class SceneNotTaken:
+    """Why the engine did not take an edited scene: `key` names the error (options flow translations: errors,
+    zone editor: the websocket error code), `error` is the engine's one-line reason (empty when it gave none)."""
+
+    key: str  # one of SCENE_NOT_TAKEN
+    error: str = ""
+
+    def __str__(self) -> str:
+        return {
+            "engine_refused": f"the engine refused it: {self.error}",
+            "engine_no_answer": f"the engine did not answer within {COMMAND_TIMEOUT_S:g} s",
+            "engine_offline": "the engine is offline",
+        }.get(self.key, "this camera is not connected to its engine (its entry is not loaded)")
+
+
+async def async_engine_takes_scene(entry: SafecamConfigEntry, scene: dict[str, Any]) -> SceneNotTaken | None:
+    """A remote camera's edited scene goes to its engine now (set_scene) and the engine's answer is awaited, so the
+    editor can show a refusal and keep what the user typed. None: the engine took it (or has it already, or the
+    camera is an in-process one); the caller then stores the options."""
+    if not is_remote_entry(entry):
+        return None  # in-process: HA validated the whole scene itself
+    runtime = getattr(entry, "runtime_data", None)
+    if not isinstance(runtime, RemoteRuntime) or runtime._closed:
+        return SceneNotTaken("engine_not_connected")
+    if scene == (runtime.engine_settings or runtime.settings).scene.as_dict():
+        return None  # nothing new for the engine (a scene its config file owns is not refused for that)
+    if runtime.engine_offline:
+        return SceneNotTaken("engine_offline")
+    try:
+        error = await runtime.async_set_scene(scene)
+    except TimeoutError:
+        return SceneNotTaken("engine_no_answer")
+    return None if error is None else SceneNotTaken("engine_refused", error)
 
 
 # ---- entry setup ------------------------------------------------------------------------------------
@@ -520,14 +636,19 @@ async def _async_options_updated(hass: HomeAssistant, entry: SafecamConfigEntry)
     """Options changed in HA: a new scene goes to the engine (set_scene), frame rate and anonymization are the
     engine's (shown as it runs them), HA-side settings (repair delay) apply at once."""
     runtime = entry.runtime_data
-    if not isinstance(runtime, RemoteRuntime) or (engine := runtime.engine_settings) is None:
+    if not isinstance(runtime, RemoteRuntime):
         return
+    # Before the engine's first layout message, against the layout this setup started from: a scene edited
+    # meanwhile still goes to the engine (whose layout, when it comes, is the one that then runs).
+    engine = runtime.engine_settings or runtime.settings
     try:
         wanted = remote_settings(dict(entry.options))
     except ConfigError:
         wanted = engine
     if wanted.scene != engine.scene:
-        await runtime.async_set_scene(wanted.scene.as_dict())
+        await runtime.async_send_scene(wanted.scene.as_dict())
+    elif runtime.engine_settings is None:
+        return  # the rest is compared with the engine's layout once it is known
     elif (wanted.fps, wanted.anonymization) != (engine.fps, engine.anonymization):
         hass.config_entries.async_update_entry(entry, options={**entry.options, **options_of(engine)})
     elif wanted != runtime.settings and wanted.layout == runtime.settings.layout:  # (another layout: a reload is due)

@@ -15,6 +15,7 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
 from .const import DOMAIN
+from .contract import HEATMAP_WINDOWS
 from .dashboard import async_setup_dashboard
 from .entries import ATTR_CONFIG_ENTRY_ID, async_targeted_entry_ids, is_site_entry
 from .report import async_setup_report
@@ -83,7 +84,6 @@ async def _async_reset_counters(call: ServiceCall) -> None:
 SERVICE_EXPORT_HEATMAP = "export_heatmap"
 ATTR_WINDOW = "window"
 ATTR_FILENAME = "filename"
-HEATMAP_WINDOWS = ("hour", "day", "week")
 
 EXPORT_HEATMAP_SCHEMA = vol.Schema(
     {
@@ -139,6 +139,13 @@ async def _async_export_heatmap(call: ServiceCall) -> ServiceResponse:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="heatmap_one_camera")
     filename: str = call.data[ATTR_FILENAME]
     window: str = call.data[ATTR_WINDOW]
+    if not entries[0].runtime_data.heatmap_ready(window):
+        # An engine camera whose engine has not sent this window's picture yet: no heat-less picture passed off as one.
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="heatmap_not_received",
+            translation_placeholders={"name": entries[0].title, "window": window},
+        )
     written = await hass.async_add_executor_job(_write_heatmap, hass, entries[0].runtime_data, window, filename)
     if written is None:
         raise ServiceValidationError(

@@ -78,7 +78,7 @@ class Site:
         self.http_port = free_port()
         self.dead_port = free_port()  # nothing listens here: a camera that is down
         self.state_file = root / "a" / "state.json"
-        common = {"state_interval_s": 1, "snapshot_interval_s": 1}
+        common = {"state_interval_s": 1, "snapshot_interval_s": 1, "heatmap_interval_s": 1}
         self.config_a = {
             "engine_id": "a",
             "mqtt": _mqtt(self.broker, discovery_prefix="homeassistant"),
@@ -220,6 +220,22 @@ def test_state_and_event_payloads_carry_everything_camera_state_and_safety_event
     assert wire["id"] == "abc" and wire["snapshot"] == "t" and event_from_payload(wire) == event
 
 
+def test_heatmap_pictures_are_bounded_in_width_and_topics_name_their_window(shared_data: Path):
+    from custom_components.safecam.contract import parse_heatmap_topic
+    from custom_components.safecam.engine.serve import HEATMAP_WIDTH, render_heatmaps
+
+    frame = cv2.resize(frames(shared_data / "pedestrians" / "tud_campus.mp4", limit=1)[0], (1920, 1080))
+    grid = np.zeros((36, 64))
+    grid[30:34, 10:50] = 5.0
+    pictures = render_heatmaps({"hour": grid, "week": grid}, cv2.imencode(".jpg", frame)[1].tobytes())
+    assert set(pictures) == {"hour", "week"}
+    assert all(_decode(png).shape == (540, HEATMAP_WIDTH, 3) for png in pictures.values())
+    t = Topics("safecam", "a")
+    assert [parse_heatmap_topic(t, "gate", t.heatmap("gate", w)) for w in ("hour", "day", "week")] == ["hour", "day", "week"]
+    for other in (t.heatmap("gate", "live"), t.heatmap("door", "hour"), t.snapshot("gate"), t.heatmap("gate", "hour/x")):
+        assert parse_heatmap_topic(t, "gate", other) is None
+
+
 def test_pairing_keys_and_signed_frames():
     """The frame as docs/mqtt.md writes it (tests/servers/frames.py) opens with the contract's key; any change to
     topic, header or body, another key, or no frame at all is refused with a reason that echoes nothing."""
@@ -340,6 +356,53 @@ def test_contract_availability_info_layout_state_events_snapshots(site: Site):
     dead = sub.wait(lambda: [s for s in site.states(sub, site.topics_b.state("dead")) if s["health"]["error_reason"]], 60)
     assert dead[-1]["connected"] is False and dead[-1]["health"]["error_reason"] == "unreachable"
     assert dead[-1]["health"]["disconnected_since"] is not None
+
+
+def _undimmed(png: bytes) -> np.ndarray:
+    """A heatmap picture's background as it was before the engine dimmed it to 60 % (render_heatmap)."""
+    return np.clip(_decode(png).astype(np.float32) / 0.6, 0, 255).astype(np.uint8)
+
+
+def _background_not_raw(png: bytes, clip: Path) -> float:
+    """_not_a_raw_frame over the top half of a heatmap picture, where no one walks in the campus clip (no heat)."""
+    image = _undimmed(png)
+    half = image.shape[0] // 2
+    top = image[:half].astype(np.int16)
+    return min(float(np.abs(top - f[:half]).mean()) for f in _raw_frames(clip) if f.shape == image.shape)
+
+
+def test_heatmaps_are_signed_pngs_over_the_anonymized_frame(site: Site):
+    """One retained picture per window, heat where people walked, and only the anonymized frame behind it."""
+    t, sub = site.topics_a, site.sub
+    hour = t.heatmap("campus", "hour")
+
+    def hot() -> list[bytes]:  # the hour pictures that show heat (red on the JET scale) in the lower half
+        out = []
+        for m in sub.on(hour):
+            img = _decode(m.body)
+            b, r = img[..., 0].astype(int), img[..., 2].astype(int)
+            ys, _xs = np.nonzero((r > 170) & (r > b + 100))
+            if len(ys) > 100 and ys.mean() > img.shape[0] / 2:
+                out.append(m.body)
+        return out
+
+    assert sub.wait(hot, 60), "no heat in the hour heatmap"
+    kept = retained(site.broker, "safecam/a/campus/heatmap/#")
+    assert set(kept) == {t.heatmap("campus", w) for w in ("hour", "day", "week")}
+    assert all(body.startswith(b"\x89PNG\r\n\x1a\n") for body in kept.values())
+    # Signed with the engine's pairing key (the document's framing), like every message.
+    key = (site.state_file.parent / "pairing_key").read_text().strip()
+    head, mac, body = sub.on(hour)[-1].payload.split(b"\n", 2)
+    assert hmac.compare_digest(mac, _mac_of(key, hour, head, body))
+
+    # The background is the anonymized frame: far from every raw frame, while the same check on a heatmap drawn
+    # over a raw frame (the picture a leak would publish) finds it.
+    from custom_components.safecam.engine.scene.heatmap import render_heatmap_jpeg
+
+    for picture in kept.values():
+        assert _background_not_raw(picture, site.campus_clip) > 2.0
+    raw = cv2.imencode(".jpg", _raw_frames(site.campus_clip)[40].astype(np.uint8))[1].tobytes()
+    assert _background_not_raw(render_heatmap_jpeg(np.zeros((4, 4)), raw), site.campus_clip) < 2.0
 
 
 def test_home_assistant_discovery_templates_render_the_state(site: Site):

@@ -22,10 +22,15 @@ from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, WebSocketGenerator
 
+from custom_components.safecam import image as image_platform
+from custom_components.safecam import remote as remote_module
+from custom_components.safecam.config_flow import scene_text
 from custom_components.safecam.const import (
     CONF_CAMERA_ID,
     CONF_ENGINE_ID,
@@ -64,7 +69,7 @@ class Site:
         self.broker = Broker(root / "broker", persistent=True)
         self.broker.start()
         mqtt_cfg = {"host": "127.0.0.1", "port": self.broker.port, "reconnect_max_s": 1, "keepalive": 5}
-        common = {"state_interval_s": 2, "snapshot_interval_s": 2}
+        common = {"state_interval_s": 2, "snapshot_interval_s": 2, "heatmap_interval_s": 2}
         self.config_a = {
             "engine_id": "a",
             "mqtt": mqtt_cfg,
@@ -315,6 +320,10 @@ async def test_engine_killed_makes_entities_unavailable_until_it_is_back(
         for entity_id in shown:
             await wait_for(hass, lambda e=entity_id: state_of(hass, e) == STATE_UNAVAILABLE, 20, f"{entity_id} unavailable")
         assert site.sub.on(site.ta.availability)[-1].body == b"offline"
+        # A scene edited now is not sent into the void: the form says the engine is offline and keeps the input.
+        text = scene_text(STREET_SCENE)
+        result = await _options_scene(hass, campus, text)
+        assert result["errors"] == {"base": "engine_offline"} and _kept_input(result) == text
     finally:
         site.restart_a()
     await wait_for(hass, lambda: state_of(hass, ids["connected"]) == "on", 60, "the camera back after the engine restart")
@@ -420,6 +429,188 @@ async def test_an_engine_on_the_broker_is_discovered(hass: HomeAssistant, site: 
     assert result["type"] is FlowResultType.CREATE_ENTRY and result["title"] == "Street"
     await hass.async_block_till_done()
     await unload(hass, result["result"])
+
+
+# ---- heatmaps: the engine's pictures (the heat grids stay in the engine) ---------------------------------------
+
+
+def _hot_below(png: bytes) -> bool:
+    """Heat (red on the JET scale) in the lower half, where people walk in the campus clip."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    b, r = img[..., 0].astype(int), img[..., 2].astype(int)
+    ys, _xs = np.nonzero((r > 170) & (r > b + 100))
+    return len(ys) > 100 and ys.mean() > img.shape[0] / 2
+
+
+async def test_an_engine_cameras_heatmap_shows_and_exports_the_engines_pictures(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    site: Site,
+    ha_mqtt: MockConfigEntry,
+    tmp_path: Path,
+    shared_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Was: the heatmap image showed only the anonymized snapshot and export_heatmap wrote that."""
+    import cv2
+
+    monkeypatch.setattr(image_platform, "REFRESH_S", 0.0)  # a new picture with every one the engine sends (60 s in use)
+    hass.config.config_dir = str(tmp_path / "config")
+    campus, _ids = await _campus(hass, site)
+    runtime = campus.runtime_data
+    entity = _entity_ids(hass, campus)["heatmap"]
+    hour, day = site.ta.heatmap("campus", "hour"), site.ta.heatmap("campus", "day")
+
+    def published(topic: str) -> set[bytes]:
+        return {m.body for m in site.sub.on(topic)}
+
+    client = await hass_client()
+    shown = b""
+    for _ in range(300):  # the image entity serves a picture the engine published, with heat on the walkway
+        resp = await client.get(f"/api/image_proxy/{entity}")
+        assert resp.status == 200 and resp.content_type == "image/png"
+        shown = await resp.read()
+        if shown in published(hour) and _hot_below(shown):
+            break
+        await asyncio.sleep(0.2)
+    assert shown in published(hour) and _hot_below(shown)
+
+    result = await hass.services.async_call(
+        DOMAIN,
+        "export_heatmap",
+        {"config_entry_id": campus.entry_id, "window": "day", "filename": "safecam/campus_day.png"},
+        blocking=True,
+        return_response=True,
+    )
+    written = tmp_path / "config" / "www" / "safecam" / "campus_day.png"
+    assert result == {"path": str(written), "window": "day"}
+    assert written.read_bytes() in published(day) and _hot_below(written.read_bytes())
+
+    # Privacy: a raw frame made into a PNG and put on the heatmap topic by someone else is never shown or exported.
+    capture = cv2.VideoCapture(str(shared_data / "pedestrians" / "tud_campus.mp4"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    raw = cv2.imencode(".png", frame)[1].tobytes()
+    for payload in (raw, Sender(KEY_B).sign(hour, raw), Sender(KEY_A, boot=4102444800).sign(hour, raw)):
+        site.sub.publish(hour, payload, retain=True)
+        for _ in range(10):
+            assert runtime.heatmap_png("hour") != raw
+            await asyncio.sleep(0.1)
+    await wait_for(hass, lambda: runtime.heatmap_png("hour") in published(hour), 10, "the engine's own picture")
+
+
+async def test_export_heatmap_of_a_window_the_engine_has_not_sent_says_so(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, tmp_path: Path
+) -> None:
+    hass.config.config_dir = str(tmp_path / "config")
+    campus, _ids = await _campus(hass, site)
+    runtime = campus.runtime_data
+    await wait_for(hass, lambda: runtime.heatmap_ready("week"), 20, "the engine's week picture")
+    runtime._heatmaps.pop("week")  # as before the engine's first week picture reached this Home Assistant
+    with pytest.raises(ServiceValidationError) as err:
+        data = {"config_entry_id": campus.entry_id, "window": "week", "filename": "week.png"}
+        await hass.services.async_call(DOMAIN, "export_heatmap", data, blocking=True)
+    assert err.value.translation_key == "heatmap_not_received"
+    assert not (tmp_path / "config" / "www" / "week.png").exists()
+
+
+# ---- scene edits in Home Assistant wait for the engine's answer ---------------------------------------------
+
+
+async def _options_scene(hass: HomeAssistant, entry: MockConfigEntry, text: str) -> dict[str, Any]:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {"next_step_id": "scene"})
+    return dict(await hass.config_entries.options.async_configure(result["flow_id"], {CONF_SCENE: text}))
+
+
+def _street_layout(site: Site) -> dict[str, Any]:
+    """The scene of engine b's street camera as its last layout message on the broker says (the recorder's view)."""
+    config = site.latest(site.tb.config("street"))
+    return config["scene"] if config is not None else {}
+
+
+def _kept_input(result: dict[str, Any]) -> str:
+    """What the form shows in its scene field (the suggested value)."""
+    return next(k.description["suggested_value"] for k in result["data_schema"].schema if k == CONF_SCENE)
+
+
+async def test_the_options_flow_shows_the_engines_refusal_and_keeps_the_input(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, hass_ws_client: WebSocketGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a refused set_scene was a log line, and the options silently went back to the engine's scene."""
+    street = await _add_remote(hass, "b", "street", "Street", None)
+    campus = await _add_remote(hass, "a", "campus", "Campus", "zone_walkway_people")
+    street_before, campus_before = dict(street.options), dict(campus.options)
+
+    # HA does not parse the optional sections of an engine camera: the engine does, and refuses a bad one.
+    bad = scene_text(STREET_SCENE) + "safety:\n  approach_metres: 3\n"
+    result = await _options_scene(hass, street, bad)
+    assert result["type"] is FlowResultType.FORM and result["errors"] == {"base": "engine_refused"}
+    assert "approach_metres" in result["description_placeholders"]["error"]
+    assert _kept_input(result) == bad
+    # The form stays open with the input: corrected and sent again, the engine takes it.
+    good = bad.replace("approach_metres", "approach_m")
+    result = dict(await hass.config_entries.options.async_configure(result["flow_id"], {CONF_SCENE: good}))
+    assert result["type"] is FlowResultType.CREATE_ENTRY, (result.get("errors"), result.get("description_placeholders"))
+    await wait_for(hass, lambda: street.options[CONF_SCENE].get("safety") == {"approach_m": 3}, 20, "the engine's new layout")
+    await wait_for(hass, lambda: _street_layout(site).get("safety") == {"approach_m": 3}, 10, "the layout on the broker")
+    # The zone editor saves only what the engine took: its other sections kept, the engine's layout shows it.
+    ws = await hass_ws_client(hass)
+    wider = [{**STREET_SCENE["zones"][0], "polygon": [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]}]
+    await wait_for(hass, lambda: street.state is ConfigEntryState.LOADED and not street.runtime_data._closed, 20, "the reload")
+    await ws.send_json_auto_id({"type": "safecam/scene/set", "entry_id": street.entry_id, "zones": wider, "gates": []})
+    msg = await ws.receive_json()
+    assert msg["success"], msg
+    await wait_for(hass, lambda: _street_layout(site)["zones"][0]["polygon"][0] == [0.0, 0.4], 10, "the layout on the broker")
+    assert _street_layout(site)["safety"] == {"approach_m": 3} and street.options[CONF_SCENE] == _street_layout(site)
+    street_before = dict(street.options)
+
+    # A camera whose scene is in the engine's config file: the engine says so, in the form.
+    text = scene_text(STREET_SCENE)
+    result = await _options_scene(hass, campus, text)
+    assert result["errors"] == {"base": "engine_refused"} and "config file" in result["description_placeholders"]["error"]
+    assert _kept_input(result) == text
+
+    # The zone editor: the same refusal, as the websocket error, nothing stored.
+    await ws.send_json_auto_id(
+        {"type": "safecam/scene/set", "entry_id": campus.entry_id, "zones": STREET_SCENE["zones"], "gates": []}
+    )
+    msg = await ws.receive_json()
+    assert not msg["success"] and msg["error"]["code"] == "engine_refused" and "config file" in msg["error"]["message"]
+
+    # No answer in time: said so, nothing stored.
+    monkeypatch.setattr(remote_module, "COMMAND_TIMEOUT_S", 0.0)
+    result = await _options_scene(hass, campus, text)
+    assert result["errors"] == {"base": "engine_no_answer"} and _kept_input(result) == text
+    await asyncio.sleep(1)  # (the engine's late refusal changes nothing either)
+    assert dict(campus.options) == campus_before and dict(street.options) == street_before
+    await unload(hass, street)
+    await unload(hass, campus)
+
+
+async def test_a_scene_edited_before_the_engines_first_layout_reaches_the_engine(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry
+) -> None:
+    """Was: an options change made before the first layout message was dropped (set_scene never sent), and the
+    layout that then came overwrote it."""
+    kerb = {"zones": [{"name": "kerb", "kind": "area", "polygon": [[0.0, 0.8], [1.0, 0.8], [1.0, 1.0], [0.0, 1.0]]}]}
+    data = {CONF_SOURCE_TYPE: SOURCE_MQTT, CONF_ENGINE_ID: "b", CONF_CAMERA_ID: "street", CONF_TOPIC_PREFIX: "safecam"}
+    entry = MockConfigEntry(
+        domain=DOMAIN, title="Street", unique_id="mqtt_b_street", data={**data, CONF_PAIRING_KEY: KEY_B}, options={}
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.runtime_data.engine_settings is None  # no layout from the engine yet
+    hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_SCENE: kerb})
+    await wait_for(hass, lambda: "zone_kerb_people" in _entity_ids(hass, entry), 30, "the kerb zone's entities")
+    await wait_for(hass, lambda: [z["name"] for z in entry.options[CONF_SCENE]["zones"]] == ["kerb"], 10, "the options")
+    await wait_for(hass, lambda: [z["name"] for z in _street_layout(site).get("zones", [])] == ["kerb"], 10, "the broker")
+    await hass.async_block_till_done()
+    await unload(hass, entry)
 
 
 # ---- the broker attacks of issue 17: each was reproduced against the code before messages were signed ----------

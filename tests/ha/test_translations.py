@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from custom_components.safecam.remote import SCENE_NOT_TAKEN
 from custom_components.safecam.source import SOURCE_ERRORS
 
 COMPONENT = Path(__file__).resolve().parents[2] / "custom_components" / "safecam"
@@ -47,7 +48,8 @@ def test_every_flow_error_and_issue_is_translated() -> None:
     errors = set(strings["config"]["error"])
     assert set(SOURCE_ERRORS.values()) | {"model_missing", "no_stream_source", "unknown", "unsupported_url"} <= errors
     assert {"already_configured", "reconfigure_successful"} <= set(strings["config"]["abort"])
-    assert set(strings["options"]["error"]) == {"invalid_scene", "invalid_calibration", "invalid_safety", "invalid_site"}
+    invalid = {"invalid_scene", "invalid_calibration", "invalid_safety", "invalid_site"}
+    assert set(strings["options"]["error"]) == invalid | set(SCENE_NOT_TAKEN)  # (the engine's answer to a scene edit)
     issues = {"model_missing", "model_corrupt", "stream_unreachable", "engine_behind", "engine_unavailable"}
     assert set(strings["issues"]) == issues
     assert {"invalid_scene", "model_missing", "model_corrupt", "camera_unavailable", "no_stream_source"} <= set(

@@ -7,6 +7,7 @@ rejects the same mistakes with the same one-line message.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +71,20 @@ class SceneConfig:
 
 def _section_parser(key: str) -> Callable[[object, tuple[ZoneConfig, ...]], Any]:
     module, func = SECTION_PARSERS[key].split(":")
-    parser: Callable[[object, tuple[ZoneConfig, ...]], Any] = getattr(importlib.import_module(module, __package__), func)
+    # By its absolute name: once imported it is found in sys.modules (Home Assistant's event loop guard takes
+    # an import of a module already loaded as non-blocking, and it imports the parsers in its import executor).
+    name = importlib.util.resolve_name(module, __package__)
+    parser: Callable[[object, tuple[ZoneConfig, ...]], Any] = getattr(importlib.import_module(name), func)
     return parser
+
+
+def import_section_parsers(data: object) -> None:
+    """Import the parser modules of the sections `data` has. Blocking (they import numpy): Home Assistant runs it
+    in its import executor before `parse_scene`, which then finds them loaded."""
+    if isinstance(data, dict):
+        for key in SECTION_PARSERS:
+            if data.get(key) is not None:
+                _section_parser(key)
 
 
 def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:

@@ -21,6 +21,7 @@ Config file (YAML; unknown keys are errors, every error is one line naming the k
     pairing_key: null                     # the key Home Assistant pairs with (null: made once, kept next to the state file)
     state_interval_s: 10                  # unchanged states are re-published this often
     snapshot_interval_s: 30               # anonymized snapshot to MQTT (0: off)
+    heatmap_interval_s: 60                # heatmap pictures (hour/day/week, anonymized background) to MQTT (0: off)
     log_level: info
 """
 
@@ -48,6 +49,7 @@ from ..contract import (
     CONTRACT_VERSION,
     ENGINE_ID_RE,
     EVENT_TYPES,
+    HEATMAP_WINDOWS,
     RESERVED_CAMERA_IDS,
     CameraState,
     SafetyEvent,
@@ -65,6 +67,7 @@ from .anonymize import MODES as ANONYMIZATION_MODES
 from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
 from .detect import Detector, camera_inference_threads
 from .mqtt import CommandError, MqttBridge, MqttSettings, discovery_payload
+from .scene.heatmap import heatmap_store, render_heatmap
 from .sources import redact_url
 from .worker import CameraWorker
 
@@ -76,6 +79,11 @@ MIN_TOKEN_LENGTH = 16
 SAVE_EVERY_S = 10.0
 MAX_STREAM_CLIENTS = 16
 ANALYTICS_INTERVAL_S = 1.0  # a state whose only change is in analyzer snapshots goes out at most this often
+# Heatmap pictures on MQTT: a window's picture at most every PERIODS x heatmap_interval_s (the longer windows move
+# slowly), HEATMAP_WIDTH pixels wide at most (a 1080p PNG is ~2.5 MB; 960 px ~0.8 MB).
+HEATMAP_PERIODS = {"hour": 1, "day": 5, "week": 15}
+HEATMAP_WIDTH = 960
+HEATMAP_FIRST_FRAME_S = 5.0
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -112,6 +120,7 @@ class ServeConfig:
     pairing_key: bytes | None = field(default=None, repr=False)  # None: made once, kept next to the state file
     state_interval_s: float = 10.0
     snapshot_interval_s: float = 30.0
+    heatmap_interval_s: float = 60.0
     log_level: str = "info"
 
 
@@ -249,7 +258,7 @@ def parse_serve_config(data: object) -> ServeConfig:
     """Validate a serve config mapping; raise ConfigError (one line) on the first problem."""
     allowed = {
         "engine_id", "mqtt", "http", "cameras", "provider", "model_dir", "threads", "state_file",
-        "state_interval_s", "snapshot_interval_s", "log_level", "pairing_key",
+        "state_interval_s", "snapshot_interval_s", "heatmap_interval_s", "log_level", "pairing_key",
     }  # fmt: skip
     d = _mapping(data, "config", allowed)
     engine_id = _str(d, "engine_id", "config", required=True) or ""
@@ -285,6 +294,7 @@ def parse_serve_config(data: object) -> ServeConfig:
         pairing_key=pairing_key,
         state_interval_s=float(_num(d, "state_interval_s", "config", 10.0, 0.1, 3600.0)),
         snapshot_interval_s=float(_num(d, "snapshot_interval_s", "config", 30.0, 0.0, 86400.0)),
+        heatmap_interval_s=float(_num(d, "heatmap_interval_s", "config", 60.0, 0.0, 86400.0)),
         log_level=log_level,
     )
 
@@ -381,6 +391,8 @@ class CameraService:
         self._analytics: bytes | None = None
         self._last_picture: bytes | None = None  # the last event picture queued for the event_snapshot topic
         self._published_at = 0.0
+        self._heat: dict[str, tuple[float, Any]] = {}  # window -> (monotonic time, grid) of its last picture
+        self.heat_framed = False  # the last pictures were drawn over a real (anonymized) frame, not the placeholder
         self._discovery_cmps: dict[str, dict[str, Any]] = {}
         self.worker = CameraWorker(
             cfg.id,
@@ -502,6 +514,34 @@ class CameraService:
         jpeg = await self.jpeg()
         if jpeg:
             self.engine.bridge.set_retained(self.topics.snapshot(self.cfg.id), jpeg, 0)
+
+    async def publish_heatmaps(self) -> None:
+        """One retained PNG per window whose counts moved since its last one, at most every HEATMAP_PERIODS[window]
+        intervals (the first time: all), drawn over the anonymized picture: the worker's anonymized frame or the
+        placeholder, never a raw frame."""
+        store = heatmap_store(self.cfg.id)
+        now = time.monotonic()
+        period = self.engine.config.heatmap_interval_s
+        grids = {w: store.grid(w) for w in HEATMAP_WINDOWS}
+        moved = [
+            w
+            for w, g in grids.items()
+            if w not in self._heat
+            or (now - self._heat[w][0] >= HEATMAP_PERIODS[w] * period and not (self._heat[w][1] == g).all())
+        ]
+        if not moved and self.heat_framed:
+            return
+        frame: bytes | None = await asyncio.to_thread(self.worker.latest_jpeg)
+        if frame is not None and not self.heat_framed:
+            moved = list(HEATMAP_WINDOWS)  # the first real (anonymized) frame replaces the placeholder background
+        if not moved:
+            return
+        background = frame or self.engine.placeholder(self.worker)
+        pictures = await asyncio.to_thread(render_heatmaps, {w: grids[w] for w in moved}, background)
+        self.heat_framed = frame is not None
+        for window, png in pictures.items():
+            self._heat[window] = (now, grids[window])
+            self.engine.bridge.set_retained(self.topics.heatmap(self.cfg.id, window), png, 0)
 
     def command(self, command: str, data: Mapping[str, Any]) -> None:
         if command in ("arm", "disarm"):
@@ -678,6 +718,18 @@ class StreamServer:
 # ---- the service ----------------------------------------------------------------------------------
 
 
+def render_heatmaps(grids: Mapping[str, Any], anonymized_jpeg: bytes) -> dict[str, bytes]:
+    """PNG per window: render_heatmap over the anonymized JPEG (decoded once, at most HEATMAP_WIDTH wide)."""
+    import cv2
+    import numpy as np
+
+    background = cv2.imdecode(np.frombuffer(anonymized_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if background is not None and background.shape[1] > HEATMAP_WIDTH:
+        height = round(background.shape[0] * HEATMAP_WIDTH / background.shape[1])
+        background = cv2.resize(background, (HEATMAP_WIDTH, height), interpolation=cv2.INTER_AREA)
+    return {window: render_heatmap(grid, background) for window, grid in grids.items()}
+
+
 def _version() -> str:
     try:
         manifest = json.loads((Path(__file__).resolve().parents[1] / "manifest.json").read_text(encoding="utf-8"))
@@ -748,6 +800,19 @@ class EngineService:
         for camera in list(self.cameras.values()):
             await camera.publish_snapshot()
 
+    async def _heatmaps(self) -> None:
+        for camera in list(self.cameras.values()):
+            await camera.publish_heatmaps()
+
+    async def _heatmap_loop(self) -> None:
+        """Every heatmap_interval_s; more often while a camera's pictures still show the placeholder (start-up,
+        a camera that is down), so its first real frame replaces it within HEATMAP_FIRST_FRAME_S."""
+        interval = self.config.heatmap_interval_s
+        while True:
+            framed = all(c.heat_framed for c in self.cameras.values())
+            await asyncio.sleep(interval if framed else min(interval, HEATMAP_FIRST_FRAME_S))
+            await self._heatmaps()
+
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
         saved = self.store.load()
@@ -776,6 +841,9 @@ class EngineService:
         if self.config.snapshot_interval_s > 0:
             await self._snapshots()
             timers.append(asyncio.create_task(self._every(self.config.snapshot_interval_s, self._snapshots)))
+        if self.config.heatmap_interval_s > 0:
+            await self._heatmaps()  # at once: replaces the last run's retained pictures (HA refuses an earlier run's)
+            timers.append(asyncio.create_task(self._heatmap_loop(), name="safecam-heatmaps"))
         try:
             await stop.wait()
         finally:
