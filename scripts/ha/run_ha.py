@@ -998,6 +998,7 @@ def start(
 
 
 def describe(inst: HaInstance) -> str:
+    embedded = "in Home Assistant (--engine embedded)"
     service = [
         f"  engine {ENGINE_ID!r} (own process):   config {inst.engine.config_path if inst.engine else ''}",
         f"  its pairing key:              {inst.config_dir / 'engine' / 'pairing_key'} (also in its log)",
@@ -1008,7 +1009,7 @@ def describe(inst: HaInstance) -> str:
         f"  Home Assistant with safecam:  {inst.url}",
         f"  login:                        {USERNAME} / {PASSWORD}",
         f"  camera source:                {inst.source}",
-        *(service if inst.engine_mode == "service" else ["  analysis:                     in Home Assistant (--engine embedded)"]),
+        *(service if inst.engine_mode == "service" else [f"  analysis:                     {embedded}"]),
         f"  safecam dashboard:            {inst.url}/{DASHBOARD_URL_PATH}",
         f"  site floor plan:              {inst.url}/{DASHBOARD_URL_PATH}/{SITE_VIEW_PATH}",
         f"  safecam device page:          {inst.url}/config/devices/device/{inst.device_id}",

@@ -3,7 +3,7 @@
 Starts everything through scripts/ha/run_ha.py (the code behind scripts/demo.sh) on free ports in a
 temp config dir, checks the entities and that the camera serves an anonymized picture (never a raw
 frame of the clip), then logs a real browser in (Playwright + Debian's /usr/bin/chromium) and takes
-screenshots of the device page, the camera's more-info dialog and the overview dashboard into
+screenshots of the device page, the camera's more-info dialog and the overview (the camera's area) into
 test-artifacts/. Synchronous on purpose (no asyncio), and every process is stopped by PID.
 """
 
@@ -92,10 +92,23 @@ def test_real_ha_and_browser(ha: Any) -> None:
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ARTIFACTS / "e2e_camera_more_info.png"))
 
-            # The overview dashboard (auto-generated): the camera picture and the sensors.
+            # The overview (auto-generated; on 2026.11 built from areas): the camera's area, opened from its
+            # tile as a user does, shows the device with its anonymized picture and its sensors.
             page.goto(f"{inst.url}/lovelace/0", wait_until="load")
+            area_tile = page.locator("hui-area-card").filter(has_text=run_ha.AREA_NAME).first
+            expect(area_tile).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1000)  # the launch screen fades out over the tiles
+            area_tile.click()
+            page.wait_for_url(f"**/areas-{inst.area_id}", timeout=30_000)
             expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(3000)
+            for name in ("People", "table people", "entrance entries"):
+                expect(page.locator("hui-tile-card").filter(has_text=name).first).to_be_visible(timeout=15_000)
+            overview_picture = page.locator(f"img[src*='{camera_id}']").first
+            expect(overview_picture).to_be_visible(timeout=30_000)
+            page.wait_for_function(
+                "el => el.complete && el.naturalWidth > 0", arg=overview_picture.element_handle(), timeout=30_000
+            )
+            page.wait_for_timeout(2000)
             page.screenshot(path=str(ARTIFACTS / "e2e_overview.png"))
             page.close()
             context.close()
