@@ -1000,8 +1000,8 @@ def start(
 def describe(inst: HaInstance) -> str:
     embedded = "in Home Assistant (--engine embedded)"
     service = [
-        f"  engine {ENGINE_ID!r} (own process):   config {inst.engine.config_path if inst.engine else ''}",
-        f"  its pairing key:              {inst.config_dir / 'engine' / 'pairing_key'} (also in its log)",
+        f"  {f'engine {ENGINE_ID!r} (a process):':<30}config {inst.engine.config_path if inst.engine else ''}",
+        f"  engine's pairing key:         {inst.config_dir / 'engine' / 'pairing_key'} (also in its log)",
         f"  MQTT broker:                  127.0.0.1:{inst.broker.port if inst.broker else ''}",
     ]
     lines = [
