@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job: set up, then run a real Home Assistant with safecam on a looping demo camera
-# (a local RTSP stream of a real clip), one zone and one gate. Prints the URL and the login;
-# runs in the foreground until Ctrl-C, which stops Home Assistant and the camera.
-# Options go to scripts/ha/run_ha.py (--port, --config-dir, --source file, --background, --stop).
-# --engine service: the deployed shape instead (the engine as its own process + Mosquitto + a current
-# Home Assistant from .venv-hass, the camera added from MQTT discovery), as with the add-on on HA OS.
+# The main job: set up, then run the deployed shape: a real, current Home Assistant (.venv-hass) + Mosquitto +
+# the safecam engine as its own process (the add-on's entry point) on a looping demo camera (a local RTSP stream
+# of a real clip), the camera added from MQTT discovery with the engine's pairing key, one zone, one gate, a site
+# and the Safecam dashboard. Prints the URL, the login and where the pairing key is; runs in the foreground until
+# Ctrl-C, which stops everything it started (by PID). Re-running reuses the config dir (run/ha/service).
+# Options go to scripts/ha/run_ha.py (--engine embedded: the analysis inside Home Assistant instead, in
+# run/ha/config; --port, --config-dir, --source file, --background, --stop).
 # The engine-only demo (no Home Assistant) is scripts/demo_cli.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,32 +1,33 @@
-"""Run a real Home Assistant with safecam on a looping demo camera (the main demo and the browser test).
+"""Run a real Home Assistant with safecam on a looping demo camera (the main demo and the browser tests).
 
-    .venv/bin/python scripts/ha/run_ha.py                 # foreground: Ctrl-C stops everything
-    .venv/bin/python scripts/ha/run_ha.py --background    # leave it running, print how to stop it
-    .venv/bin/python scripts/ha/run_ha.py --stop          # stop a background instance by its PID files
-    .venv/bin/python scripts/ha/run_ha.py --engine service  # the deployed shape (below)
+    .venv/bin/python scripts/ha/run_ha.py                    # foreground: Ctrl-C stops everything
+    .venv/bin/python scripts/ha/run_ha.py --background       # leave it running, print how to stop it
+    .venv/bin/python scripts/ha/run_ha.py --stop             # stop a background instance by its PID files
+    .venv/bin/python scripts/ha/run_ha.py --engine embedded  # analysis inside Home Assistant instead
 
-Steps: write a minimal configuration.yaml (no default_config: it would pip-install at runtime),
-symlink custom_components/safecam into the config dir, start a looping RTSP camera (GStreamer,
-scripts/ha/rtsp_loop.py; `--source file` uses the clip's path instead, which the integration
-loops itself), start `.venv-hass/bin/hass --skip-pip` (the newest HA release), onboard through the REST API (or log
-in when already onboarded), add the camera through the config flow REST API (the integration's
-default anonymization), set a zone, a gate and a ground-plane calibration through the options flow,
-add a site ("Demo site": the camera's gate as its perimeter, the camera on its floor map), wait for
-the entities, install the safecam dashboard (the cards the integration generates, saved as a storage
-dashboard through the lovelace websocket commands), and print URL, login and entity ids.
+The default (`--engine service`) is the deployed shape, as on Home Assistant OS with the add-on: a current
+hass (`.venv-hass/bin/hass --skip-pip`, Python 3.14), a Mosquitto broker, and the engine as its own process
+(`python -m custom_components.safecam.engine serve`, the add-on's entry point, from this `.venv`) on the
+camera. Home Assistant's MQTT integration is set up for the broker (config flow), the engine announces itself
+(`safecam/<engine>/info`) and the camera is added from the discovered flow with the engine's pairing key (which
+it prints in its log and keeps in <config>/engine/pairing_key), as a user does in Settings -> Devices & services.
+The notification blueprints are copied into the config dir and `mobile_app:` is on, so a phone (companion app)
+can be notified. `--engine embedded`: the same hass analyses the camera itself (the config flow's "in Home
+Assistant" path; its requirements are in .venv-hass, hence --skip-pip); no broker, no engine process.
 
-`--engine service`: the deployed shape, as on Home Assistant OS with the add-on. A current hass
-(`.venv-hass/bin/hass`, Python 3.14), a Mosquitto broker, and the engine as its own process (`python -m
-custom_components.safecam.engine serve`, the add-on's entry point, from this `.venv`) on the RTSP camera,
-its scene managed over MQTT. Home Assistant's MQTT integration is set up for the broker (config flow),
-the engine announces itself (`safecam/<engine>/info`) and the camera is added from the discovered flow,
-as a user clicks it in Settings -> Devices & services; the demo's zone and gate go to the engine through
-the options flow (`set_scene`). No site and no dashboard in this shape. The notification blueprints are
-copied into the config dir and `mobile_app:` is on, so a phone (companion app) can be notified.
+Both shapes: write a minimal configuration.yaml (no default_config: it would pip-install at runtime), symlink
+custom_components/safecam into the config dir, start a looping RTSP camera (GStreamer, scripts/ha/rtsp_loop.py;
+`--source file` uses the clip's path instead, which the analysis loops itself), start hass, onboard through the
+REST API (or log in when already onboarded), add the camera, set the demo zone, gate and ground-plane
+calibration through the options flow (to an engine camera: `set_scene`), add a site ("Demo site": the camera's
+gate as its perimeter, the camera on its floor map), wait for the entities, put the camera in the area "Demo
+room" (2026.11's overview is built from areas), install the safecam dashboard (the cards the integration
+generates, saved as a storage dashboard through the lovelace websocket commands), and print URL, login and
+entity ids.
 
-Re-running with the same config dir is idempotent: onboarding, the entries and the scene are reused
+Re-running with the same config dir is idempotent: onboarding, the entries, the area and the scene are reused
 (a scene from before the calibration gets the demo calibration added; the anonymization follows
-the integration's default).
+the integration's default); the engine keeps its pairing key and state beside its config.
 Processes are started in their own sessions and stopped by PID (files <config>/hass.pid, rtsp.pid; with
 `--engine service` also broker.pid and engine.pid).
 """
@@ -75,6 +76,7 @@ BLUEPRINTS = REPO / "blueprints" / "automation" / "safecam"
 USERNAME, PASSWORD, DISPLAY_NAME = "safecam", "safecam-demo", "Safecam Demo"
 CAMERA_NAME = "Demo camera"
 SITE_NAME = "Demo site"
+AREA_NAME = "Demo room"  # the camera's area (the overview of Home Assistant 2026.11 groups devices by area)
 DASHBOARD_URL_PATH = "safecam-dashboard"  # lovelace wants a hyphen in a dashboard's url path
 FPS = 5
 # The Intel clip (768x432, 10 fps): people walk in from the bottom edge to a standing table in
@@ -165,6 +167,7 @@ class HaInstance:
     entry_id: str = ""
     device_id: str = ""
     site_entry_id: str = ""
+    area_id: str = ""
     entities: dict[str, str] = field(default_factory=dict)  # role -> entity id
     all_entities: list[str] = field(default_factory=list)
     engine_mode: str = "embedded"  # or "service": broker + engine process, camera from MQTT discovery
@@ -851,6 +854,23 @@ def wait_for_entities(inst: HaInstance, timeout_s: float = 90, *, site: bool = T
     raise SetupError(f"safecam entities not ready after {timeout_s:.0f} s ({last}); see {inst.config_dir}/home-assistant.log")
 
 
+def ensure_area(inst: HaInstance) -> None:
+    """The demo camera in the area AREA_NAME, as a user assigns it on the device page. Home Assistant 2026.11's
+    default overview is built from areas: a device without one is only behind its "Devices" tile."""
+    [areas, devices] = websocket_calls(inst, [{"type": "config/area_registry/list"}, {"type": "config/device_registry/list"}])
+    area = next((a for a in areas if a["name"] == AREA_NAME), None)
+    if area is None:
+        log(f"creating the area {AREA_NAME!r}")
+        [area] = websocket_calls(inst, [{"type": "config/area_registry/create", "name": AREA_NAME}])
+    inst.area_id = area["area_id"]
+    device = next((d for d in devices if d["id"] == inst.device_id), None)
+    if device is None:
+        raise SetupError(f"the demo camera's device {inst.device_id!r} is not in the device registry")
+    if device.get("area_id") != inst.area_id:
+        log(f"putting {CAMERA_NAME!r} in the area {AREA_NAME!r}")
+        websocket_calls(inst, [{"type": "config/device_registry/update", "device_id": inst.device_id, "area_id": inst.area_id}])
+
+
 # ---- the dashboard ---------------------------------------------------------------------------
 
 
@@ -915,7 +935,7 @@ def start(
     source: str = "rtsp",
     rtsp_port: int = 8554,
     clip: Path = DEMO_CLIP,
-    engine: str = "embedded",
+    engine: str = "embedded",  # the tests' default; main() defaults to "service"
     broker_port: int = BROKER_PORT,
     add_camera: bool = True,
 ) -> HaInstance:
@@ -962,12 +982,14 @@ def start(
             # The entry takes options only once the engine's layout arrived (else set_scene is not sent).
             wait_for_entities(inst, site=False, zone=False)
             ensure_scene(inst)
+            # The site names the camera's gate: only once the engine's layout has it.
             wait_for_entities(inst, site=False)
         else:
             ensure_entry(inst, inst.source)
-            ensure_site(inst)
-            wait_for_entities(inst)
-            install_dashboard(inst)
+        ensure_site(inst)
+        wait_for_entities(inst)
+        ensure_area(inst)
+        install_dashboard(inst)
         remove_failed_onboarding_entries(inst)
     except BaseException:
         stop(inst)
@@ -976,24 +998,22 @@ def start(
 
 
 def describe(inst: HaInstance) -> str:
+    embedded = "in Home Assistant (--engine embedded)"
+    service = [
+        f"  {f'engine {ENGINE_ID!r} (a process):':<30}config {inst.engine.config_path if inst.engine else ''}",
+        f"  engine's pairing key:         {inst.config_dir / 'engine' / 'pairing_key'} (also in its log)",
+        f"  MQTT broker:                  127.0.0.1:{inst.broker.port if inst.broker else ''}",
+    ]
     lines = [
         "",
         f"  Home Assistant with safecam:  {inst.url}",
         f"  login:                        {USERNAME} / {PASSWORD}",
         f"  camera source:                {inst.source}",
+        *(service if inst.engine_mode == "service" else [f"  analysis:                     {embedded}"]),
+        f"  safecam dashboard:            {inst.url}/{DASHBOARD_URL_PATH}",
+        f"  site floor plan:              {inst.url}/{DASHBOARD_URL_PATH}/{SITE_VIEW_PATH}",
         f"  safecam device page:          {inst.url}/config/devices/device/{inst.device_id}",
-        *(
-            [
-                f"  safecam dashboard:            {inst.url}/{DASHBOARD_URL_PATH}",
-                f"  site floor plan:              {inst.url}/{DASHBOARD_URL_PATH}/{SITE_VIEW_PATH}",
-            ]
-            if inst.engine_mode == "embedded"
-            else [
-                f"  zone editor:                  {inst.url}/safecam",
-                f"  engine {ENGINE_ID!r}:                {inst.engine.config_path if inst.engine else ''}",
-                f"  MQTT broker:                  127.0.0.1:{inst.broker.port if inst.broker else ''}",
-            ]
-        ),
+        f"  zone editor:                  {inst.url}/safecam",
         "  entities:",
         *(f"    {eid}" for eid in inst.all_entities),
         "",
@@ -1004,7 +1024,7 @@ def describe(inst: HaInstance) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8123, help="Home Assistant HTTP port (default 8123)")
-    parser.add_argument("--config-dir", type=Path, help="default run/ha/config (--engine service: run/ha/service)")
+    parser.add_argument("--config-dir", type=Path, help="default run/ha/service (--engine embedded: run/ha/config)")
     parser.add_argument(
         "--source", choices=("rtsp", "file"), default="rtsp", help="looping RTSP camera (default) or the clip's path"
     )
@@ -1012,9 +1032,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=Path, default=DEMO_CLIP)
     parser.add_argument(
         "--engine",
-        choices=("embedded", "service"),
-        default="embedded",
-        help="analyse in Home Assistant (default), or the deployed shape: engine process + Mosquitto + current hass",
+        choices=("service", "embedded"),
+        default="service",
+        help="the deployed shape: the engine as its own process + Mosquitto (default), or analyse in Home Assistant",
     )
     parser.add_argument("--broker-port", type=int, default=BROKER_PORT, help="--engine service: Mosquitto's port")
     mode = parser.add_mutually_exclusive_group()
@@ -1048,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
         stopping = True
 
     signal.signal(signal.SIGTERM, _on_signal)
-    log("running; press Ctrl-C to stop Home Assistant and the camera")
+    log("running; press Ctrl-C to stop everything it started")
     try:
         while not stopping:
             if inst.hass is not None and inst.hass.poll() is not None:
@@ -1063,7 +1083,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
-    log("stopping Home Assistant and the camera ...")
+    log("stopping Home Assistant, the engine, the broker and the camera ...")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave them half-stopped
     stop(inst)
     log("stopped")

@@ -47,59 +47,51 @@ def _load_run_ha() -> ModuleType:
 run_ha = _load_run_ha()
 
 
-@pytest.fixture
-def ha(socket_enabled: None, tmp_path: Path, request: pytest.FixtureRequest) -> Generator[Any]:
-    """A real hass + RTSP demo camera (scripts/ha/run_ha.py) on free ports; logs kept for a failing run."""
-    prefix = getattr(request.module, "LOG_PREFIX", "e2e_")
+def _run_ha(tmp_path: Path, prefix: str, engine: str, **start: Any) -> Generator[Any]:
+    """run_ha.start() on free ports in a temp config dir; stops it by PID; keeps the logs (also after a failure)."""
+    if not os.access(run_ha.HASS, os.X_OK):
+        pytest.skip(f"{run_ha.HASS} not found: the end-to-end tests run a current Home Assistant (Python 3.14) from .venv-hass")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium)")
-    if why := gstreamer_missing():
+    if why := gstreamer_missing() or (engine == "service" and mosquitto_missing()):
         pytest.skip(why)
     ARTIFACTS.mkdir(exist_ok=True)
     config_dir = tmp_path / "ha"
     inst = None
     try:
-        inst = run_ha.start(config_dir=config_dir, port=run_ha.free_port(), rtsp_port=run_ha.free_port())
+        if engine == "service":
+            start["broker_port"] = run_ha.free_port()
+        inst = run_ha.start(config_dir=config_dir, port=run_ha.free_port(), rtsp_port=run_ha.free_port(), engine=engine, **start)
         yield inst
     finally:
         if inst is not None:
             run_ha.stop(inst)
-        for log in ("home-assistant.log", "rtsp.log"):  # kept for a failing run (also after start() failed)
+        logs = ("home-assistant.log", "rtsp.log", "engine/engine.log", "mosquitto/mosquitto.log")
+        for log in logs:
             if (config_dir / log).is_file():
-                shutil.copy(config_dir / log, ARTIFACTS / f"{prefix}{log}")
+                shutil.copy(config_dir / log, ARTIFACTS / f"{prefix}{Path(log).name}")
+
+
+@pytest.fixture
+def ha(socket_enabled: None, tmp_path: Path, request: pytest.FixtureRequest) -> Generator[Any]:
+    """A real hass analysing the RTSP demo camera in-process (run_ha.py --engine embedded), with the demo's
+    zone, gate, site, area and dashboard."""
+    yield from _run_ha(tmp_path, getattr(request.module, "LOG_PREFIX", "e2e_"), "embedded")
+
+
+@pytest.fixture
+def demo(socket_enabled: None, tmp_path: Path, request: pytest.FixtureRequest) -> Generator[Any]:
+    """What ./scripts/demo.sh starts (run_ha.py's default, --engine service): a current hass, Mosquitto and the
+    engine as its own process on the RTSP demo camera, the camera added from the discovered flow with the
+    engine's pairing key, the demo's zone, gate, site, area and dashboard."""
+    yield from _run_ha(tmp_path, getattr(request.module, "LOG_PREFIX", "e2e_"), "service")
 
 
 @pytest.fixture
 def deployed(socket_enabled: None, tmp_path: Path, request: pytest.FixtureRequest) -> Generator[Any]:
     """The deployed shape (run_ha.py --engine service): a current hass from .venv-hass, Mosquitto and the engine
     as its own process on the RTSP demo camera; stops where a user takes over, at the discovered safecam flow."""
-    prefix = getattr(request.module, "LOG_PREFIX", "e2e_deployed_")
-    if not os.access(run_ha.HASS, os.X_OK):
-        pytest.skip(f"{run_ha.HASS} not found: the deployed test runs a current Home Assistant (Python 3.14) from .venv-hass")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium)")
-    if why := gstreamer_missing() or mosquitto_missing():
-        pytest.skip(why)
-    ARTIFACTS.mkdir(exist_ok=True)
-    config_dir = tmp_path / "ha"
-    inst = None
-    try:
-        inst = run_ha.start(
-            config_dir=config_dir,
-            port=run_ha.free_port(),
-            rtsp_port=run_ha.free_port(),
-            engine="service",
-            broker_port=run_ha.free_port(),
-            add_camera=False,
-        )
-        yield inst
-    finally:
-        if inst is not None:
-            run_ha.stop(inst)
-        logs = ("home-assistant.log", "rtsp.log", "engine/engine.log", "mosquitto/mosquitto.log")
-        for log in logs:  # kept for a failing run (also after start() failed)
-            if (config_dir / log).is_file():
-                shutil.copy(config_dir / log, ARTIFACTS / f"{prefix}{Path(log).name}")
+    yield from _run_ha(tmp_path, getattr(request.module, "LOG_PREFIX", "e2e_deployed_"), "service", add_camera=False)
 
 
 # ---- the privacy check shared by the tests: a served picture is never a raw frame of the clip ----

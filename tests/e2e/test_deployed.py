@@ -18,10 +18,10 @@ Assistant's MQTT integration set up for that broker. From there a real browser d
 5. The engine's intrusion event reaches the automation, which notifies the phone: the test reads the push
    notification off the channel (title, message, the anonymized snapshot link, itself checked not raw).
 
-Screenshots into test-artifacts/e2e_deployed_*: the discovered card, the flow, the device page with live
-entities, the zone editor, the automation's trace (the notify action), the device page after the intrusion and
-the notification as the phone received it (drawn by the test from the payload). Processes are started and
-stopped by PID.
+Screenshots into test-artifacts/e2e_deployed_*: the discovered card, the flow (and its pairing step), the device
+page with live entities, the Safecam dashboard (as the demo installs it), the zone editor, the automation's trace
+(the notify action), the device page after the intrusion and the notification as the phone received it (drawn by
+the test from the payload). Processes are started and stopped by PID.
 """
 
 from __future__ import annotations
@@ -250,6 +250,16 @@ def test_deployed_discovered_camera_zone_and_notification(deployed: Any) -> None
             expect(page.get_by_text("People", exact=True).first).to_be_visible(timeout=30_000)
             page.wait_for_timeout(2000)
             page.screenshot(path=str(ARTIFACTS / f"{SHOT}4_device.png"))
+            # The Safecam dashboard the demo installs (the cards the integration generates for the engine's
+            # camera): the anonymized live view and the counts, in a browser.
+            run_ha.install_dashboard(inst)
+            page.goto(f"{inst.url}/{run_ha.DASHBOARD_URL_PATH}", wait_until="load")
+            live = page.locator("hui-picture-entity-card img").first
+            expect(live).to_be_visible(timeout=30_000)
+            page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=live.element_handle(), timeout=30_000)
+            expect(page.locator("hui-tile-card").filter(has_text="People").first).to_be_visible(timeout=15_000)
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(ARTIFACTS / f"{SHOT}4b_dashboard.png"), full_page=True)
             steps["entities live"] = time.monotonic() - t0
 
             # ---- 3. a phone and an automation from the notification blueprint ----------------------
