@@ -49,14 +49,16 @@ class HeatmapImage(SafecamEntity, ImageEntity):
         ImageEntity.__init__(self, hass)
         self._refreshed = 0.0  # monotonic time of the last new picture
         self._total = -1  # the store's count at the last new picture
+        self._ready = False  # whether that picture was a real heatmap (an engine camera's comes a little later)
         self._cached: tuple[Any, bytes] | None = None  # (image_last_updated, PNG)
 
     def _update(self, state: CameraState | None) -> None:
         total = self._runtime.heatmap_total
+        ready = self._runtime.heatmap_ready(DEFAULT_WINDOW)
         now = time.monotonic()
-        first = self._attr_image_last_updated is None
+        first = self._attr_image_last_updated is None or ready != self._ready  # the first real picture: at once
         if first or (total != self._total and now - self._refreshed >= REFRESH_S):
-            self._total, self._refreshed = total, now
+            self._total, self._refreshed, self._ready = total, now, ready
             self._attr_image_last_updated = dt_util.utcnow()
 
     def _shown_value(self) -> Any:

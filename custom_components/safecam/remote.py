@@ -520,9 +520,12 @@ class RemoteRuntime(SafecamRuntime):
         if (window := parse_heatmap_topic(self.topics, self.camera_id, msg.topic)) is None:
             raise MessageRejected("not a heatmap window")
         if (png := self._take(msg, png_body, MAX_PNG_BYTES)) is not None:
+            first = window not in self._heatmaps
             self._heatmaps[window] = png
             if window == "hour":  # the image entity's window (image.DEFAULT_WINDOW)
                 self._heatmaps_taken += 1
+                if first:
+                    self.async_notify()  # the image shows the engine's picture now, not a minute later
 
     @_guarded
     def _on_event(self, msg: ReceiveMessage) -> None:

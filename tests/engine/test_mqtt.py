@@ -28,7 +28,7 @@ import pytest_socket
 
 from custom_components.safecam.contract import Topics, event_from_payload, event_payload, state_from_payload, state_payload
 from custom_components.safecam.engine.config import ConfigError
-from custom_components.safecam.engine.serve import parse_serve_config, with_credentials
+from custom_components.safecam.engine.serve import StateStore, parse_serve_config, with_credentials
 from custom_components.safecam.engine.types import SafetyEvent
 from custom_components.safecam.engine.worker import CameraState
 from tests.servers.frames import Sender, key_bytes
@@ -273,6 +273,19 @@ def test_pairing_keys_and_signed_frames():
             with pytest.raises(MessageRejected, match=reason) as err:
                 open_signed(key, t, payload)
             assert "people" not in str(err.value)
+
+
+def test_a_restart_within_the_same_second_gets_a_higher_boot(tmp_path: Path):
+    """Receivers order an engine's messages by (boot, seq) and take a boot as one run: a restart never reuses one."""
+    path = tmp_path / "state.json"
+    boots = [StateStore(str(path)).next_boot() for _ in range(3)]  # three starts, well within one second
+    assert boots == [boots[0], boots[0] + 1, boots[0] + 2] and abs(boots[0] - time.time()) < 5
+    store = StateStore(str(path))
+    store.next_boot()
+    store.save({"cam": {"gates": {"door": {"in": 4, "out": 1}}}})
+    again = StateStore(str(path))
+    assert again.next_boot() == boots[2] + 2 and again.load() == {"cam": {"gates": {"door": {"in": 4, "out": 1}}}}
+    assert StateStore(None).next_boot() >= boots[0]  # no state file: the start's second
 
 
 def test_command_topics_parse():

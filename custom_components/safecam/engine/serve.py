@@ -312,28 +312,52 @@ class StateStore:
     def __init__(self, path: str | None) -> None:
         self.path = Path(path) if path else None
         self.commands: dict[str, Any] = {}  # the commands taken (ReplayGuard.as_dict()), loaded with the cameras
+        self.boot = 0  # this run's boot (next_boot), kept in the file so that the next run's is above it
+
+    def next_boot(self) -> int:
+        """This run's boot: Unix seconds of its start, and above the last run's even when the engine restarts within
+        the same second (receivers order messages by (boot, seq), and a boot is one run). Written at once."""
+        self.boot = int(time.time())
+        if self.path is None:
+            return self.boot
+        data: dict[str, Any] = {}
+        if self.path.exists():
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                loaded = None
+            if not isinstance(loaded, dict):
+                return self.boot  # unreadable: load() says so, and the next save replaces it
+            data = loaded
+        last = data.get("boot")
+        if isinstance(last, int) and last >= self.boot:
+            self.boot = last + 1
+        self._write({**data, "boot": self.boot})
+        return self.boot
 
     def load(self) -> dict[str, dict[str, Any]]:
         if self.path is None or not self.path.exists():
             return {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            cameras = data["cameras"]
+            cameras = data.get("cameras", {})  # a file written before the first save holds only the boot
             if not isinstance(cameras, dict):
                 raise TypeError("cameras")
             self.commands = data.get("commands") or {}
             return cameras
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             _LOGGER.warning("safecam serve: ignoring unreadable state file %s (%s)", self.path, type(err).__name__)
             return {}
 
     def save(self, cameras: Mapping[str, Mapping[str, Any]], commands: Mapping[str, Any] | None = None) -> None:
-        if self.path is None:
-            return
+        if self.path is not None:
+            self._write({"version": 1, "boot": self.boot, "cameras": cameras, "commands": commands or {}})
+
+    def _write(self, state: Mapping[str, Any]) -> None:
+        assert self.path is not None
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            state = {"version": 1, "cameras": cameras, "commands": commands or {}}
             tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
             os.replace(tmp, self.path)  # atomic: a crash leaves the old or the new file, never half of one
         except OSError as err:
@@ -742,9 +766,9 @@ class EngineService:
     def __init__(self, config: ServeConfig, *, detector_factory: Callable[[], Detector] | None = None) -> None:
         self.config = config
         self.version = _version()
-        self.boot = int(time.time())
         self.started = time.time()
         self.store = StateStore(config.state_file)
+        self.boot = self.store.next_boot()
         self.signer = Signer(pairing_key(config), self.boot)
         self.bridge = MqttBridge(config.mqtt, config.engine_id, self.signer, on_command=self._command)
         self.cameras: dict[str, CameraService] = {}
