@@ -7,7 +7,9 @@
 # step's own (pytest's exit codes included).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+start=$SECONDS
 bash scripts/setup.sh || exit $?
+echo "=== setup: $((SECONDS - start)) s"
 export SAFECAM_MODEL_MIRROR="${SAFECAM_MODEL_MIRROR:-$(cd .. && pwd)/shared/models}"
 PATHS=(custom_components bench tests models scripts addon)
 
