@@ -465,7 +465,9 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         engine_id = discovery_info.topic.split("/")[-2]
         info = announced_info(discovery_info.payload)
         if info is None or info["engine_id"] != engine_id:
-            return self.async_abort(reason="not_an_engine")  # unsigned or malformed: no card for it
+            return self.async_abort(reason="not_an_engine")  # not a framed engine message: no card for it
+        # (Framed with some key: a card. Only the engine's own key pairs it, so a card from a forger cannot be
+        # finished; keeping forgers off the broker altogether is the ACL's job, docs/mqtt.md.)
         await self.async_set_unique_id(f"mqtt_engine_{engine_id}")
         self._abort_if_unique_id_configured()
         self._remote_engine = engine_id

@@ -15,6 +15,7 @@ SOURCE_MQTT: Final = "mqtt"  # a camera of a remote engine (`serve`, the add-on)
 CONF_ENGINE_ID: Final = "engine_id"
 CONF_CAMERA_ID: Final = "camera_id"
 CONF_TOPIC_PREFIX: Final = "topic_prefix"
+CONF_ENGINE_BOOT: Final = "engine_boot"  # the newest run of the engine seen: an earlier run's message is a replay
 CONF_PAIRING_KEY: Final = "pairing_key"  # the engine's key (contract.py): every message both ways is signed with it
 DEFAULT_TOPIC_PREFIX: Final = "safecam"
 

@@ -410,18 +410,13 @@ def _split(payload: bytes | bytearray | str) -> tuple[dict[str, Any], bytes, byt
     return header, head, mac, body
 
 
-def peek_header(payload: bytes | bytearray | str) -> dict[str, Any]:
-    """The header of a framed message, NOT verified (the config flow names the key an engine signs with)."""
-    return _split(payload)[0]
-
-
 def open_signed(key: bytes, topic: str, payload: bytes | bytearray | str, *, max_body: int = MAX_JSON_BYTES) -> Signed:
     """The verified message, or MessageRejected: unsigned, another key, forged, too large, malformed header."""
     if len(payload) > max_body + MAX_HEADER_BYTES + 66:
         raise MessageRejected("too large")
     header, head, mac, body = _split(payload)
     if header.get("v") != CONTRACT_VERSION:
-        raise MessageRejected(f"contract version {str(header.get('v'))[:8]} (this side speaks {CONTRACT_VERSION})")
+        raise MessageRejected(f"another contract version (this side speaks {CONTRACT_VERSION})")
     if header.get("kid") != key_id(key):
         raise MessageRejected("signed with another pairing key")
     if not hmac.compare_digest(mac, _mac(key, topic, head, body).encode()):
@@ -469,9 +464,6 @@ class ReplayGuard:
         self._order[msg.topic] = (msg.boot, msg.seq)
         self.newest_boot = max(self.newest_boot, msg.boot)
 
-    def order(self, topic: str) -> tuple[int, int] | None:
-        return self._order.get(topic)
-
     def as_dict(self) -> dict[str, Any]:
         """What to keep across a restart of the receiver (the engine's state file: a command captured before
         the restart stays refused after it)."""
@@ -489,7 +481,10 @@ class ReplayGuard:
 
 
 class RejectLog:
-    """Rejections logged at most once per `period_s` per reason (a flood must not flood the log too)."""
+    """Rejections logged at most once per `period_s` per reason, the reasons kept bounded: topics and payloads are
+    the sender's to choose, so neither may make a new log line or a new entry each time (a flood stays quiet)."""
+
+    MAX_REASONS = 32
 
     def __init__(self, logger: logging.Logger, what: str, period_s: float = 60.0) -> None:
         self._logger, self._what, self._period = logger, what, period_s
@@ -497,13 +492,13 @@ class RejectLog:
 
     def __call__(self, topic: str, reason: str) -> None:
         now = time.monotonic()
-        key = f"{topic.rsplit('/', 1)[-1]}: {reason}"
+        key = reason[:80] if reason[:80] in self._last or len(self._last) < self.MAX_REASONS else "other reasons"
         last, hidden = self._last.get(key, (-self._period, 0))
         if now - last < self._period:
             self._last[key] = (last, hidden + 1)
             return
         more = f" ({hidden} more like it not logged)" if hidden else ""
-        self._logger.warning("%s: refused a message on %s: %s%s", self._what, topic[:200], reason, more)
+        self._logger.warning("%s: refused a message on %s: %s%s", self._what, topic[:200], reason[:200], more)
         self._last[key] = (now, 0)
 
 

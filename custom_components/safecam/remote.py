@@ -43,13 +43,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from homeassistant.const import Platform
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady, HomeAssistantError
 from homeassistant.helpers.event import async_track_time_interval
 
 from .const import (
     CONF_ANONYMIZATION,
     CONF_CAMERA_ID,
     CONF_CAPABILITIES,
+    CONF_ENGINE_BOOT,
     CONF_ENGINE_ID,
     CONF_FPS,
     CONF_PAIRING_KEY,
@@ -313,6 +314,8 @@ class RemoteRuntime(SafecamRuntime):
         self.topics = Topics(data.get(CONF_TOPIC_PREFIX) or DEFAULT_TOPIC_PREFIX, self.engine_id)
         self._signer = Signer(parse_pairing_key(data[CONF_PAIRING_KEY]), HA_BOOT, _HA_SEQ)
         self._seen = ReplayGuard()  # (boot, seq) per topic of what this engine sent
+        # Kept across restarts and reloads: a message of an earlier run, played back as retained, stays refused.
+        self._seen.newest_boot = boot if isinstance(boot := data.get(CONF_ENGINE_BOOT), int) else 0
         self._refused = RejectLog(_LOGGER, f"safecam remote {self.engine_id}/{self.camera_id}")
         super().__init__(hass, entry, settings)
         self.available = False  # until the engine says online and the camera's first state arrived
@@ -416,7 +419,12 @@ class RemoteRuntime(SafecamRuntime):
             self._pending.popitem(last=False)[1].result.cancel()
         topic = self.topics.command(self.camera_id, command)
         body = self._signer.sign(topic, json.dumps({**payload, "id": request_id}, separators=(",", ":")))
-        await _mqtt().async_publish(self.hass, topic, body, 1, False, None)
+        try:
+            await _mqtt().async_publish(self.hass, topic, body, 1, False, None)
+        except HomeAssistantError:
+            self._pending.pop(request_id, None)
+            result.cancel()
+            raise
         return result
 
     # ---- messages in: every one verified (signature, order), then validated; a refused one changes nothing ----
@@ -429,6 +437,9 @@ class RemoteRuntime(SafecamRuntime):
             return None
         value = read(signed)
         self._seen.commit(signed)
+        if self._seen.newest_boot != self.entry.data.get(CONF_ENGINE_BOOT):  # the engine restarted (rare)
+            data = {**self.entry.data, CONF_ENGINE_BOOT: self._seen.newest_boot}
+            self.hass.config_entries.async_update_entry(self.entry, data=data)
         return value
 
     # ---- messages (event loop, in broker order) ----------------------------------------------
@@ -541,6 +552,7 @@ class RemoteRuntime(SafecamRuntime):
         if payload.get("snapshot") and self._event_jpeg is not None:
             # The engine publishes the picture (retained, acknowledged) before its event.
             event = replace(event, snapshot=self._event_jpeg)
+            self._event_jpeg = None  # one event's picture: a later event whose picture was dropped gets none
         for handle in list(self._event_listeners):
             handle(event)
 
@@ -602,6 +614,8 @@ async def async_engine_takes_scene(entry: SafecamConfigEntry, scene: dict[str, A
         error = await runtime.async_set_scene(scene)
     except TimeoutError:
         return SceneNotTaken("engine_no_answer")
+    except HomeAssistantError:  # MQTT could not publish it (disabled, broker refused): the user's scene stays
+        return SceneNotTaken("engine_not_connected")
     return None if error is None else SceneNotTaken("engine_refused", error)
 
 

@@ -761,6 +761,36 @@ async def test_a_captured_genuine_message_played_back_is_refused(
     await _wait_equal(hass, site, ids)
 
 
+async def test_a_message_of_an_earlier_engine_run_stays_refused_after_home_assistant_restarts(
+    hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    campus, ids = await _campus(hass, site)
+    topic = site.ta.state("campus")
+    # Genuine messages, signed by this run of the engine: the last of every retained topic HA reads of it.
+    with site.sub._lock:
+        captured = {m.topic: m.payload for m in site.sub.messages if m.topic.startswith("safecam/a/")}
+    captured = {t: p for t, p in captured.items() if "/command" not in t and not t.endswith("/event")}
+    old_boot = site.latest(topic)["boot"]
+    site.a.stop()
+    site.restart_a()  # a new run: a higher boot
+    new_run = lambda: (st := site.latest(topic)) is not None and st["boot"] != old_boot  # noqa: E731
+    await wait_for(hass, new_run, 60, "a state of the restarted engine")
+    await _wait_equal(hass, site, ids)
+    # Home Assistant restarts (the entry is set up afresh, nothing in memory) while the engine is stopped, and someone
+    # plays the old run back as the retained messages: it must not be shown (old counters, an 'online' engine).
+    assert await hass.config_entries.async_unload(campus.entry_id)
+    site.a.stop()
+    try:
+        for t, payload in captured.items():  # the whole earlier run played back as the retained picture
+            site.sub.publish(t, payload, retain=True)
+        await setup_loaded(hass, campus)
+        await wait_for(hass, lambda: "earlier run" in _refusals(caplog), 20, "the earlier run's state to be refused")
+        assert campus.runtime_data.state is None  # nothing of it was taken
+    finally:
+        site.restart_a()
+    await _wait_equal(hass, site, ids, 60)
+
+
 async def test_a_camera_paired_with_another_key_takes_nothing(
     hass: HomeAssistant, site: Site, ha_mqtt: MockConfigEntry, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -432,9 +432,10 @@ class MqttBridge:
                 if message.retain:
                     raise MessageRejected("retained (a command is never kept by the broker)")
                 signed = open_signed(self.signer.key, topic, bytes(raw))
-                if not self.commands_seen.admit(signed, max_age_s=COMMAND_MAX_AGE_S):
+                if not self.commands_seen.check(signed, max_age_s=COMMAND_MAX_AGE_S):
                     continue  # QoS 1 delivered it twice: it ran once
                 data = json_body(signed)
+                self.commands_seen.commit(signed)  # taken only once its body was read
             except MessageRejected as err:
                 self._refused(topic, str(err))
                 continue

@@ -2,7 +2,7 @@
 
 The integration's manifest requires none of it (HA OS and the official container are musl, where these publish no
 wheels; onnxruntime-openvino has no Python 3.14 wheel). Analysing inside Home Assistant is the user's explicit choice,
-and only then does HA's requirements mechanism install this list (local.py). requirements/base.in
+and only then does HA's requirements mechanism install this list (inprocess.py). requirements/base.in
 (Python 3.14: onnxruntime), requirements/min.in (Python 3.13 on x86-64: onnxruntime-openvino) and
 addon/requirements.txt pin the same versions for the development venvs and the add-on image.
 """

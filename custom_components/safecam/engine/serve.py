@@ -793,7 +793,10 @@ class EngineService:
         service = self.cameras.get(camera)
         if service is None:
             raise CommandError(f"unknown camera '{camera[:64]}' on engine {self.config.engine_id}")
-        service.command(command, data)
+        try:
+            service.command(command, data)
+        finally:
+            self.save()  # at once: a command taken just before a crash must not be taken again after it
 
     def _publish_info(self) -> None:
         http = None
@@ -826,7 +829,10 @@ class EngineService:
 
     async def _heatmaps(self) -> None:
         for camera in list(self.cameras.values()):
-            await camera.publish_heatmaps()
+            try:
+                await camera.publish_heatmaps()
+            except Exception:  # one camera's picture must not end every camera's heatmaps, nor the engine
+                _LOGGER.exception("safecam serve: heatmap of %s failed", camera.cfg.id)
 
     async def _heatmap_loop(self) -> None:
         """Every heatmap_interval_s; more often while a camera's pictures still show the placeholder (start-up,

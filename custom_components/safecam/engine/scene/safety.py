@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from ...contract import DEFAULT_APPROACH_M, INTRUSION_ZONE_KINDS
 from ..config import ConfigError, ZoneConfig, reject_unknown_keys
 from ..geometry import points_in_polygon
 from ..types import SafetyEvent
@@ -77,7 +78,7 @@ class MachineConfig:
 @dataclass(frozen=True, slots=True)
 class SafetyConfig:
     timezone: str | None = None
-    approach_m: float = 2.0
+    approach_m: float = DEFAULT_APPROACH_M
     distancing_m: float | None = None
     distancing_s: float = 3.0
     hazardous: tuple[str, ...] = ()
@@ -176,7 +177,7 @@ def parse_safety(data: object, zones: tuple[ZoneConfig, ...]) -> SafetyConfig:
     distancing_m = cfg.get("distancing_m")
     return SafetyConfig(
         timezone=None if tz is None else str(tz),
-        approach_m=_num(cfg.get("approach_m", 2.0), "approach_m", high=100, allow_zero=True),
+        approach_m=_num(cfg.get("approach_m", DEFAULT_APPROACH_M), "approach_m", high=100, allow_zero=True),
         distancing_m=None if distancing_m is None else _num(distancing_m, "distancing_m", high=100, allow_zero=True) or None,
         distancing_s=_num(cfg.get("distancing_s", 3.0), "distancing_s", high=3600, allow_zero=True),
         hazardous=tuple(_zone_ref(n, by_name, "hazardous", ("equipment",)) for n in hazardous),
@@ -236,7 +237,7 @@ class SafetyAnalyzer:
         self._polygons = {z.name: np.asarray(z.polygon, np.float64) for z in zones}
         self._danger = [z.name for z in zones if z.kind == "danger"]
         # Entering a danger zone or a restricted area is an intrusion; approach applies to danger zones.
-        self._guarded = [z.name for z in zones if z.kind in ("danger", "restricted")]
+        self._guarded = [z.name for z in zones if z.kind in INTRUSION_ZONE_KINDS]
         self._equipment = [z.name for z in zones if z.kind == "equipment"]
         # Every zone a rule looks at is in the snapshot.
         used = {*self._guarded, *self._equipment, *cfg.congestion, *cfg.schedules}
