@@ -481,8 +481,8 @@ class ReplayGuard:
 
 
 class RejectLog:
-    """Rejections logged at most once per `period_s` per reason, the reasons kept bounded: topics and payloads are
-    the sender's to choose, so neither may make a new log line or a new entry each time (a flood stays quiet)."""
+    """Rejections logged at most once per `period_s` per (topic leaf, reason), at most MAX_REASONS of them: topics
+    and payloads are the sender's to choose, so neither may make a new log line or entry each time for ever."""
 
     MAX_REASONS = 32
 
@@ -492,7 +492,9 @@ class RejectLog:
 
     def __call__(self, topic: str, reason: str) -> None:
         now = time.monotonic()
-        key = reason[:80] if reason[:80] in self._last or len(self._last) < self.MAX_REASONS else "other reasons"
+        key = f"{topic.rsplit('/', 1)[-1][:40]}: {reason[:80]}"
+        if key not in self._last and len(self._last) >= self.MAX_REASONS:
+            key = "other reasons"
         last, hidden = self._last.get(key, (-self._period, 0))
         if now - last < self._period:
             self._last[key] = (last, hidden + 1)

@@ -552,7 +552,6 @@ class RemoteRuntime(SafecamRuntime):
         if payload.get("snapshot") and self._event_jpeg is not None:
             # The engine publishes the picture (retained, acknowledged) before its event.
             event = replace(event, snapshot=self._event_jpeg)
-            self._event_jpeg = None  # one event's picture: a later event whose picture was dropped gets none
         for handle in list(self._event_listeners):
             handle(event)
 
