@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -136,3 +138,20 @@ def anonymized_picture_with_people(inst: Any, timeout_s: float = 90) -> tuple[by
                 return resp.content, int(after)
         time.sleep(0.5)
     pytest.fail(f"{people_id} never counted anyone in {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def logged_in_page(inst: Any, width: int = 1280, height: int = 900) -> Generator[Any]:
+    """A real Chromium page (Playwright, Debian's browser) already logged in to `inst` as its owner; closed after."""
+    from playwright.sync_api import sync_playwright
+
+    tokens = json.dumps(inst.browser_tokens())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": width, "height": height})
+            context.add_init_script(f"window.localStorage.setItem('hassTokens', JSON.stringify({tokens}));")
+            yield context.new_page()
+            context.close()
+        finally:
+            browser.close()

@@ -12,7 +12,6 @@ test-artifacts/. Synchronous on purpose (no asyncio), and every process is stopp
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -22,10 +21,9 @@ import pytest
 
 from tests.e2e.conftest import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RAW_DIFF_MIN,
     anonymized_picture_with_people,
+    logged_in_page,
     min_diff_to_raw_frames,
     run_ha,
 )
@@ -78,60 +76,48 @@ def test_real_ha_and_browser(demo: Any) -> None:
     assert diff > RAW_DIFF_MIN, f"the camera served (nearly) raw frame {frame_index} of the clip: diff {diff:.2f}"
 
     # ---- a real browser ------------------------------------------------------------------------
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    tokens = json.dumps(inst.browser_tokens())
     camera_id = inst.entities["camera"]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.add_init_script(f"window.localStorage.setItem('hassTokens', JSON.stringify({tokens}));")
-            page = context.new_page()
+    with logged_in_page(inst) as page:
+        # The safecam device page: the device name and its entities.
+        page.goto(f"{inst.url}/config/devices/device/{inst.device_id}", wait_until="load")
+        expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("People", exact=True).first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("table people", exact=True).first).to_be_visible()
+        expect(page.get_by_text("entrance entries", exact=True).first).to_be_visible()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "e2e_device.png"))
 
-            # The safecam device page: the device name and its entities.
-            page.goto(f"{inst.url}/config/devices/device/{inst.device_id}", wait_until="load")
-            expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("People", exact=True).first).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("table people", exact=True).first).to_be_visible()
-            expect(page.get_by_text("entrance entries", exact=True).first).to_be_visible()
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(ARTIFACTS / "e2e_device.png"))
+        # The camera's more-info dialog (what clicking the camera shows): the live anonymized view.
+        page.evaluate(
+            "id => document.querySelector('home-assistant').dispatchEvent(new CustomEvent('hass-more-info',"
+            " {detail: {entityId: id}, bubbles: true, composed: true}))",
+            camera_id,
+        )
+        dialog = page.locator("ha-more-info-dialog")
+        expect(dialog.get_by_text("Anonymized view").first).to_be_visible(timeout=15_000)
+        picture = dialog.locator("img").first
+        expect(picture).to_be_visible(timeout=15_000)
+        page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=picture.element_handle(), timeout=15_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "e2e_camera_more_info.png"))
 
-            # The camera's more-info dialog (what clicking the camera shows): the live anonymized view.
-            page.evaluate(
-                "id => document.querySelector('home-assistant').dispatchEvent(new CustomEvent('hass-more-info',"
-                " {detail: {entityId: id}, bubbles: true, composed: true}))",
-                camera_id,
-            )
-            dialog = page.locator("ha-more-info-dialog")
-            expect(dialog.get_by_text("Anonymized view").first).to_be_visible(timeout=15_000)
-            picture = dialog.locator("img").first
-            expect(picture).to_be_visible(timeout=15_000)
-            page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=picture.element_handle(), timeout=15_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(ARTIFACTS / "e2e_camera_more_info.png"))
-
-            # The overview (auto-generated; on 2026.11 built from areas): the camera's area, opened from its
-            # tile as a user does, shows the device with its anonymized picture and its sensors.
-            page.goto(f"{inst.url}/lovelace/0", wait_until="load")
-            area_tile = page.locator("hui-area-card").filter(has_text=run_ha.AREA_NAME).first
-            expect(area_tile).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(1000)  # the launch screen fades out over the tiles
-            area_tile.click()
-            page.wait_for_url(f"**/areas-{inst.area_id}", timeout=30_000)
-            expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
-            for name in ("People", "table people", "entrance entries"):
-                expect(page.locator("hui-tile-card").filter(has_text=name).first).to_be_visible(timeout=15_000)
-            overview_picture = page.locator(f"img[src*='{camera_id}']").first
-            expect(overview_picture).to_be_visible(timeout=30_000)
-            page.wait_for_function(
-                "el => el.complete && el.naturalWidth > 0", arg=overview_picture.element_handle(), timeout=30_000
-            )
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(ARTIFACTS / "e2e_overview.png"))
-            page.close()
-            context.close()
-        finally:
-            browser.close()
+        # The overview (auto-generated; on 2026.11 built from areas): the camera's area, opened from its
+        # tile as a user does, shows the device with its anonymized picture and its sensors.
+        page.goto(f"{inst.url}/lovelace/0", wait_until="load")
+        area_tile = page.locator("hui-area-card").filter(has_text=run_ha.AREA_NAME).first
+        expect(area_tile).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1000)  # the launch screen fades out over the tiles
+        area_tile.click()
+        page.wait_for_url(f"**/areas-{inst.area_id}", timeout=30_000)
+        expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
+        for name in ("People", "table people", "entrance entries"):
+            expect(page.locator("hui-tile-card").filter(has_text=name).first).to_be_visible(timeout=15_000)
+        overview_picture = page.locator(f"img[src*='{camera_id}']").first
+        expect(overview_picture).to_be_visible(timeout=30_000)
+        page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=overview_picture.element_handle(), timeout=30_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(ARTIFACTS / "e2e_overview.png"))
+        page.close()
     print(f"browser part done, {time.monotonic() - t0:.0f} s after the start of the test")

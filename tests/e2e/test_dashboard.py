@@ -11,7 +11,6 @@ site people history; screenshot test-artifacts/e2e_dashboard_site.png.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, run_ha
+from tests.e2e.conftest import ARTIFACTS, logged_in_page, run_ha
 
 pytestmark = pytest.mark.e2e
 LOG_PREFIX = "e2e_dashboard_"
@@ -74,81 +73,72 @@ def test_dashboard_in_browser(ha: Any) -> None:
     )
     _wait_people_history(inst)
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    tokens = json.dumps(inst.browser_tokens())
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with logged_in_page(inst, 1600, 1000) as page:
+        console: list[str] = []
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        page.goto(f"{inst.url}/{run_ha.DASHBOARD_URL_PATH}/{view_path}", wait_until="load")
+
         try:
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            context.add_init_script(f"window.localStorage.setItem('hassTokens', JSON.stringify({tokens}));")
-            page = context.new_page()
-            console: list[str] = []
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-            page.goto(f"{inst.url}/{run_ha.DASHBOARD_URL_PATH}/{view_path}", wait_until="load")
+            # The anonymized camera, live (MJPEG): a decoded picture.
+            camera = page.locator("hui-picture-entity-card img").first
+            expect(camera).to_be_visible(timeout=30_000)
+            page.wait_for_function(
+                "el => el.complete !== false && el.naturalWidth > 0", arg=camera.element_handle(), timeout=30_000
+            )
+            # The heatmap image entity.
+            heatmap = page.locator("hui-picture-card img").first
+            expect(heatmap).to_be_visible(timeout=30_000)
+            page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=heatmap.element_handle(), timeout=30_000)
+            # Counts: tiles with the people sensor and the gate counters (their names, with a number).
+            for name in ("People", "entrance entries", "entrance exits", "table people"):
+                tile = page.locator("hui-tile-card").filter(has_text=name).first
+                expect(tile).to_be_visible(timeout=15_000)
+            # The zone's people tile shows a number (its state), not unknown/unavailable.
+            expect(page.locator("hui-tile-card").filter(has_text=re.compile(r"table people.*\d", re.S)).first).to_be_visible()
+            # History: the people graph draws a chart; recent events: the logbook card.
+            history = page.locator("hui-history-graph-card").filter(has_text="People").first
+            expect(history).to_be_visible(timeout=15_000)
+            expect(history.locator("ha-chart-base").first).to_be_visible(timeout=30_000)
+            expect(page.locator("hui-logbook-card").first).to_be_visible(timeout=15_000)
+            expect(page.locator("hui-statistics-graph-card").first).to_be_visible(timeout=15_000)
+            page.wait_for_timeout(3000)  # charts animate in
+            page.screenshot(path=str(ARTIFACTS / "e2e_dashboard.png"), full_page=True)
 
-            try:
-                # The anonymized camera, live (MJPEG): a decoded picture.
-                camera = page.locator("hui-picture-entity-card img").first
-                expect(camera).to_be_visible(timeout=30_000)
-                page.wait_for_function(
-                    "el => el.complete !== false && el.naturalWidth > 0", arg=camera.element_handle(), timeout=30_000
-                )
-                # The heatmap image entity.
-                heatmap = page.locator("hui-picture-card img").first
-                expect(heatmap).to_be_visible(timeout=30_000)
-                page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=heatmap.element_handle(), timeout=30_000)
-                # Counts: tiles with the people sensor and the gate counters (their names, with a number).
-                for name in ("People", "entrance entries", "entrance exits", "table people"):
-                    tile = page.locator("hui-tile-card").filter(has_text=name).first
-                    expect(tile).to_be_visible(timeout=15_000)
-                # The zone's people tile shows a number (its state), not unknown/unavailable.
-                expect(page.locator("hui-tile-card").filter(has_text=re.compile(r"table people.*\d", re.S)).first).to_be_visible()
-                # History: the people graph draws a chart; recent events: the logbook card.
-                history = page.locator("hui-history-graph-card").filter(has_text="People").first
-                expect(history).to_be_visible(timeout=15_000)
-                expect(history.locator("ha-chart-base").first).to_be_visible(timeout=30_000)
-                expect(page.locator("hui-logbook-card").first).to_be_visible(timeout=15_000)
-                expect(page.locator("hui-statistics-graph-card").first).to_be_visible(timeout=15_000)
-                page.wait_for_timeout(3000)  # charts animate in
-                page.screenshot(path=str(ARTIFACTS / "e2e_dashboard.png"), full_page=True)
+            # The same cards through the strategy dashboard made above.
+            page.goto(f"{inst.url}/safecam-live/{view_path}", wait_until="load")
+            cards = page.locator("hui-tile-card").filter(has_text="entrance entries")
+            failed = page.get_by_text("Timeout waiting for strategy element")
+            expect(cards.or_(failed).first).to_be_visible(timeout=30_000)
+            if failed.count():  # HA waits only 5 s for a strategy module on a cold load (docs/dashboard.md)
+                print("strategy module late on the first load: reloading once")
+                page.reload(wait_until="load")
+            expect(cards.first).to_be_visible(timeout=30_000)
+            expect(page.locator("hui-picture-entity-card img").first).to_be_visible(timeout=15_000)
+            expect(page.locator("hui-history-graph-card").first).to_be_visible(timeout=15_000)
 
-                # The same cards through the strategy dashboard made above.
-                page.goto(f"{inst.url}/safecam-live/{view_path}", wait_until="load")
-                cards = page.locator("hui-tile-card").filter(has_text="entrance entries")
-                failed = page.get_by_text("Timeout waiting for strategy element")
-                expect(cards.or_(failed).first).to_be_visible(timeout=30_000)
-                if failed.count():  # HA waits only 5 s for a strategy module on a cold load (docs/dashboard.md)
-                    print("strategy module late on the first load: reloading once")
-                    page.reload(wait_until="load")
-                expect(cards.first).to_be_visible(timeout=30_000)
-                expect(page.locator("hui-picture-entity-card img").first).to_be_visible(timeout=15_000)
-                expect(page.locator("hui-history-graph-card").first).to_be_visible(timeout=15_000)
-
-                # The site's view: counts, the floor plan and the site heatmap (decoded), its camera, history.
-                page.goto(f"{inst.url}/{run_ha.DASHBOARD_URL_PATH}/{run_ha.SITE_VIEW_PATH}", wait_until="load")
-                for name in ("People", "People on map", run_ha.CAMERA_NAME):  # each tile with its number
-                    tile = page.locator("hui-tile-card").filter(has_text=re.compile(rf"^\s*{name}\s*\d", re.S)).first
-                    expect(tile).to_be_visible(timeout=30_000)
-                for image in ("site_floor_plan", "site_heatmap"):
-                    img = page.locator(f"hui-picture-card img[src*='{inst.entities[image]}']").first
-                    _decoded(page, img)
-                for heading in ("Floor plan (people now)", "Site heatmap (last hour)"):
-                    expect(page.locator("hui-heading-card").filter(has_text=heading).first).to_be_visible()
-                site_history = page.locator("hui-history-graph-card").filter(has_text="Site people").first
-                expect(site_history.locator("ha-chart-base").first).to_be_visible(timeout=30_000)
-                expect(page.locator("hui-statistics-graph-card").filter(has_text="Site people per hour").first).to_be_visible()
-                # Someone walks onto the floor map (the clip has a visitor most of each minute): the live
-                # tile says so; the floor plan picture follows its entity within a second or two.
-                on_map = page.locator("hui-tile-card").filter(has_text=re.compile(r"People on map\s*[1-9]", re.S)).first
-                expect(on_map).to_be_visible(timeout=70_000)
-                page.wait_for_timeout(2500)
-                page.screenshot(path=str(ARTIFACTS / "e2e_dashboard_site.png"), full_page=True)
-            except AssertionError:
-                page.screenshot(path=str(ARTIFACTS / "e2e_dashboard_failed.png"), full_page=True)
-                print("browser console:", *console[-30:], sep="\n  ")
-                raise
-            page.close()
-            context.close()
-        finally:
-            browser.close()
+            # The site's view: counts, the floor plan and the site heatmap (decoded), its camera, history.
+            page.goto(f"{inst.url}/{run_ha.DASHBOARD_URL_PATH}/{run_ha.SITE_VIEW_PATH}", wait_until="load")
+            for name in ("People", "People on map", run_ha.CAMERA_NAME):  # each tile with its number
+                tile = page.locator("hui-tile-card").filter(has_text=re.compile(rf"^\s*{name}\s*\d", re.S)).first
+                expect(tile).to_be_visible(timeout=30_000)
+            for image in ("site_floor_plan", "site_heatmap"):
+                img = page.locator(f"hui-picture-card img[src*='{inst.entities[image]}']").first
+                _decoded(page, img)
+            for heading in ("Floor plan (people now)", "Site heatmap (last hour)"):
+                expect(page.locator("hui-heading-card").filter(has_text=heading).first).to_be_visible()
+            site_history = page.locator("hui-history-graph-card").filter(has_text="Site people").first
+            expect(site_history.locator("ha-chart-base").first).to_be_visible(timeout=30_000)
+            expect(page.locator("hui-statistics-graph-card").filter(has_text="Site people per hour").first).to_be_visible()
+            # Someone walks onto the floor map (the clip has a visitor most of each minute): the live
+            # tile says so; the floor plan picture follows its entity within a second or two.
+            on_map = page.locator("hui-tile-card").filter(has_text=re.compile(r"People on map\s*[1-9]", re.S)).first
+            expect(on_map).to_be_visible(timeout=70_000)
+            page.wait_for_timeout(2500)
+            page.screenshot(path=str(ARTIFACTS / "e2e_dashboard_site.png"), full_page=True)
+        except AssertionError:
+            page.screenshot(path=str(ARTIFACTS / "e2e_dashboard_failed.png"), full_page=True)
+            print("browser console:", *console[-30:], sep="\n  ")
+            raise
+        page.close()

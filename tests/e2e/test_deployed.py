@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import threading
 import time
 from typing import Any
@@ -41,10 +40,9 @@ import requests  # type: ignore[import-untyped]
 
 from tests.e2e.conftest import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RAW_DIFF_MIN,
     anonymized_picture_with_people,
+    logged_in_page,
     min_diff_to_raw_frames,
     run_ha,
 )
@@ -193,166 +191,156 @@ def _not_raw(jpeg: bytes, what: str) -> float:
 
 
 def test_deployed_discovered_camera_zone_and_notification(deployed: Any) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     t0 = time.monotonic()
     inst = deployed
     cam = run_ha.CAMERA_NAME
     steps: dict[str, float] = {"setup": time.monotonic() - t0}
-    tokens = json.dumps(inst.browser_tokens())
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.add_init_script(f"window.localStorage.setItem('hassTokens', JSON.stringify({tokens}));")
-            page = context.new_page()
-
-            # ---- 1. the discovered engine, added through the UI ------------------------------------
-            page.goto(f"{inst.url}/config/integrations/dashboard", wait_until="load")
-            card = page.locator("ha-config-flow-card").filter(has_text="safecam")
-            expect(card).to_be_visible(timeout=60_000)
-            expect(card.get_by_text(run_ha.ENGINE_ID, exact=True)).to_be_visible()  # the engine's id as its title
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(ARTIFACTS / f"{SHOT}1_discovered.png"))
-            card.get_by_role("button", name="Add").click()
-            flow = page.locator("dialog-data-entry-flow")
-            expect(flow.get_by_text("Camera of a safecam engine")).to_be_visible(timeout=30_000)
-            flow.get_by_text(f"{cam} ({run_ha.ENGINE_ID})").click()  # the engine's one camera
-            page.screenshot(path=str(ARTIFACTS / f"{SHOT}2_flow.png"))
+    with logged_in_page(inst) as page:
+        # ---- 1. the discovered engine, added through the UI ------------------------------------
+        page.goto(f"{inst.url}/config/integrations/dashboard", wait_until="load")
+        card = page.locator("ha-config-flow-card").filter(has_text="safecam")
+        expect(card).to_be_visible(timeout=60_000)
+        expect(card.get_by_text(run_ha.ENGINE_ID, exact=True)).to_be_visible()  # the engine's id as its title
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / f"{SHOT}1_discovered.png"))
+        card.get_by_role("button", name="Add").click()
+        flow = page.locator("dialog-data-entry-flow")
+        expect(flow.get_by_text("Camera of a safecam engine")).to_be_visible(timeout=30_000)
+        flow.get_by_text(f"{cam} ({run_ha.ENGINE_ID})").click()  # the engine's one camera
+        page.screenshot(path=str(ARTIFACTS / f"{SHOT}2_flow.png"))
+        flow.get_by_role("button", name="Submit").click()
+        finish = flow.get_by_role("button", name="Finish")
+        asks_key = flow.get_by_text("Pairing key").first
+        expect(finish.or_(asks_key)).to_be_visible(timeout=30_000)
+        if asks_key.is_visible():  # engines that sign their messages: the key from the engine's log
+            key = run_ha.engine_pairing_key(inst)
+            assert key, "the flow asks for a pairing key but the engine made none"
+            flow.locator("input").first.fill(key)
+            page.screenshot(path=str(ARTIFACTS / f"{SHOT}2b_pairing_key.png"))
             flow.get_by_role("button", name="Submit").click()
-            finish = flow.get_by_role("button", name="Finish")
-            asks_key = flow.get_by_text("Pairing key").first
-            expect(finish.or_(asks_key)).to_be_visible(timeout=30_000)
-            if asks_key.is_visible():  # engines that sign their messages: the key from the engine's log
-                key = run_ha.engine_pairing_key(inst)
-                assert key, "the flow asks for a pairing key but the engine made none"
-                flow.locator("input").first.fill(key)
-                page.screenshot(path=str(ARTIFACTS / f"{SHOT}2b_pairing_key.png"))
-                flow.get_by_role("button", name="Submit").click()
-            expect(finish).to_be_visible(timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / f"{SHOT}3_created.png"))
-            finish.click()
-            expect(flow).to_be_hidden(timeout=15_000)
-            steps["discovered flow"] = time.monotonic() - t0
+        expect(finish).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / f"{SHOT}3_created.png"))
+        finish.click()
+        expect(flow).to_be_hidden(timeout=15_000)
+        steps["discovered flow"] = time.monotonic() - t0
 
-            # ---- 2. live entities; the picture is anonymized ----------------------------------------
-            run_ha.wait_for_entities(inst, site=False, zone=False)
-            entries = inst.api("GET", "/api/config/config_entries/entry", params={"domain": "safecam"})
-            [entry] = entries
-            assert entry["source"] == "mqtt" and entry["state"] == "loaded", entry  # from discovery, not typed
-            inst.entry_id = entry["entry_id"]
-            jpeg, count = anonymized_picture_with_people(inst)
-            (ARTIFACTS / f"{SHOT}camera_proxy.jpg").write_bytes(jpeg)
-            diff = _not_raw(jpeg, "the camera entity's picture")
-            print(f"camera picture with {count} people: min mean abs diff to a raw frame {diff:.2f}")
-            page.goto(f"{inst.url}/config/devices/device/{inst.device_id}", wait_until="load")
-            expect(page.get_by_text(cam).first).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("People", exact=True).first).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(ARTIFACTS / f"{SHOT}4_device.png"))
-            # The Safecam dashboard the demo installs (the cards the integration generates for the engine's
-            # camera): the anonymized live view and the counts, in a browser.
-            run_ha.install_dashboard(inst)
-            page.goto(f"{inst.url}/{run_ha.DASHBOARD_URL_PATH}", wait_until="load")
-            live = page.locator("hui-picture-entity-card img").first
-            expect(live).to_be_visible(timeout=30_000)
-            page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=live.element_handle(), timeout=30_000)
-            expect(page.locator("hui-tile-card").filter(has_text="People").first).to_be_visible(timeout=15_000)
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(ARTIFACTS / f"{SHOT}4b_dashboard.png"), full_page=True)
-            steps["entities live"] = time.monotonic() - t0
+        # ---- 2. live entities; the picture is anonymized ----------------------------------------
+        run_ha.wait_for_entities(inst, site=False, zone=False)
+        entries = inst.api("GET", "/api/config/config_entries/entry", params={"domain": "safecam"})
+        [entry] = entries
+        assert entry["source"] == "mqtt" and entry["state"] == "loaded", entry  # from discovery, not typed
+        inst.entry_id = entry["entry_id"]
+        jpeg, count = anonymized_picture_with_people(inst)
+        (ARTIFACTS / f"{SHOT}camera_proxy.jpg").write_bytes(jpeg)
+        diff = _not_raw(jpeg, "the camera entity's picture")
+        print(f"camera picture with {count} people: min mean abs diff to a raw frame {diff:.2f}")
+        page.goto(f"{inst.url}/config/devices/device/{inst.device_id}", wait_until="load")
+        expect(page.get_by_text(cam).first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("People", exact=True).first).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(ARTIFACTS / f"{SHOT}4_device.png"))
+        # The Safecam dashboard the demo installs (the cards the integration generates for the engine's
+        # camera): the anonymized live view and the counts, in a browser.
+        run_ha.install_dashboard(inst)
+        page.goto(f"{inst.url}/{run_ha.DASHBOARD_URL_PATH}", wait_until="load")
+        live = page.locator("hui-picture-entity-card img").first
+        expect(live).to_be_visible(timeout=30_000)
+        page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=live.element_handle(), timeout=30_000)
+        expect(page.locator("hui-tile-card").filter(has_text="People").first).to_be_visible(timeout=15_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(ARTIFACTS / f"{SHOT}4b_dashboard.png"), full_page=True)
+        steps["entities live"] = time.monotonic() - t0
 
-            # ---- 3. a phone and an automation from the notification blueprint ----------------------
-            webhook_id, phone_device = _register_phone(inst)
-            channel = PushChannel(inst, webhook_id)
-            try:
-                event_entity = next(e for e in inst.all_entities if e.startswith("event."))
-                automation = _create_notification_automation(inst, event_entity, phone_device)
-                assert inst.api("GET", f"/api/states/{automation}")["state"] == "on"
+        # ---- 3. a phone and an automation from the notification blueprint ----------------------
+        webhook_id, phone_device = _register_phone(inst)
+        channel = PushChannel(inst, webhook_id)
+        try:
+            event_entity = next(e for e in inst.all_entities if e.startswith("event."))
+            automation = _create_notification_automation(inst, event_entity, phone_device)
+            assert inst.api("GET", f"/api/states/{automation}")["state"] == "on"
 
-                # ---- 4. a danger zone drawn in the zone editor ---------------------------------------
-                assert f"{cam} {ZONE_NAME} intruded" not in _by_name(inst)
-                page.goto(f"{inst.url}/safecam", wait_until="load")
-                panel = page.locator("safecam-panel")
-                overlay = panel.locator("#overlay")
-                expect(overlay).to_be_visible(timeout=30_000)
-                page.wait_for_function(
-                    "el => el.complete && el.naturalWidth > 0",
-                    arg=panel.locator("#snapshot").element_handle(),
-                    timeout=30_000,
-                )
-                box = overlay.bounding_box()
-                assert box is not None and box["width"] > 300, box
-                panel.locator("#add-zone").click()
-                for x, y in ZONE:
-                    page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
-                panel.locator("#finish").click()
-                row = panel.locator("#zones .item").last
-                row.locator("input.name").fill(ZONE_NAME)
-                row.locator("select.kind").select_option("danger")
-                panel.locator("#save").click()
-                expect(panel.locator("#message")).to_have_text("Saved: the camera uses the new zones and gates.", timeout=15_000)
-                page.wait_for_timeout(1000)
-                page.screenshot(path=str(ARTIFACTS / f"{SHOT}5_zone_editor.png"))
-                # The engine took it: its layout names the zone (HA's entities follow from the engine's layout).
-                _wait(
-                    "the danger zone's intruded sensor",
-                    lambda: _by_name(inst).get(f"{cam} {ZONE_NAME} intruded", {}).get("state") in ("on", "off"),
-                    60,
-                )
-                steps["zone drawn"] = time.monotonic() - t0
-
-                # ---- 5. an intrusion reaches the blueprint automation, which notifies the phone ------
-                push = _wait(
-                    "a push notification about an intrusion",
-                    lambda: next((m for m in channel.messages if "Intrusion" in m.get("title", "")), None),
-                    150,
-                )
-                steps["notification"] = time.monotonic() - t0
-            finally:
-                channel.close()
-            print(f"notification: {push}")
-            # The blueprint's default title and message: "<event> - <camera>", "<event> in <zone> on <camera> at <time>".
-            assert push["title"].startswith("Intrusion - "), push
-            assert push["message"].startswith(f"Intrusion in {ZONE_NAME} on "), push
-            data = push["data"]
-            assert data["tag"].startswith("safecam_") and data["push"]["interruption-level"] == "time-sensitive"
-            # The picture the phone would load: the event's anonymized snapshot, through a signed link.
-            snapshot = requests.get(inst.url + data["image"], timeout=30)
-            assert snapshot.status_code == 200 and snapshot.headers["Content-Type"].startswith("image/jpeg")
-            (ARTIFACTS / f"{SHOT}notification_image.jpg").write_bytes(snapshot.content)
-            _not_raw(snapshot.content, "the notification's picture")
-            assert _by_name(inst)["safecam intrusion to my phone"]["attributes"]["last_triggered"] is not None
-
-            # The automation's trace timeline: what it did (the notify action to the phone), as a user checks it.
-            page.goto(f"{inst.url}/config/automation/trace/{AUTOMATION_ID}", wait_until="load")
-            expect(page.get_by_text("safecam intrusion to my phone").first).to_be_visible(timeout=30_000)
-            nodes = page.locator("hat-script-graph hat-graph-node")
-            expect(nodes.first).to_be_visible(timeout=15_000)
-            nodes.last.click()  # the last action: the notify call to the phone
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(ARTIFACTS / f"{SHOT}6_automation_trace.png"))
-            expect(page.get_by_text("mobile_app_e2e_phone").first).to_be_visible(timeout=15_000)
-
-            # The device page now: the danger zone's sensor and the safety event beside the counts.
-            page.goto(f"{inst.url}/config/devices/device/{inst.device_id}", wait_until="load")
-            expect(page.get_by_text(f"{ZONE_NAME} intruded", exact=True).first).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(ARTIFACTS / f"{SHOT}7_device_after.png"))
-
-            # What the phone received, drawn by the test from the pushed payload (title, message, the picture
-            # behind its signed link): the companion app itself is not part of this test.
-            page.set_content(
-                "<body style='font-family:sans-serif;background:#eee;width:420px'>"
-                "<p style='color:#666'>Push notification received on the local push channel "
-                f"(rendered by tests/e2e/test_deployed.py)</p><div style='background:#fff;border-radius:12px;padding:12px'>"
-                f"<b>{html.escape(push['title'])}</b><br>{html.escape(push['message'])}<br>"
-                f"<img style='width:100%;margin-top:8px' src='{html.escape(inst.url + data['image'])}'></div></body>"
+            # ---- 4. a danger zone drawn in the zone editor ---------------------------------------
+            assert f"{cam} {ZONE_NAME} intruded" not in _by_name(inst)
+            page.goto(f"{inst.url}/safecam", wait_until="load")
+            panel = page.locator("safecam-panel")
+            overlay = panel.locator("#overlay")
+            expect(overlay).to_be_visible(timeout=30_000)
+            page.wait_for_function(
+                "el => el.complete && el.naturalWidth > 0",
+                arg=panel.locator("#snapshot").element_handle(),
+                timeout=30_000,
             )
-            page.wait_for_function("() => document.images[0].complete && document.images[0].naturalWidth > 0")
-            page.screenshot(path=str(ARTIFACTS / f"{SHOT}8_notification.png"), full_page=True)
-            page.close()
-            context.close()
+            box = overlay.bounding_box()
+            assert box is not None and box["width"] > 300, box
+            panel.locator("#add-zone").click()
+            for x, y in ZONE:
+                page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
+            panel.locator("#finish").click()
+            row = panel.locator("#zones .item").last
+            row.locator("input.name").fill(ZONE_NAME)
+            row.locator("select.kind").select_option("danger")
+            panel.locator("#save").click()
+            expect(panel.locator("#message")).to_have_text("Saved: the camera uses the new zones and gates.", timeout=15_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / f"{SHOT}5_zone_editor.png"))
+            # The engine took it: its layout names the zone (HA's entities follow from the engine's layout).
+            _wait(
+                "the danger zone's intruded sensor",
+                lambda: _by_name(inst).get(f"{cam} {ZONE_NAME} intruded", {}).get("state") in ("on", "off"),
+                60,
+            )
+            steps["zone drawn"] = time.monotonic() - t0
+
+            # ---- 5. an intrusion reaches the blueprint automation, which notifies the phone ------
+            push = _wait(
+                "a push notification about an intrusion",
+                lambda: next((m for m in channel.messages if "Intrusion" in m.get("title", "")), None),
+                150,
+            )
+            steps["notification"] = time.monotonic() - t0
         finally:
-            browser.close()
+            channel.close()
+        print(f"notification: {push}")
+        # The blueprint's default title and message: "<event> - <camera>", "<event> in <zone> on <camera> at <time>".
+        assert push["title"].startswith("Intrusion - "), push
+        assert push["message"].startswith(f"Intrusion in {ZONE_NAME} on "), push
+        data = push["data"]
+        assert data["tag"].startswith("safecam_") and data["push"]["interruption-level"] == "time-sensitive"
+        # The picture the phone would load: the event's anonymized snapshot, through a signed link.
+        snapshot = requests.get(inst.url + data["image"], timeout=30)
+        assert snapshot.status_code == 200 and snapshot.headers["Content-Type"].startswith("image/jpeg")
+        (ARTIFACTS / f"{SHOT}notification_image.jpg").write_bytes(snapshot.content)
+        _not_raw(snapshot.content, "the notification's picture")
+        assert _by_name(inst)["safecam intrusion to my phone"]["attributes"]["last_triggered"] is not None
+
+        # The automation's trace timeline: what it did (the notify action to the phone), as a user checks it.
+        page.goto(f"{inst.url}/config/automation/trace/{AUTOMATION_ID}", wait_until="load")
+        expect(page.get_by_text("safecam intrusion to my phone").first).to_be_visible(timeout=30_000)
+        nodes = page.locator("hat-script-graph hat-graph-node")
+        expect(nodes.first).to_be_visible(timeout=15_000)
+        nodes.last.click()  # the last action: the notify call to the phone
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / f"{SHOT}6_automation_trace.png"))
+        expect(page.get_by_text("mobile_app_e2e_phone").first).to_be_visible(timeout=15_000)
+
+        # The device page now: the danger zone's sensor and the safety event beside the counts.
+        page.goto(f"{inst.url}/config/devices/device/{inst.device_id}", wait_until="load")
+        expect(page.get_by_text(f"{ZONE_NAME} intruded", exact=True).first).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(ARTIFACTS / f"{SHOT}7_device_after.png"))
+
+        # What the phone received, drawn by the test from the pushed payload (title, message, the picture
+        # behind its signed link): the companion app itself is not part of this test.
+        page.set_content(
+            "<body style='font-family:sans-serif;background:#eee;width:420px'>"
+            "<p style='color:#666'>Push notification received on the local push channel "
+            f"(rendered by tests/e2e/test_deployed.py)</p><div style='background:#fff;border-radius:12px;padding:12px'>"
+            f"<b>{html.escape(push['title'])}</b><br>{html.escape(push['message'])}<br>"
+            f"<img style='width:100%;margin-top:8px' src='{html.escape(inst.url + data['image'])}'></div></body>"
+        )
+        page.wait_for_function("() => document.images[0].complete && document.images[0].naturalWidth > 0")
+        page.screenshot(path=str(ARTIFACTS / f"{SHOT}8_notification.png"), full_page=True)
+        page.close()
     print("seconds since the test started: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))

@@ -10,13 +10,12 @@ people in the new zone. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, run_ha
+from tests.e2e.conftest import ARTIFACTS, logged_in_page, run_ha
 
 pytestmark = pytest.mark.e2e
 
@@ -46,89 +45,80 @@ def _wait_state(inst: Any, name: str, ok: Any, timeout_s: float, what: str) -> d
 
 
 def test_draw_zone_and_gate(ha: Any) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     inst = ha
     cam = run_ha.CAMERA_NAME
     assert f"{cam} desk people" not in _by_name(inst)
-    tokens = json.dumps(inst.browser_tokens())
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            context.add_init_script(f"window.localStorage.setItem('hassTokens', JSON.stringify({tokens}));")
-            page = context.new_page()
-            page.goto(f"{inst.url}/safecam", wait_until="load")
-            panel = page.locator("safecam-panel")
-            overlay = panel.locator("#overlay")
-            expect(overlay).to_be_visible(timeout=30_000)
-            # The existing zone and gate are listed, and the anonymized view is the background.
-            expect(panel.locator("#zones input.name").first).to_have_value("table", timeout=15_000)
-            expect(panel.locator("#gates input.name").first).to_have_value("entrance")
-            page.wait_for_function(
-                "el => el.complete && el.naturalWidth > 0", arg=panel.locator("#snapshot").element_handle(), timeout=15_000
-            )
-            box = overlay.bounding_box()
-            assert box is not None and box["width"] > 300, box
+    with logged_in_page(inst, 1400, 1000) as page:
+        page.goto(f"{inst.url}/safecam", wait_until="load")
+        panel = page.locator("safecam-panel")
+        overlay = panel.locator("#overlay")
+        expect(overlay).to_be_visible(timeout=30_000)
+        # The existing zone and gate are listed, and the anonymized view is the background.
+        expect(panel.locator("#zones input.name").first).to_have_value("table", timeout=15_000)
+        expect(panel.locator("#gates input.name").first).to_have_value("entrance")
+        page.wait_for_function(
+            "el => el.complete && el.naturalWidth > 0", arg=panel.locator("#snapshot").element_handle(), timeout=15_000
+        )
+        box = overlay.bounding_box()
+        assert box is not None and box["width"] > 300, box
 
-            def at(p: tuple[float, float]) -> tuple[float, float]:
-                return box["x"] + p[0] * box["width"], box["y"] + p[1] * box["height"]
+        def at(p: tuple[float, float]) -> tuple[float, float]:
+            return box["x"] + p[0] * box["width"], box["y"] + p[1] * box["height"]
 
-            # A zone: click its corners, then Finish; name it and pick its kind.
-            panel.locator("#add-zone").click()
-            for p in ZONE:
-                page.mouse.click(*at(p))
-            panel.locator("#finish").click()
-            zone_row = panel.locator("#zones .item").last
-            zone_row.locator("input.name").fill("desk")
-            zone_row.locator("select.kind").select_option("restricted")
+        # A zone: click its corners, then Finish; name it and pick its kind.
+        panel.locator("#add-zone").click()
+        for p in ZONE:
+            page.mouse.click(*at(p))
+        panel.locator("#finish").click()
+        zone_row = panel.locator("#zones .item").last
+        zone_row.locator("input.name").fill("desk")
+        zone_row.locator("select.kind").select_option("restricted")
 
-            # A gate: press, drag, release; the in-arrow shows; flip it and name it.
-            panel.locator("#add-gate").click()
-            page.mouse.move(*at(GATE_DRAG[0]))
-            page.mouse.down()
-            page.mouse.move(*at(GATE_DRAG[1]), steps=8)
-            page.mouse.up()
-            expect(panel.locator("#gates .item")).to_have_count(2)
-            expect(overlay.locator("line.in-arrow")).to_have_count(2)
-            gate_row = panel.locator("#gates .item").last
-            gate_row.locator("button.flip").click()
-            gate_row.locator("input.name").fill("doorway")
-            page.screenshot(path=str(ARTIFACTS / "e2e_editor_drawn.png"))
+        # A gate: press, drag, release; the in-arrow shows; flip it and name it.
+        panel.locator("#add-gate").click()
+        page.mouse.move(*at(GATE_DRAG[0]))
+        page.mouse.down()
+        page.mouse.move(*at(GATE_DRAG[1]), steps=8)
+        page.mouse.up()
+        expect(panel.locator("#gates .item")).to_have_count(2)
+        expect(overlay.locator("line.in-arrow")).to_have_count(2)
+        gate_row = panel.locator("#gates .item").last
+        gate_row.locator("button.flip").click()
+        gate_row.locator("input.name").fill("doorway")
+        page.screenshot(path=str(ARTIFACTS / "e2e_editor_drawn.png"))
 
-            panel.locator("#save").click()
-            expect(panel.locator("#message")).to_have_text("Saved: the camera uses the new zones and gates.", timeout=15_000)
+        panel.locator("#save").click()
+        expect(panel.locator("#message")).to_have_text("Saved: the camera uses the new zones and gates.", timeout=15_000)
 
-            # What the integration stored, read back through the websocket API the panel uses.
-            scene = page.evaluate(
-                "id => document.querySelector('home-assistant').hass.callWS({type: 'safecam/scene/get', entry_id: id})",
-                inst.entry_id,
-            )
-            zones = {z["name"]: z for z in scene["zones"]}
-            gates = {g["name"]: g for g in scene["gates"]}
-            assert set(zones) == {"table", "desk"} and set(gates) == {"entrance", "doorway"}, scene
-            assert zones["desk"]["kind"] == "restricted"
-            assert len(zones["desk"]["polygon"]) == len(ZONE)
-            for got, want in zip(zones["desk"]["polygon"], ZONE, strict=True):
-                assert abs(got[0] - want[0]) < TOL and abs(got[1] - want[1]) < TOL, (got, want)
-            # Flipped: stored from the drag's end to its start.
-            for got, want in zip(gates["doorway"]["line"], reversed(GATE_DRAG), strict=True):
-                assert abs(got[0] - want[0]) < TOL and abs(got[1] - want[1]) < TOL, (got, want)
+        # What the integration stored, read back through the websocket API the panel uses.
+        scene = page.evaluate(
+            "id => document.querySelector('home-assistant').hass.callWS({type: 'safecam/scene/get', entry_id: id})",
+            inst.entry_id,
+        )
+        zones = {z["name"]: z for z in scene["zones"]}
+        gates = {g["name"]: g for g in scene["gates"]}
+        assert set(zones) == {"table", "desk"} and set(gates) == {"entrance", "doorway"}, scene
+        assert zones["desk"]["kind"] == "restricted"
+        assert len(zones["desk"]["polygon"]) == len(ZONE)
+        for got, want in zip(zones["desk"]["polygon"], ZONE, strict=True):
+            assert abs(got[0] - want[0]) < TOL and abs(got[1] - want[1]) < TOL, (got, want)
+        # Flipped: stored from the drag's end to its start.
+        for got, want in zip(gates["doorway"]["line"], reversed(GATE_DRAG), strict=True):
+            assert abs(got[0] - want[0]) < TOL and abs(got[1] - want[1]) < TOL, (got, want)
 
-            # The new entities appear (the entry reloaded without a restart) and the engine fills the zone.
-            _wait_state(inst, f"{cam} doorway entries", lambda s: s.isdigit(), 60, "the new gate's sensor")
-            _wait_state(inst, f"{cam} desk occupied", lambda s: s in ("on", "off"), 60, "the new zone's binary sensor")
-            _wait_state(inst, f"{cam} desk people", lambda s: s.isdigit() and int(s) >= 1, 120, "someone counted in the new zone")
-            assert _by_name(inst)[f"{cam} table people"]["state"].isdigit()  # the old zone still runs
+        # The new entities appear (the entry reloaded without a restart) and the engine fills the zone.
+        _wait_state(inst, f"{cam} doorway entries", lambda s: s.isdigit(), 60, "the new gate's sensor")
+        _wait_state(inst, f"{cam} desk occupied", lambda s: s in ("on", "off"), 60, "the new zone's binary sensor")
+        _wait_state(inst, f"{cam} desk people", lambda s: s.isdigit() and int(s) >= 1, 120, "someone counted in the new zone")
+        assert _by_name(inst)[f"{cam} table people"]["state"].isdigit()  # the old zone still runs
 
-            page.reload(wait_until="load")
-            expect(panel.locator("#zones input.name")).to_have_count(2, timeout=30_000)
-            page.wait_for_function(
-                "el => el.complete && el.naturalWidth > 0", arg=panel.locator("#snapshot").element_handle(), timeout=15_000
-            )
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(ARTIFACTS / "e2e_editor_saved.png"))
-            page.close()
-            context.close()
-        finally:
-            browser.close()
+        page.reload(wait_until="load")
+        expect(panel.locator("#zones input.name")).to_have_count(2, timeout=30_000)
+        page.wait_for_function(
+            "el => el.complete && el.naturalWidth > 0", arg=panel.locator("#snapshot").element_handle(), timeout=15_000
+        )
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "e2e_editor_saved.png"))
+        page.close()
