@@ -10,6 +10,7 @@ repair, both pointing to the add-on.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 
@@ -20,7 +21,7 @@ from homeassistant.requirements import async_process_requirements
 from packaging.requirements import Requirement
 
 from .const import DOMAIN
-from .engine.requirements import ENGINE_MODULES, ENGINE_REQUIREMENTS
+from .engine.requirements import ENGINE_MODULES, ENGINE_REQUIREMENTS, ONNX_RUNTIMES
 
 _LOGGER = logging.getLogger(__name__)
 ISSUE_ENGINE_UNAVAILABLE = "engine_unavailable"
@@ -30,9 +31,29 @@ class EngineUnavailable(HomeAssistantError):
     """The in-process engine's requirements cannot be installed or imported here; str() says why."""
 
 
-def requirements_here() -> list[str]:
+def applicable_requirements() -> list[str]:
     """The engine's requirements whose markers apply to this interpreter (HA's installer does not check markers)."""
     return [r for r in ENGINE_REQUIREMENTS if (marker := Requirement(r).marker) is None or marker.evaluate()]
+
+
+def requirements_here() -> list[str]:
+    """What to install here: the applicable requirements, less an ONNX Runtime when one is installed already.
+
+    onnxruntime and onnxruntime-openvino install the same `onnxruntime` module, so installing one next to the other
+    silently replaces its files: where either is installed already (by the user or another integration), it is kept
+    and neither is installed."""
+    wanted = applicable_requirements()
+    if any(_installed(name) for name in ONNX_RUNTIMES):
+        wanted = [r for r in wanted if Requirement(r).name not in ONNX_RUNTIMES]
+    return wanted
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _missing_modules() -> list[str]:

@@ -5,6 +5,7 @@ repair. Made unavailable here by naming one more module the engine needs that th
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,11 +32,19 @@ def engine_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_requirements_follow_the_target_not_one_list_per_machine() -> None:
     """One list (engine/requirements.py); markers pick onnxruntime-openvino only where it has wheels."""
-    here = inprocess.requirements_here()
+    here = inprocess.applicable_requirements()
     assert set(here) <= set(ENGINE_REQUIREMENTS)
     names = [r.split("==")[0] for r in here]
     assert "opencv-python-headless" in names
     assert len({"onnxruntime", "onnxruntime-openvino"} & set(names)) == 1  # never both, never none
+
+
+def test_an_installed_onnx_runtime_is_never_installed_over() -> None:
+    """onnxruntime and onnxruntime-openvino share the `onnxruntime` module: this venv has one of them (whichever its
+    lock holds), so neither is installed again, even where the markers pick the other build."""
+    assert importlib.util.find_spec("onnxruntime") is not None  # one build or the other
+    names = [r.split("==")[0] for r in inprocess.requirements_here()]
+    assert names == ["opencv-python-headless"]
 
 
 async def test_home_assistants_requirements_mechanism_sees_them_installed(

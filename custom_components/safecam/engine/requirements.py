@@ -17,5 +17,7 @@ ENGINE_REQUIREMENTS: Final = (
     "onnxruntime==1.32.0; platform_machine != 'x86_64' or python_version >= '3.14'",
     "opencv-python-headless==5.0.0.93",
 )
+# The ONNX Runtime builds: both provide the module `onnxruntime` (never install one over the other).
+ONNX_RUNTIMES: Final = ("onnxruntime", "onnxruntime-openvino")
 # What those requirements provide, imported to tell whether the engine can run in this interpreter.
 ENGINE_MODULES: Final = ("cv2", "onnxruntime")
