@@ -17,6 +17,13 @@ ENGINE_REQUIREMENTS: Final = (
     "onnxruntime==1.32.0; platform_machine != 'x86_64' or python_version >= '3.14'",
     "opencv-python-headless==5.0.0.93",
 )
+# What the engine as a service needs on top (the MQTT client and the config file reader); Home Assistant brings its own
+# PyYAML and the in-process engine talks to no broker. The Python package's dependencies are both lists
+# (pyproject.toml reads them through scripts/hatch_requirements.py): one owner for every version.
+SERVICE_REQUIREMENTS: Final = (
+    "aiomqtt>=2.5.1,<3",
+    "pyyaml>=6.0.2,<7",
+)
 # The ONNX Runtime builds: both provide the module `onnxruntime` (never install one over the other).
 ONNX_RUNTIMES: Final = ("onnxruntime", "onnxruntime-openvino")
 # What those requirements provide, imported to tell whether the engine can run in this interpreter.
