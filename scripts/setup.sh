@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg libturbojpeg0 mosquitto chromium
+APT_PACKAGES=(ffmpeg libturbojpeg0 mosquitto chromium podman runc debootstrap
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-tools)
 missing=()
@@ -21,7 +21,7 @@ fi
 PY313="$(pyenv prefix 3.13.0 2>/dev/null)/bin/python3"
 [ -x "$PY313" ] || { echo "Python 3.13.0 from pyenv is required (pyenv install 3.13.0)" >&2; exit 1; }
 PY314="$(bash scripts/python314.sh)"  # built once from ../shared/tools/python (about 9 min), then cached
-if command -v uv >/dev/null 2>&1; then
+if uv --version >/dev/null 2>&1; then  # a pyenv shim may exist for a version not selected: run it, do not just look it up
   UV=(uv)
 else  # installed into pyenv's 3.13.0 and run as a module: no PATH or shim rehash needed
   "$PY313" -m uv --version >/dev/null 2>&1 || "$PY313" -m pip install -q --disable-pip-version-check uv==0.13.9
