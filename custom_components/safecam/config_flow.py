@@ -87,7 +87,16 @@ from .const import (
 )
 from .contract import MessageRejected, format_pairing_key, parse_pairing_key
 from .coordinator import SafecamConfigEntry
-from .engine.config import SECTION_PARSERS, ConfigError, SceneConfig, import_section_parsers, parse_scene
+from .engine.config import (
+    SECTION_PARSERS,
+    ConfigError,
+    SceneConfig,
+    check_name,
+    import_section_parsers,
+    parse_scene,
+    parse_scene_text,
+    safe_yaml,
+)
 from .engine.redact import redact_url
 from .engine.scene.ppe_rules import ITEMS as PPE_ITEMS
 from .entries import camera_entries, is_remote_entry, is_site_entry
@@ -172,6 +181,7 @@ CALIBRATION_SCHEMA = vol.Schema(
     }
 )
 CALIBRATION_EXAMPLE = "[[0.2, 0.9], [0.8, 0.9], [0.7, 0.5], [0.3, 0.5]]"
+_MAX_POINTS_TEXT = 1000  # parsed on the event loop: 4 points are some 60 characters
 
 
 def _points_text(points: Any) -> str:
@@ -181,8 +191,10 @@ def _points_text(points: Any) -> str:
 def _points(text: str, what: str) -> Any:
     """A list of [x, y] points typed into a form (YAML/JSON flow list); the engine checks its shape."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        if len(text) > _MAX_POINTS_TEXT:
+            raise ConfigError(what)
+        return safe_yaml(text)
+    except ConfigError:
         raise ConfigError(f"calibration {what}: write the points as [[x, y], [x, y], [x, y], [x, y]]") from None
 
 
@@ -286,19 +298,6 @@ def _settings(user_input: dict[str, Any]) -> dict[str, Any]:
     return {CONF_FPS: int(user_input[CONF_FPS]), CONF_ANONYMIZATION: user_input[CONF_ANONYMIZATION]}
 
 
-def parse_scene_text(text: str, *, sections: bool = True) -> SceneConfig:
-    """YAML (or JSON, a subset of YAML) from the options form -> SceneConfig; ConfigError if invalid.
-
-    sections=False (a remote camera): its engine validates the optional sections (engine.config.parse_scene)."""
-    try:
-        data = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config: not valid YAML or JSON{where}") from None
-    return parse_scene(data, sections=sections)
-
-
 def scene_text(scene: dict[str, Any] | None) -> str:
     """The stored scene as compact YAML for the options form (points as JSON-style flow lists).
 
@@ -331,8 +330,22 @@ def scene_text(scene: dict[str, Any] | None) -> str:
     return text
 
 
+MAX_URL_LENGTH = 2048  # camera URLs are a few hundred characters at most; a 100 kB one is a mistake or an attack
+
+
+def name_error(name: str, what: str) -> str | None:
+    """The form's error key when a typed name breaks the rule of zone names (engine.config.check_name), else None."""
+    try:
+        check_name(name, what)
+    except ConfigError:
+        return "invalid_name"
+    return None
+
+
 async def async_validate_source(hass: HomeAssistant, url: str) -> str | None:
     """None if the detector model resolves and one real frame can be read, else an error key."""
+    if len(url) > MAX_URL_LENGTH:
+        return "url_too_long"
     if not is_supported(url):
         return "unsupported_url"
     try:
@@ -417,7 +430,9 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             await self.async_set_unique_id(url_unique_id(url))
             self._abort_if_unique_id_configured()
             username, password = user_input.get(CONF_USERNAME), user_input.get(CONF_PASSWORD)
-            if error := await async_validate_source(self.hass, engine_url(url, username, password)):
+            if error := name_error(user_input[CONF_NAME], "camera") or await async_validate_source(
+                self.hass, engine_url(url, username, password)
+            ):
                 errors["base"] = error
             else:
                 data = {CONF_SOURCE_TYPE: SOURCE_URL, CONF_URL: url}
@@ -440,7 +455,9 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             await self.async_set_unique_id(unique_id)
             self._abort_if_unique_id_configured()
             url = await _async_camera_stream_url(self.hass, entity_id)
-            if not url:
+            if (user_input.get(CONF_NAME) or "").strip() and (error := name_error(user_input[CONF_NAME], "camera")):
+                errors["base"] = error
+            elif not url:
                 errors["base"] = "no_stream_source"
             elif error := await async_validate_source(self.hass, url):
                 errors["base"] = error
@@ -578,6 +595,7 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             try:
                 if not slugify(name):
                     raise ConfigError("site name: give the site a name")
+                check_name(name, "site")
                 await site.async_validate_site(self.hass, options)
             except ConfigError as err:
                 errors["base"] = "invalid_site"

@@ -89,7 +89,7 @@ from .contract import (
     valid_state,
 )
 from .coordinator import SafecamConfigEntry, SafecamRuntime, Settings
-from .engine.config import ConfigError
+from .engine.config import ConfigError, shown
 from .entries import is_remote_entry
 from .pictures import png_of
 
@@ -567,7 +567,9 @@ class RemoteRuntime(SafecamRuntime):
         if result["ok"]:
             return
         error = result.get("error")
-        _LOGGER.warning("safecam remote: engine %s refused %s for %s: %s", self.engine_id, command, self.camera_id, error)
+        _LOGGER.warning(  # the engine's text, bounded: a log line stays a line
+            "safecam remote: engine %s refused %s for %s: %s", self.engine_id, command, self.camera_id, shown(error, 300)
+        )
         if command == "set_scene" and self.engine_settings is not None:
             # The edit did not happen: the options show the engine's scene again.
             options = {**self.entry.options, CONF_SCENE: self.engine_settings.scene.as_dict()}

@@ -3,8 +3,9 @@
 The numbers come from Home Assistant's recorder (statistics_during_period, hourly), so a report covers
 whatever the recorder kept, across restarts, for the cameras asked for: people (mean/min/max per hour),
 gate entries and exits and safety events per type (per-hour change of the total_increasing counters),
-and every other safecam sensor with a state class. Files go to <config>/www/safecam/ (served under
-/local/safecam/); charts are drawn with Pillow (an HA core dependency; matplotlib is not).
+and every other safecam sensor with a state class. Files go to <config>/www/safecam/exports/ (served under
+/local/safecam/exports/, without authentication: admins only, exports.py); charts are drawn with Pillow
+(an HA core dependency; matplotlib is not).
 
 Imports nothing of the engine (registered at HA start with the other actions).
 """
@@ -14,8 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,14 +31,13 @@ from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
 from .entries import ATTR_CONFIG_ENTRY_ID, async_targeted_entry_ids
+from .exports import async_check_admin, export_folder, export_name, export_url, write_exports
 from .validation import vol
 
 SERVICE_EXPORT_REPORT = "export_report"
 ATTR_START, ATTR_END, ATTR_HOURS, ATTR_DAYS, ATTR_NAME = "start", "end", "hours", "days", "name"
 MAX_PERIOD = timedelta(days=31)  # an hourly chart of a month is 744 slots: still readable at CHART_SIZE
 DEFAULT_PERIOD = timedelta(hours=24)
-REPORT_DIR = "safecam"  # under <config>/www, served as /local/safecam/
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CHART_SIZE = (1000, 420)
 _TARGET_KEYS = (ATTR_ENTITY_ID, ATTR_DEVICE_ID, ATTR_AREA_ID, ATTR_FLOOR_ID, ATTR_LABEL_ID, ATTR_CONFIG_ENTRY_ID)
 
@@ -51,7 +49,7 @@ EXPORT_REPORT_SCHEMA = vol.Schema(
         vol.Exclusive(ATTR_HOURS, "period"): vol.All(vol.Coerce(int), vol.Range(min=1, max=744)),
         vol.Exclusive(ATTR_DAYS, "period"): vol.All(vol.Coerce(int), vol.Range(min=1, max=31)),
         vol.Optional(ATTR_END): cv.datetime,
-        vol.Optional(ATTR_NAME): vol.All(cv.string, vol.Match(NAME_PATTERN)),
+        vol.Optional(ATTR_NAME): cv.string,  # checked by export_name: a refusal is a ServiceValidationError
     }
 )
 
@@ -156,14 +154,15 @@ async def _report_entries(hass: HomeAssistant, call: ServiceCall) -> list[Config
 
 
 async def _async_export_report(call: ServiceCall) -> ServiceResponse:
+    await async_check_admin(call)  # /local is public: only an administrator publishes there
     hass = call.hass
     if "recorder" not in hass.config.components:
         raise _error("report_needs_recorder")
     start, end = report_period(dict(call.data), dt_util.utcnow())
-    entries = await _report_entries(hass, call)
     local = dt_util.as_local(start), dt_util.as_local(end)
-    # /local/ is served without authentication: a default name nobody can guess.
-    name = call.data.get(ATTR_NAME) or f"report_{local[0]:%Y%m%d_%H%M}_{local[1]:%Y%m%d_%H%M}_{secrets.token_hex(4)}"
+    # Without a name, one nobody can guess (exports.py).
+    name = export_name(call.data.get(ATTR_NAME), f"report_{local[0]:%Y%m%d_%H%M}_{local[1]:%Y%m%d_%H%M}")
+    entries = await _report_entries(hass, call)
     return await async_export_report(hass, entries, start, end, name)
 
 
@@ -189,42 +188,28 @@ async def async_export_report(
         stats = await get_instance(hass).async_add_executor_job(
             statistics_during_period, hass, start, end, ids, "hour", None, types
         )
-    www = Path(hass.config.path("www"))
-    written = await hass.async_add_executor_job(write_report, www, name, series, stats, start, end)
-    if written is None:
-        raise _error("report_path_not_allowed", name=name)
+    written = await hass.async_add_executor_job(write_report, hass, name, series, stats, start, end)
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
         "entities": len(series),
         "files": {kind: str(path) for kind, path in written.items()},
-        "urls": {kind: f"/local/{REPORT_DIR}/{path.name}" for kind, path in written.items()},
+        "urls": {kind: export_url(path) for kind, path in written.items()},
     }
 
 
 # ---- files (executor) ------------------------------------------------------------------------------
 
 
-def _target_dir(www: Path) -> Path:
-    folder = (www / REPORT_DIR).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def write_report(
-    www: Path, name: str, series: list[ReportSeries], stats: dict[str, list[Any]], start: datetime, end: datetime
-) -> dict[str, Path] | None:
-    """Write the CSV and the three charts under www/safecam; None when name would leave that folder."""
-    if not re.match(NAME_PATTERN, name):
-        return None
-    folder = _target_dir(www)
-    paths = {kind: (folder / f"{name}{suffix}").resolve() for kind, suffix in _FILES.items()}
-    if not all(p.parent == folder for p in paths.values()):
-        return None
-    paths["csv"].write_text(report_csv(series, stats), encoding="utf-8")
+    hass: HomeAssistant, name: str, series: list[ReportSeries], stats: dict[str, list[Any]], start: datetime, end: datetime
+) -> dict[str, Path]:
+    """Write the CSV and the three charts into the exports folder; `name` is export_name's. Blocking (executor)."""
+    folder = export_folder(hass)
+    paths = {kind: folder / f"{name}{suffix}" for kind, suffix in _FILES.items()}
     hours = hour_slots(start, end)
-    for kind, png in charts(series, stats, hours).items():
-        paths[kind].write_bytes(png)
+    pngs = {paths[kind]: png for kind, png in charts(series, stats, hours).items()}
+    write_exports(hass, {paths["csv"]: report_csv(series, stats).encode(), **pngs})
     return paths
 
 

@@ -1,4 +1,4 @@
-"""Integration actions (registered once in async_setup, for every camera): safecam.reset_counters.
+"""Integration actions (registered once in async_setup, for every camera): safecam.reset_counters, export_heatmap.
 
 Imports nothing of the engine at module level (the package __init__ imports this in the import
 executor at HA start, before any camera is set up); each camera's runtime does the work.
@@ -18,6 +18,7 @@ from .const import DOMAIN
 from .contract import HEATMAP_WINDOWS
 from .dashboard import async_setup_dashboard
 from .entries import ATTR_CONFIG_ENTRY_ID, async_targeted_entry_ids, is_site_entry
+from .exports import async_check_admin, export_folder, export_name, export_url, write_exports
 from .report import async_setup_report
 from .validation import vol
 
@@ -83,14 +84,14 @@ async def _async_reset_counters(call: ServiceCall) -> None:
 
 SERVICE_EXPORT_HEATMAP = "export_heatmap"
 ATTR_WINDOW = "window"
-ATTR_FILENAME = "filename"
+ATTR_NAME = "name"
 
 EXPORT_HEATMAP_SCHEMA = vol.Schema(
     {
         **cv.ENTITY_SERVICE_FIELDS,
         vol.Optional(ATTR_CONFIG_ENTRY_ID): vol.All(cv.ensure_list, [cv.string]),
         vol.Optional(ATTR_WINDOW, default="hour"): vol.In(HEATMAP_WINDOWS),
-        vol.Required(ATTR_FILENAME): cv.string,
+        vol.Optional(ATTR_NAME): cv.string,  # checked by export_name: a refusal is a ServiceValidationError
     }
 )
 
@@ -106,39 +107,21 @@ def _async_setup_export_heatmap(hass: HomeAssistant) -> None:
     )
 
 
-def _heatmap_target(hass: HomeAssistant, filename: str) -> Path | None:
-    """Where to write: a relative name goes under <config>/www (and must stay there); an absolute
-    path must be in an allowlisted directory. None when not allowed. Blocking (executor)."""
-    path = Path(filename)
-    if path.suffix.lower() != ".png":
-        return None
-    if not path.is_absolute():
-        www = Path(hass.config.path("www")).resolve()
-        target = (www / path).resolve()
-        if not target.is_relative_to(www):
-            return None  # "../" out of www
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
-    return path if path.parent.is_dir() and hass.config.is_allowed_path(str(path)) else None
-
-
-def _write_heatmap(hass: HomeAssistant, runtime: SafecamRuntime, window: str, filename: str) -> str | None:
-    target = _heatmap_target(hass, filename)
-    if target is None:
-        return None
-    target.write_bytes(runtime.heatmap_png(window))
-    return str(target)
+def _write_heatmap(hass: HomeAssistant, runtime: SafecamRuntime, window: str, path: Path) -> None:
+    write_exports(hass, {path: runtime.heatmap_png(window)})
 
 
 async def _async_export_heatmap(call: ServiceCall) -> ServiceResponse:
-    """PNG of one camera's occupancy heatmap for the last hour, day or week, over its anonymized view."""
+    """PNG of one camera's occupancy heatmap for the last hour, day or week, over its anonymized view, written to
+    <config>/www/safecam/exports/<name>.png (admins only: /local is public)."""
+    await async_check_admin(call)
     hass = call.hass
+    window: str = call.data[ATTR_WINDOW]
+    name = export_name(call.data.get(ATTR_NAME), f"heatmap_{window}")
     entry_ids = await async_targeted_entry_ids(call)
     entries = _targeted_entries(hass, entry_ids)
     if len(entries) != 1:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="heatmap_one_camera")
-    filename: str = call.data[ATTR_FILENAME]
-    window: str = call.data[ATTR_WINDOW]
     if not entries[0].runtime_data.heatmap_ready(window):
         # An engine camera whose engine has not sent this window's picture yet: no heat-less picture passed off as one.
         raise ServiceValidationError(
@@ -146,9 +129,6 @@ async def _async_export_heatmap(call: ServiceCall) -> ServiceResponse:
             translation_key="heatmap_not_received",
             translation_placeholders={"name": entries[0].title, "window": window},
         )
-    written = await hass.async_add_executor_job(_write_heatmap, hass, entries[0].runtime_data, window, filename)
-    if written is None:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN, translation_key="heatmap_path_not_allowed", translation_placeholders={"filename": filename}
-        )
-    return {"path": written, "window": window}
+    path = export_folder(hass) / f"{name}.png"
+    await hass.async_add_executor_job(_write_heatmap, hass, entries[0].runtime_data, window, path)
+    return {"path": str(path), "url": export_url(path), "window": window}

@@ -6,6 +6,7 @@ rejects the same mistakes with the same one-line message.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -28,6 +29,17 @@ SECTION_PARSERS: dict[str, str] = {
     "ppe": ".scene.ppe_rules:parse_ppe",
 }
 _TOP_KEYS = {"zones", "gates"}
+# What one scene may hold (issue 19: a 30,001-zone YAML blocked Home Assistant for 38 s, a 10,000-zone scene made
+# 20,006 entities, a 1 MB zone name reached the recorder). Every front end (HA's form and zone editor, the engine's
+# set_scene command, the CLI) parses through here, so the caps hold everywhere.
+MAX_SCENE_TEXT = 256 * 1024  # characters of scene YAML/JSON
+MAX_DEPTH = 16  # nesting of mappings and lists (a zone's point is at depth 5, in an engine's config file 8)
+MAX_NODES = 100_000  # values in all (64-point polygons of every zone and gate fit many times over)
+MAX_ZONES = 100
+MAX_GATES = 100
+MAX_NAME_LENGTH = 64  # characters of a zone, gate, camera or site name
+MAX_TEXT = 256  # characters of any other text or key in a scene (every value an error message may echo is short)
+SHOWN_MAX = 80  # characters of a user's value quoted in an error or a log line
 _ZONE_KEYS = {"name", "polygon", "kind"}
 _GATE_KEYS = {"name", "line"}
 
@@ -87,22 +99,55 @@ def import_section_parsers(data: object) -> None:
                 _section_parser(key)
 
 
-def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:
-    name = item.get("name")
-    if not isinstance(name, str) or not name.strip():
+def check_name(value: object, what: str) -> str:
+    """A name a user typed (zone, gate, camera, site), stripped: one line of printable characters (no control or
+    bidi characters, no newline), at most MAX_NAME_LENGTH long. ConfigError else."""
+    if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{what}: 'name' must be a non-empty string")
-    name = name.strip()
+    name = value.strip()
     if not name.isprintable():
-        raise ConfigError(f"{what}: name {_shown(name)} must be one line of printable characters")
+        raise ConfigError(f"{what}: name {shown(name)} must be one line of printable characters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"{what}: name {shown(name)} is longer than {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:
+    name = check_name(item.get("name"), what)
     if name in seen:
-        raise ConfigError(f"{what}: duplicate name '{name}' (zone and gate names must be unique)")
+        raise ConfigError(f"{what}: duplicate name {shown(name)} (zone and gate names must be unique)")
     seen.add(name)
     return name
 
 
-def _shown(value: object) -> str:
-    """A user-supplied value quoted on one line (errors must stay one line)."""
-    return repr(value) if not isinstance(value, str) or not value.isprintable() else f"'{value}'"
+def shown(value: object, limit: int = SHOWN_MAX) -> str:
+    """A user-supplied value quoted on one bounded line, for errors and log lines (which must stay one line and short)."""
+    text = f"'{value}'" if isinstance(value, str) and value.isprintable() else _bounded_repr(value, limit)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(value) if isinstance(value, str) else len(text)} characters)"
+
+
+def _bounded_repr(value: object, limit: int) -> str:
+    # A str is cut before repr (a megabyte name is not copied whole); other values are small once parsing checked them.
+    return repr(value[: limit + 1]) if isinstance(value, str) else repr(value)
+
+
+def _check_size(data: object) -> None:
+    """ConfigError when the scene nests deeper than MAX_DEPTH, holds more than MAX_NODES values or a text (value or key)
+    longer than MAX_TEXT. Walked without recursion: a deep structure must not raise RecursionError here."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    nodes = 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise ConfigError(f"config: more than {MAX_NODES} values in all")
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise ConfigError(f"config: the text {shown(value)} is longer than {MAX_TEXT} characters")
+        if isinstance(value, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                raise ConfigError(f"config: nested deeper than {MAX_DEPTH} levels")
+            children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
 
 
 def reject_unknown_keys(keys: object, allowed: set[str] | tuple[str, ...], what: str) -> None:
@@ -110,8 +155,9 @@ def reject_unknown_keys(keys: object, allowed: set[str] | tuple[str, ...], what:
     plain = [k if isinstance(k, str) and k.isprintable() else repr(k) for k in keys] if isinstance(keys, dict) else []
     extra = sorted(k for k in plain if k not in allowed)
     if extra:
-        shown = sorted(allowed) if isinstance(allowed, set) else allowed  # a tuple keeps its documented order
-        raise ConfigError(f"{what}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(shown)})")
+        listed = sorted(allowed) if isinstance(allowed, set) else allowed  # a tuple keeps its documented order
+        named = ", ".join(k if len(k) <= SHOWN_MAX else shown(k) for k in extra[:5]) + (", ..." if len(extra) > 5 else "")
+        raise ConfigError(f"{what}: unknown key(s) {named} (allowed: {', '.join(listed)})")
 
 
 def parse_scene(data: object, *, sections: bool = True) -> SceneConfig:
@@ -126,9 +172,12 @@ def parse_scene(data: object, *, sections: bool = True) -> SceneConfig:
     if not isinstance(data, dict):
         raise ConfigError("config: expected a mapping with 'zones' and/or 'gates'")
     reject_unknown_keys(data, _TOP_KEYS | set(SECTION_PARSERS), "config")
-    for key in ("zones", "gates"):
+    for key, most in (("zones", MAX_ZONES), ("gates", MAX_GATES)):
         if key in data and data[key] is not None and not isinstance(data[key], list):
             raise ConfigError(f"config: '{key}' must be a list")
+        if len(data.get(key) or ()) > most:
+            raise ConfigError(f"config: {len(data[key])} {key}, at most {most} are allowed")
+    _check_size(data)
     seen: set[str] = set()
     zones: list[ZoneConfig] = []
     for i, item in enumerate(data.get("zones") or []):
@@ -140,7 +189,7 @@ def parse_scene(data: object, *, sections: bool = True) -> SceneConfig:
         what = f"zone '{name}'"
         kind = item.get("kind", "area")
         if kind not in ZONE_KINDS:
-            raise ConfigError(f"{what}: kind {_shown(kind)} is not one of {', '.join(ZONE_KINDS)}")
+            raise ConfigError(f"{what}: kind {shown(kind)} is not one of {', '.join(ZONE_KINDS)}")
         try:
             pts = validate_polygon(item.get("polygon"), f"{what} polygon")
         except GeometryError as err:
@@ -173,18 +222,58 @@ def parse_scene(data: object, *, sections: bool = True) -> SceneConfig:
 
 def load_yaml(path: str | Path) -> object:
     """A YAML file's content; unreadable or invalid files raise a one-line ConfigError."""
-    import yaml  # type: ignore[import-untyped]
-
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"config: cannot read {path}: {err.strerror}") from None
+    return safe_yaml(text, f"{path} is not valid YAML")
+
+
+def safe_yaml(text: str, invalid: str = "not valid YAML or JSON") -> object:
+    """YAML text -> data, at most MAX_DEPTH levels deep (checked while composing: a deep text raises a one-line
+    ConfigError, not RecursionError). `invalid` says what is wrong when it does not parse."""
+    import yaml  # type: ignore[import-untyped]
+
+    loader = _capped_loader()(text)
     try:
-        return yaml.safe_load(text)
+        return loader.get_single_data()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+        raise ConfigError(f"config: {invalid}{where}") from None
+    except ConfigError:
+        raise  # too deep
+    except ValueError:  # a value YAML cannot construct, e.g. the date 2024-02-30
+        raise ConfigError(f"config: {invalid}") from None
+    finally:
+        loader.dispose()
+
+
+@functools.cache
+def _capped_loader() -> type:
+    import yaml
+
+    class CappedLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: object, index: object) -> object:
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    raise ConfigError(f"config: nested deeper than {MAX_DEPTH} levels")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return CappedLoader
+
+
+def parse_scene_text(text: str, *, sections: bool = True) -> SceneConfig:
+    """Scene YAML (or JSON, a subset of YAML) as typed in a form -> SceneConfig; ConfigError (one line) if invalid or
+    too large. Blocking for a large text: Home Assistant calls it in an executor."""
+    if len(text) > MAX_SCENE_TEXT:
+        raise ConfigError(f"config: {len(text)} characters, at most {MAX_SCENE_TEXT} are allowed")
+    return parse_scene(safe_yaml(text) if text.strip() else None, sections=sections)
 
 
 def load_scene(path: str | Path) -> SceneConfig:

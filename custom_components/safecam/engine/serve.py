@@ -64,7 +64,7 @@ from ..contract import (
 )
 from .anonymize import DEFAULT_MODE
 from .anonymize import MODES as ANONYMIZATION_MODES
-from .config import ConfigError, SceneConfig, load_yaml, parse_scene, reject_unknown_keys
+from .config import ConfigError, SceneConfig, check_name, load_yaml, parse_scene, reject_unknown_keys, shown
 from .detect import Detector, camera_inference_threads
 from .mqtt import CommandError, MqttBridge, MqttSettings, discovery_payload
 from .scene.heatmap import heatmap_store, render_heatmap
@@ -228,7 +228,7 @@ def _parse_http(data: object) -> HttpConfig | None:
 def _parse_camera(data: object, index: int, seen: set[str]) -> CameraConfig:
     what = f"cameras[{index}]"
     d = _mapping(data, what, {"id", "name", "url", "username", "password", "fps", "scene", "anonymization"})
-    name = (_str(d, "name", what, required=True) or "").strip()
+    name = check_name(_str(d, "name", what, required=True), what)  # shown in Home Assistant: the rule of zone names
     camera_id = _str(d, "id", what) or slugify(name)
     what = f"camera '{name}'"
     if not CAMERA_ID_RE.match(camera_id) or camera_id in RESERVED_CAMERA_IDS:
@@ -571,14 +571,14 @@ class CameraService:
         if command in ("arm", "disarm"):
             zone = data.get("zone")
             if zone is not None and zone not in self.armed:
-                raise CommandError(f"unknown zone '{zone}' (zones: {', '.join(self.armed) or 'none'})")
+                raise CommandError(f"unknown zone {shown(zone)} (zones: {shown(', '.join(self.armed) or 'none')})")
             for name in [zone] if zone is not None else list(self.armed):
                 self.armed[name] = command == "arm"
         elif command == "reset_counters":
             gate = data.get("gate")
             names = [g.name for g in self.scene.gates]
             if gate is not None and gate not in names:
-                raise CommandError(f"unknown gate '{gate}' (gates: {', '.join(names) or 'none'})")
+                raise CommandError(f"unknown gate {shown(gate)} (gates: {shown(', '.join(names) or 'none')})")
             # The worker zeroes them between frames; the state it returns already shows zeros.
             self.last = self.worker.reset_counters(None if gate is None else [gate])
         elif command == "set_scene":
