@@ -81,7 +81,7 @@ async def test_exports_are_admin_only_and_named_by_the_integration(
 
     # A non-admin user (HA's read-only user) is refused (401) and writes nothing.
     guest = await hass_client(hass_read_only_access_token)
-    for service, data in (("export_heatmap", {**heatmap, "name": "guest"}), ("export_report", {"hours": 1, "name": "guest"})):
+    for service, data in (("export_report", {"hours": 1, "name": "guest"}), ("export_heatmap", {**heatmap, "name": "guest"})):
         resp = await guest.post(f"/api/services/{DOMAIN}/{service}", json=data)
         assert resp.status == HTTPStatus.UNAUTHORIZED, (service, resp.status, await resp.text())
     assert _files(www) == {"safecam/plan.png"}
@@ -190,9 +190,8 @@ async def _flow(hass: HomeAssistant, *steps: str) -> dict[str, Any]:
     return result
 
 
-async def test_names_are_one_line_of_printable_characters_and_urls_are_bounded(hass: HomeAssistant, clip: Path) -> None:
-    """A camera (source good), a site: a name with control or bidi characters is refused like a zone's; so is a 100 kB
-    URL. Nothing is created."""
+async def test_camera_and_site_names_are_one_line_of_printable_characters(hass: HomeAssistant, clip: Path) -> None:
+    """A camera (its source good), a site: a name with control or bidi characters is refused like a zone's."""
     settings = {CONF_FPS: 5, CONF_ANONYMIZATION: "body"}
     for name in (*UNPRINTABLE_NAMES, "n" * (MAX_NAME_LENGTH + 1)):
         form = await _flow(hass, "local", "url")
@@ -209,8 +208,14 @@ async def test_names_are_one_line_of_printable_characters_and_urls_are_bounded(h
         assert "site: name" in result["description_placeholders"]["error"]
         hass.config_entries.flow.async_abort(form["flow_id"])
 
+    assert not hass.config_entries.async_entries(DOMAIN)
+
+
+async def test_a_100_kb_stream_url_is_refused(hass: HomeAssistant, closed_port: int) -> None:
+    """Refused before anything opens it (the code before the fix tried to connect: cannot_connect)."""
+    settings = {CONF_FPS: 5, CONF_ANONYMIZATION: "body"}
     form = await _flow(hass, "local", "url")
-    url = f"rtsp://127.0.0.1:8554/{'x' * 100_000}"
+    url = f"rtsp://127.0.0.1:{closed_port}/{'x' * 100_000}"
     result = await hass.config_entries.flow.async_configure(form["flow_id"], {CONF_NAME: "Long", CONF_URL: url, **settings})
     assert result["type"] is FlowResultType.FORM and result["errors"] == {"base": "url_too_long"}
     assert not hass.config_entries.async_entries(DOMAIN)

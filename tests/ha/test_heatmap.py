@@ -65,34 +65,19 @@ async def test_heatmap_image_and_export(
     centre = hot.mean(axis=0)
     assert 0.3 <= centre[0] <= 0.85 and centre[1] >= 0.5  # at the table, not on the back wall
 
-    # Export: a relative name lands under <config>/www.
+    # Export: a name, written into <config>/www/safecam/exports (tests/ha/test_hardening.py: who may, which names).
     result = await hass.services.async_call(
         DOMAIN,
         "export_heatmap",
-        {"config_entry_id": entry.entry_id, "window": "day", "filename": "safecam/heat.png"},
+        {"config_entry_id": entry.entry_id, "window": "day", "name": "heat"},
         blocking=True,
         return_response=True,
     )
-    written = tmp_path / "config" / "www" / "safecam" / "heat.png"
-    assert result == {"path": str(written), "window": "day"}
+    written = tmp_path / "config" / "www" / "safecam" / "exports" / "heat.png"
+    assert result == {"path": str(written), "url": "/local/safecam/exports/heat.png", "window": "day"}
     assert len(_hot(written.read_bytes())) > 100
-
-    # An allowlisted absolute directory works; anything else is refused with a clear error.
-    exports = tmp_path / "exports"
-    exports.mkdir()
-    hass.config.allowlist_external_dirs = {str(exports)}
-    data = {"config_entry_id": entry.entry_id, "filename": str(exports / "week.png"), "window": "week"}
-    await hass.services.async_call(DOMAIN, "export_heatmap", data, blocking=True)
-    assert (exports / "week.png").stat().st_size > 0
-    for bad in ("/etc/safecam_heat.png", "../outside.png", "heat.jpg", str(tmp_path / "nowhere" / "x.png")):
-        with pytest.raises(ServiceValidationError) as err:
-            data = {"config_entry_id": entry.entry_id, "filename": bad}
-            await hass.services.async_call(DOMAIN, "export_heatmap", data, blocking=True)
-        assert err.value.translation_key == "heatmap_path_not_allowed"
-        assert err.value.translation_placeholders == {"filename": bad}
-    assert not (tmp_path / "config" / "outside.png").exists()
     with pytest.raises(ServiceValidationError) as err:
-        await hass.services.async_call(DOMAIN, "export_heatmap", {"filename": "x.png"}, blocking=True)
+        await hass.services.async_call(DOMAIN, "export_heatmap", {"name": "x"}, blocking=True)
     assert err.value.translation_key == "no_camera_targeted"
 
     assert await hass.config_entries.async_unload(entry.entry_id)

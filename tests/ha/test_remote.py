@@ -481,12 +481,12 @@ async def test_an_engine_cameras_heatmap_shows_and_exports_the_engines_pictures(
     result = await hass.services.async_call(
         DOMAIN,
         "export_heatmap",
-        {"config_entry_id": campus.entry_id, "window": "day", "filename": "safecam/campus_day.png"},
+        {"config_entry_id": campus.entry_id, "window": "day", "name": "campus_day"},
         blocking=True,
         return_response=True,
     )
-    written = tmp_path / "config" / "www" / "safecam" / "campus_day.png"
-    assert result == {"path": str(written), "window": "day"}
+    written = tmp_path / "config" / "www" / "safecam" / "exports" / "campus_day.png"
+    assert result == {"path": str(written), "url": "/local/safecam/exports/campus_day.png", "window": "day"}
     assert written.read_bytes() in published(day) and _hot_below(written.read_bytes())
 
     # Privacy: a raw frame made into a PNG and put on the heatmap topic by someone else is never shown or exported.
@@ -512,7 +512,7 @@ async def test_export_heatmap_of_a_window_the_engine_has_not_sent_says_so(
     await wait_for(hass, lambda: runtime.heatmap_ready("week"), 20, "the engine's week picture")
     runtime._heatmaps.pop("week")  # as before the engine's first week picture reached this Home Assistant
     with pytest.raises(ServiceValidationError) as err:
-        data = {"config_entry_id": campus.entry_id, "window": "week", "filename": "week.png"}
+        data = {"config_entry_id": campus.entry_id, "window": "week", "name": "week"}
         await hass.services.async_call(DOMAIN, "export_heatmap", data, blocking=True)
     assert err.value.translation_key == "heatmap_not_received"
     assert not (tmp_path / "config" / "www" / "week.png").exists()

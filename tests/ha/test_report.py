@@ -118,7 +118,7 @@ async def test_export_report(
     data: dict[str, Any] = {"config_entry_id": entry.entry_id, "start": start, "end": end, "name": "shift"}
     result = await hass.services.async_call(DOMAIN, "export_report", data, blocking=True, return_response=True)
     assert result is not None
-    folder = tmp_path / "config" / "www" / "safecam"
+    folder = tmp_path / "config" / "www" / "safecam" / "exports"
     files = {k: Path(v) for k, v in result["files"].items()}  # type: ignore[union-attr]
     assert files == {
         "csv": folder / "shift.csv",
@@ -126,7 +126,7 @@ async def test_export_report(
         "people": folder / "shift_people.png",
         "events": folder / "shift_events.png",
     }
-    assert result["urls"]["csv"] == "/local/safecam/shift.csv"  # type: ignore[index]
+    assert result["urls"]["csv"] == "/local/safecam/exports/shift.csv"  # type: ignore[index]
 
     # CSV: exactly the imported hours of the period, with the imported numbers.
     rows = list(csv.DictReader(io.StringIO(files["csv"].read_text(encoding="utf-8"))))
@@ -173,6 +173,7 @@ async def test_export_report(
         assert err.value.translation_key == "report_period_invalid"
     with pytest.raises(vol.Invalid):
         await hass.services.async_call(DOMAIN, "export_report", {"hours": 3, "start": start}, blocking=True, return_response=True)
-    with pytest.raises(vol.Invalid):
+    with pytest.raises(ServiceValidationError) as err:
         await hass.services.async_call(DOMAIN, "export_report", {"name": "../escape"}, blocking=True, return_response=True)
-    assert not (tmp_path / "config" / "www" / "escape.csv").exists()
+    assert err.value.translation_key == "export_name_invalid"
+    assert not (tmp_path / "config" / "www" / "safecam" / "escape.csv").exists()
