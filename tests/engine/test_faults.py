@@ -376,6 +376,31 @@ def test_rtsp_camera_killed_and_back_with_another_resolution(gstreamer: None, cl
     assert not any(s.error_reason in ("error", "detector") for s in states)
 
 
+def test_analysis_rate_is_never_zero_while_frames_flow_after_a_stream_recovers(
+    gstreamer: None, clips: dict[str, Path], worker_factory
+) -> None:
+    """issue 19 row 8: after an outage longer than the rate's 5 s window, the first frame analysed reported 0.0 fps,
+    which Home Assistant's analysis-rate sensor (written at most every 10 s) then showed while frames flowed."""
+    server = Rtsp(clips["small"])
+    server.start()
+    rec = Recorder()
+    try:
+        worker = worker_factory(server.url(), rec, fps=5)
+        worker.start()
+        assert rec.wait(lambda ss: any(s.connected and s.frames > 5 for s in ss), 40)
+        server.kill()
+        assert rec.wait(lambda ss: not ss[-1].connected, 30)
+        time.sleep(6)  # longer than the 5 s window: no frame of before the outage counts
+        before = rec.snapshot()[-1].frames
+        server.start()
+        assert rec.wait(lambda ss: ss[-1].connected and ss[-1].frames > before + 10, 60)
+    finally:
+        worker.stop()
+        server.stop()
+    after = [s for s in rec.snapshot() if s.frames > before]
+    assert after and all(s.analysis_fps > 0 for s in after), [(s.frames, s.analysis_fps) for s in after[:5]]
+
+
 # --- watchdog ---------------------------------------------------------------------------------------
 
 

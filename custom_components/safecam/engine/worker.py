@@ -408,6 +408,12 @@ class CameraWorker:
                 self._renderer = renderer  # from this run's first frame on (until then the last run's picture)
                 now = time.monotonic()
                 fps_window = [x for x in (*fps_window, now) if now - x <= 5.0]
+                # One frame after a gap (a stream that came back, a new run) measures no rate: the last one stands
+                # until the next frame. (A 0.0 here stayed on HA's throttled analysis-rate sensor for 10 s while
+                # frames flowed again: issue 19.)
+                analysis_fps = self.state.analysis_fps
+                if len(fps_window) > 1:
+                    analysis_fps = round((len(fps_window) - 1) / max(fps_window[-1] - fps_window[0], 1e-6), 2)
                 # A frame queued before a disconnect must not mark the camera connected again.
                 connected = bool(getattr(source, "connected", True))
                 state = self._set_state(
@@ -417,9 +423,7 @@ class CameraWorker:
                     zones=result.zones,
                     gates=result.gates,
                     analytics=result.analytics,
-                    analysis_fps=round((len(fps_window) - 1) / max(fps_window[-1] - fps_window[0], 1e-6), 2)
-                    if len(fps_window) > 1
-                    else 0.0,
+                    analysis_fps=analysis_fps,
                     target_fps=round(float(reader.fps or self.fps), 2),
                     inference_ms=round(result.timings_ms.get("detect", 0.0), 1),
                     dropped_frames=int(getattr(reader, "dropped", 0)),
