@@ -74,7 +74,8 @@ async def _async_reset_counters(call: ServiceCall) -> None:
                 raise ServiceValidationError(
                     translation_domain=DOMAIN,
                     translation_key="unknown_gate",
-                    translation_placeholders={"gate": gate, "name": entry.title, "gates": ", ".join(names) or "-"},
+                    # The caller's text, bounded (an error message is also a log line).
+                    translation_placeholders={"gate": gate[:80], "name": entry.title, "gates": ", ".join(names) or "-"},
                 )
     for entry in entries:
         await entry.runtime_data.async_reset_counters(None if gate is None else {gate})
