@@ -53,6 +53,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,49 @@ def engine_command() -> tuple[list[str], str]:
             subprocess.run([*uv, "venv", "-q", "-p", str(PY313), str(venv)], check=True)
             subprocess.run([*uv, "pip", "install", "-q", "-p", str(venv / "bin" / "python"), str(wheel)], check=True)
     return [str(script)], f"{wheel.name} in {venv}"
+
+
+def engine_provider(command: list[str]) -> str:
+    """The ONNX Runtime provider `provider: auto` picks in the engine's own venv."""
+    python = Path(command[0]).with_name("python")
+    code = "from safecam.engine.models import resolved_provider; print(resolved_provider('auto'))"
+    return subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+
+
+# ---- where the engine's time goes: py-spy (PyPI) on the engine process during a window ---------------------
+
+
+PY_SPY = "py-spy==0.4.3"
+FRAME = re.compile(r"^(.*) \((?:[^()]*/)?([^/():]+)(?::\d+)?\)$")  # "fn (/path/file.py:12)" -> "fn (file.py)"
+
+
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling every thread of `pid` that is not idle (waiting on I/O, a lock, a sleep), Python frames plus
+    native ones (time inside onnxruntime, OpenCV), raw collapsed stacks; nonblocking: the engine is never paused."""
+    argv = [*_uv(), "tool", "run", "--from", PY_SPY, "py-spy", "record", "--pid", str(pid), "--duration", str(round(seconds))]
+    argv += ["--rate", "50", "--native", "--nonblocking", "--format", "raw", "--output", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def profile_top(raw: Path, top: int = 15) -> list[dict[str, Any]]:
+    """Functions by share of the engine's busy samples: self (the innermost frame) and inclusive (on the stack)."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [FRAME.sub(r"\1 (\2)", f) for f in stack.split(";")]
+        total += int(count)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + int(count)
+    ranked = sorted(own, key=lambda f: -own[f])[:top]
+    return [
+        {"function": f, "self_pct": round(own[f] * 100 / total, 1), "inclusive_pct": round(inclusive.get(f, 0) * 100 / total, 1)}
+        for f in ranked
+    ]
 
 
 # ---- Home Assistant: the cameras through the config flow, and its state changes over the websocket ------------
@@ -234,6 +278,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy (not idle, not iowait) since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -339,9 +390,16 @@ def deployed_step(
         pids = {"engine": engine.proc.pid, "hass": inst.hass.pid, "mosquitto": broker.proc.pid}
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         busy0, t0 = machine_busy_seconds(), time.time()
+        raw = work / f"profile-{n}.txt"
+        spy = start_profile(engine.proc.pid, args.seconds, raw) if n in args.profile else None
         time.sleep(args.seconds)
         cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
         busy1, t1 = machine_busy_seconds(), time.time()
+        rss = {k: rss_mb(p) for k, p in pids.items()}
+        if spy is not None:
+            _, err = spy.communicate(timeout=120)
+            if spy.returncode != 0:
+                print(f"warning: py-spy failed: {err.decode(errors='replace')[-500:]}", flush=True)
         time.sleep(2)  # the last states of the window reach Home Assistant
     finally:
         engine.stop()
@@ -363,6 +421,7 @@ def deployed_step(
     sustains = len(rates) == n and min(rates) >= SUSTAINED * args.fps and min(lowest) >= args.fps - 1e-6
     return {
         "cameras": n,
+        "provider": args.provider,
         "window_s": round(wall, 1),
         "fps_min": round(min(rates), 2) if rates else None,
         "fps_mean": round(sum(rates) / len(rates), 2) if rates else None,
@@ -380,7 +439,10 @@ def deployed_step(
         "mqtt_ha_p95_ms": _r(pct(lat.to_ha_ms, 0.95)),
         "unmatched": lat.unmatched,
         "skipped": lat.skipped,
+        "engine_rss_mb": rss["engine"],
+        "hass_rss_mb": rss["hass"],
         "loadavg_1m": round(os.getloadavg()[0], 2),
+        **({"engine_profile": profile_top(raw)} if spy is not None and raw.is_file() else {}),
     }
 
 
@@ -419,8 +481,10 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=15.0, help="seconds after Home Assistant shows every camera")
     ap.add_argument("--fps", type=float, default=5.0)
     ap.add_argument("--no-inprocess", action="store_true", help="skip the in-process figures")
+    ap.add_argument("--profile", default="", help="camera counts whose window py-spy samples the engine in (e.g. 16)")
     args = ap.parse_args()
     ladder = [int(n) for n in args.cameras.split(",")]
+    args.profile = {int(n) for n in args.profile.split(",") if n}
     import onnxruntime
 
     if not args.no_inprocess and "OpenVINOExecutionProvider" not in onnxruntime.get_available_providers():
@@ -433,7 +497,8 @@ def main() -> int:
         print(f"error: {run_ha.HASS} not found: scripts/setup.sh builds .venv-hass")
         return 1
     command, origin = engine_command()
-    print(f"engine: {origin}", flush=True)
+    args.provider = engine_provider(command)
+    print(f"engine: {origin}, provider {args.provider}", flush=True)
     from custom_components.safecam.contract import format_pairing_key, new_pairing_key
 
     key = format_pairing_key(new_pairing_key())
@@ -490,6 +555,10 @@ def main() -> int:
             )
         table(rows, ["cameras", "fps_min", "inprocess_fps_each", "inprocess_sustains_5fps", "engine_cpu_ms_per_frame",
                      "inprocess_cpu_ms_per_frame", "cpu_ratio"])  # fmt: skip
+    for r in rows:
+        if r.get("engine_profile"):
+            print(f"\nwhere the engine's busy time goes, {r['cameras']} cameras (py-spy, {args.seconds:g} s, % of busy samples):")
+            table(r["engine_profile"], ["function", "self_pct", "inclusive_pct"])
     print()
     print(markdown(rows, args))
     print(f"\ntotal {time.monotonic() - started:.0f} s")
