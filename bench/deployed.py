@@ -139,11 +139,40 @@ FRAME = re.compile(r"^(.*) \((?:[^()]*/)?([^/():]+)(?::\d+)?\)$")  # "fn (/path/
 
 
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling every thread of `pid` that is not idle (waiting on I/O, a lock, a sleep), Python frames plus
-    native ones (time inside onnxruntime, OpenCV), raw collapsed stacks; nonblocking: the engine is never paused."""
+    """py-spy sampling the Python frames of every thread of `pid` that is not idle (waiting on I/O, a lock, a sleep:
+    a thread inside onnxruntime or OpenCV counts at its Python call), raw collapsed stacks; nonblocking: the engine
+    is never paused (py-spy cannot take native frames then)."""
     argv = [*_uv(), "tool", "run", "--from", PY_SPY, "py-spy", "record", "--pid", str(pid), "--duration", str(round(seconds))]
-    argv += ["--rate", "50", "--native", "--nonblocking", "--format", "raw", "--output", str(out)]
+    argv += ["--rate", "50", "--nonblocking", "--format", "raw", "--output", str(out)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Native thread id -> Python thread name, from one `py-spy dump` (pauses the engine once, for milliseconds)."""
+    argv = [*_uv(), "tool", "run", "--from", PY_SPY, "py-spy", "dump", "--pid", str(pid)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False).stdout
+    return {int(m[1]): m[2] for m in re.finditer(r'^Thread (\d+) \([^)]*\): "([^"]*)"', out, re.M)}
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of every thread of `pid` (native id -> utime + stime)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def threads_by_kind(before: dict[int, float], after: dict[int, float], names: dict[int, str], wall: float) -> list[dict]:
+    """CPU over the window by kind of thread (Python thread names, camera ids folded: "safecam-cam#"; threads
+    without Python frames, e.g. the inference runtime's own pool: "native")."""
+    kinds: dict[str, list[float]] = {}
+    for tid, cpu in after.items():
+        name = re.sub(r"\d+", "#", names.get(tid, "native (no Python frames)"))
+        kinds.setdefault(name, []).append(cpu - before.get(tid, 0.0))
+    rows = [{"threads": k, "count": len(v), "cpu_pct": round(sum(v) / wall * 100, 1)} for k, v in kinds.items()]
+    return sorted(rows, key=lambda r: -r["cpu_pct"])
 
 
 def profile_top(raw: Path, top: int = 15) -> list[dict[str, Any]]:
@@ -388,14 +417,16 @@ def deployed_step(
         sensors = people_entities(inst, names)
         time.sleep(args.warmup)
         pids = {"engine": engine.proc.pid, "hass": inst.hass.pid, "mosquitto": broker.proc.pid}
-        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        raw, profiled = work / f"profile-{n}.txt", n in args.profile
+        thread_of = thread_names(engine.proc.pid) if profiled else {}
+        cpu0, threads0 = {k: cpu_seconds(p) for k, p in pids.items()}, thread_cpu(engine.proc.pid)
         busy0, t0 = machine_busy_seconds(), time.time()
-        raw = work / f"profile-{n}.txt"
-        spy = start_profile(engine.proc.pid, args.seconds, raw) if n in args.profile else None
+        spy = start_profile(engine.proc.pid, args.seconds, raw) if profiled else None
         time.sleep(args.seconds)
         cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
         busy1, t1 = machine_busy_seconds(), time.time()
         rss = {k: rss_mb(p) for k, p in pids.items()}
+        threads1 = thread_cpu(engine.proc.pid)
         if spy is not None:
             _, err = spy.communicate(timeout=120)
             if spy.returncode != 0:
@@ -443,6 +474,7 @@ def deployed_step(
         "hass_rss_mb": rss["hass"],
         "loadavg_1m": round(os.getloadavg()[0], 2),
         **({"engine_profile": profile_top(raw)} if spy is not None and raw.is_file() else {}),
+        **({"engine_threads": threads_by_kind(threads0, threads1, thread_of, wall)} if profiled else {}),
     }
 
 
@@ -559,6 +591,9 @@ def main() -> int:
         if r.get("engine_profile"):
             print(f"\nwhere the engine's busy time goes, {r['cameras']} cameras (py-spy, {args.seconds:g} s, % of busy samples):")
             table(r["engine_profile"], ["function", "self_pct", "inclusive_pct"])
+        if r.get("engine_threads"):
+            print(f"\nthe engine's CPU by thread, {r['cameras']} cameras (% of one core over the window):")
+            table(r["engine_threads"], ["threads", "count", "cpu_pct"])
     print()
     print(markdown(rows, args))
     print(f"\ntotal {time.monotonic() - started:.0f} s")
