@@ -164,14 +164,19 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
-def threads_by_kind(before: dict[int, float], after: dict[int, float], names: dict[int, str], wall: float) -> list[dict]:
-    """CPU over the window by kind of thread (Python thread names, camera ids folded: "safecam-cam#"; threads
-    without Python frames, e.g. the inference runtime's own pool: "native")."""
+def threads_by_kind(
+    before: dict[int, float], after: dict[int, float], names: dict[int, str], wall: float, process_pct: float
+) -> list[dict]:
+    """CPU over the window (% of one core) by kind of thread: Python thread names with camera ids folded
+    ("safecam-cam#"), "native" for threads without Python frames (e.g. the inference runtime's own pool), and
+    what threads that ended in the window used (the process's CPU minus its live threads')."""
     kinds: dict[str, list[float]] = {}
     for tid, cpu in after.items():
         name = re.sub(r"\d+", "#", names.get(tid, "native (no Python frames)"))
-        kinds.setdefault(name, []).append(cpu - before.get(tid, 0.0))
-    rows = [{"threads": k, "count": len(v), "cpu_pct": round(sum(v) / wall * 100, 1)} for k, v in kinds.items()]
+        kinds.setdefault(name, []).append((cpu - before.get(tid, 0.0)) / wall * 100)
+    rows = [{"threads": k, "count": len(v), "cpu_pct": round(sum(v), 1)} for k, v in kinds.items()]
+    ended = process_pct - sum(sum(v) for v in kinds.values())
+    rows.append({"threads": "(ended in the window)", "count": "", "cpu_pct": round(ended, 1)})
     return sorted(rows, key=lambda r: -r["cpu_pct"])
 
 
@@ -427,6 +432,8 @@ def deployed_step(
         busy1, t1 = machine_busy_seconds(), time.time()
         rss = {k: rss_mb(p) for k, p in pids.items()}
         threads1 = thread_cpu(engine.proc.pid)
+        if profiled:  # threads started in the window (a file source's decode thread, once per loop of the clip)
+            thread_of |= thread_names(engine.proc.pid)
         if spy is not None:
             _, err = spy.communicate(timeout=120)
             if spy.returncode != 0:
@@ -474,7 +481,7 @@ def deployed_step(
         "hass_rss_mb": rss["hass"],
         "loadavg_1m": round(os.getloadavg()[0], 2),
         **({"engine_profile": profile_top(raw)} if spy is not None and raw.is_file() else {}),
-        **({"engine_threads": threads_by_kind(threads0, threads1, thread_of, wall)} if profiled else {}),
+        **({"engine_threads": threads_by_kind(threads0, threads1, thread_of, wall, cpu["engine"])} if profiled else {}),
     }
 
 
@@ -490,9 +497,11 @@ def inprocess_step(n: int, fps: float) -> dict[str, Any]:
     from custom_components.safecam.engine.models import create_session, resolve_model
 
     path = resolve_model("yolox_nano")
+    # Made before the clock starts: the engine's sessions are made before its window too.
+    detectors = [Detector(create_session(path, provider="openvino", num_threads=CAMERA_INFERENCE_THREADS)) for _ in range(n)]
     c0 = time.process_time()
     rate = cameras_sustained(
-        lambda: Detector(create_session(path, provider="openvino", num_threads=CAMERA_INFERENCE_THREADS)),
+        detectors.pop,
         str(CLIP),
         n,
         INPROCESS_VIDEO_S,
