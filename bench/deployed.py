@@ -169,10 +169,11 @@ def threads_by_kind(
 ) -> list[dict]:
     """CPU over the window (% of one core) by kind of thread: Python thread names with camera ids folded
     ("safecam-cam#"), "native" for threads without Python frames (e.g. the inference runtime's own pool), and
-    what threads that ended in the window used (the process's CPU minus its live threads')."""
+    what threads that ended in the window used (the process's CPU minus its live threads': mostly decode threads, as
+    a file source starts a new one each time it loops the clip)."""
     kinds: dict[str, list[float]] = {}
     for tid, cpu in after.items():
-        name = re.sub(r"\d+", "#", names.get(tid, "native (no Python frames)"))
+        name = re.sub(r"\d+", "#", re.sub(r"^(safecam-decode)-.*", r"\1-<source>", names.get(tid, "native (no Python frames)")))
         kinds.setdefault(name, []).append((cpu - before.get(tid, 0.0)) / wall * 100)
     rows = [{"threads": k, "count": len(v), "cpu_pct": round(sum(v), 1)} for k, v in kinds.items()]
     ended = process_pct - sum(sum(v) for v in kinds.values())
