@@ -135,6 +135,7 @@ def engine_provider(command: list[str]) -> str:
 
 
 PY_SPY = "py-spy==0.4.3"
+PROFILE_S = 30.0  # the profiled window (after the measured one)
 FRAME = re.compile(r"^(.*) \((?:[^()]*/)?([^/():]+)(?::\d+)?\)$")  # "fn (/path/file.py:12)" -> "fn (file.py)"
 
 
@@ -179,6 +180,23 @@ def threads_by_kind(
     ended = process_pct - sum(sum(v) for v in kinds.values())
     rows.append({"threads": "(ended in the window)", "count": "", "cpu_pct": round(ended, 1)})
     return sorted(rows, key=lambda r: -r["cpu_pct"])
+
+
+def engine_profile(pid: int, seconds: float, raw: Path) -> dict[str, Any]:
+    """py-spy's top functions and the CPU by kind of thread, over `seconds` of the running engine."""
+    names = thread_names(pid)
+    cpu0, before, t0 = cpu_seconds(pid), thread_cpu(pid), time.monotonic()
+    spy = start_profile(pid, seconds, raw)
+    _, err = spy.communicate(timeout=seconds + 120)
+    cpu1, after, wall = cpu_seconds(pid), thread_cpu(pid), time.monotonic() - t0
+    names |= thread_names(pid)  # threads started meanwhile (a file source's decode thread, once per loop of the clip)
+    if spy.returncode != 0 or not raw.is_file():
+        print(f"warning: py-spy failed: {err.decode(errors='replace')[-500:]}", flush=True)
+        return {}
+    return {
+        "engine_profile": profile_top(raw),
+        "engine_threads": threads_by_kind(before, after, names, wall, (cpu1 - cpu0) / wall * 100),
+    }
 
 
 def profile_top(raw: Path, top: int = 15) -> list[dict[str, Any]]:
@@ -423,23 +441,14 @@ def deployed_step(
         sensors = people_entities(inst, names)
         time.sleep(args.warmup)
         pids = {"engine": engine.proc.pid, "hass": inst.hass.pid, "mosquitto": broker.proc.pid}
-        raw, profiled = work / f"profile-{n}.txt", n in args.profile
-        thread_of = thread_names(engine.proc.pid) if profiled else {}
-        cpu0, threads0 = {k: cpu_seconds(p) for k, p in pids.items()}, thread_cpu(engine.proc.pid)
-        busy0, t0 = machine_busy_seconds(), time.time()
-        spy = start_profile(engine.proc.pid, args.seconds, raw) if profiled else None
+        cpu0, busy0, t0 = {k: cpu_seconds(p) for k, p in pids.items()}, machine_busy_seconds(), time.time()
         time.sleep(args.seconds)
-        cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
-        busy1, t1 = machine_busy_seconds(), time.time()
+        cpu1, busy1, t1 = {k: cpu_seconds(p) for k, p in pids.items()}, machine_busy_seconds(), time.time()
         rss = {k: rss_mb(p) for k, p in pids.items()}
-        threads1 = thread_cpu(engine.proc.pid)
-        if profiled:  # threads started in the window (a file source's decode thread, once per loop of the clip)
-            thread_of |= thread_names(engine.proc.pid)
-        if spy is not None:
-            _, err = spy.communicate(timeout=120)
-            if spy.returncode != 0:
-                print(f"warning: py-spy failed: {err.decode(errors='replace')[-500:]}", flush=True)
         time.sleep(2)  # the last states of the window reach Home Assistant
+        profile = {}
+        if n in args.profile:  # in a window of its own after the measured one: py-spy's sampling takes CPU too
+            profile = engine_profile(engine.proc.pid, min(args.seconds, PROFILE_S), work / f"profile-{n}.txt")
     finally:
         engine.stop()
         rec.close()
@@ -481,8 +490,7 @@ def deployed_step(
         "engine_rss_mb": rss["engine"],
         "hass_rss_mb": rss["hass"],
         "loadavg_1m": round(os.getloadavg()[0], 2),
-        **({"engine_profile": profile_top(raw)} if spy is not None and raw.is_file() else {}),
-        **({"engine_threads": threads_by_kind(threads0, threads1, thread_of, wall, cpu["engine"])} if profiled else {}),
+        **profile,
     }
 
 
@@ -523,7 +531,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=15.0, help="seconds after Home Assistant shows every camera")
     ap.add_argument("--fps", type=float, default=5.0)
     ap.add_argument("--no-inprocess", action="store_true", help="skip the in-process figures")
-    ap.add_argument("--profile", default="", help="camera counts whose window py-spy samples the engine in (e.g. 16)")
+    ap.add_argument("--profile", default="", help="camera counts (e.g. 16) whose measured window is followed by one of py-spy")
     args = ap.parse_args()
     ladder = [int(n) for n in args.cameras.split(",")]
     args.profile = {int(n) for n in args.profile.split(",") if n}
@@ -599,7 +607,8 @@ def main() -> int:
                      "inprocess_cpu_ms_per_frame", "cpu_ratio"])  # fmt: skip
     for r in rows:
         if r.get("engine_profile"):
-            print(f"\nwhere the engine's busy time goes, {r['cameras']} cameras (py-spy, {args.seconds:g} s, % of busy samples):")
+            seconds = min(args.seconds, PROFILE_S)
+            print(f"\nwhere the engine's busy time goes, {r['cameras']} cameras (py-spy, {seconds:g} s, % of busy samples):")
             table(r["engine_profile"], ["function", "self_pct", "inclusive_pct"])
         if r.get("engine_threads"):
             print(f"\nthe engine's CPU by thread, {r['cameras']} cameras (% of one core over the window):")
