@@ -41,7 +41,12 @@ Figures (one row per N):
   it keeps up), run right after the deployed window; and the CPU time per analysed frame of both shapes
   (engine process vs this process), which load from other processes distorts far less than rates.
 
-Timings are only comparable within one run: the ratio column is from the same run.
+- --profile N: after N's measured window, a window of its own (30 s) where py-spy samples the engine's Python
+  frames (top functions by share of busy samples) and /proc gives its CPU by kind of thread.
+
+The cameras' file sources start together, so their frame grids are in phase: every 1/fps s all N frames arrive at
+once, the worst case for latency (real cameras' phases are spread). Timings are only comparable within one run:
+the in-process columns and the CPU ratio are from the same run as the deployed ones.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ from tests.servers.mosquitto import Broker, EngineProcess, Recorder, mosquitto_m
 
 ENGINE_ID = "bench"
 CLIP = PEDESTRIANS / "tud_stadtmitte.mp4"  # bench/speed.py's cameras figure
-PY313 = Path("/root/.pyenv/versions/3.13.0/bin/python3")
+PYENV_313 = "3.13.0"  # the engine's Python where the wheel takes the OpenVINO EP (scripts/setup.sh: .venv-min, .venv-engine)
 ENGINE_CACHE = Path.home() / ".cache" / "safecam" / "bench-engine"
 SUSTAINED = 0.97  # a camera keeps up when it analyses at least this share of the configured rate
 INPROCESS_VIDEO_S = 7.0  # bench/speed.py's cameras figure: 7 s of the clip per pipeline
@@ -93,12 +98,20 @@ run_ha = _load_run_ha()
 # ---- the engine from the wheel ----------------------------------------------------------------------
 
 
-def _uv() -> list[str]:
+def _uv(py313: Path | None = None) -> list[str]:
+    """uv as scripts/setup.sh finds it: on PATH, else the module in pyenv's 3.13.0."""
     if shutil.which("uv"):
         with contextlib.suppress(OSError, subprocess.CalledProcessError):  # a pyenv shim may answer for another version
             subprocess.run(["uv", "--version"], check=True, capture_output=True)
             return ["uv"]
-    return [str(PY313), "-m", "uv"]
+    return [str(py313 or _py313()), "-m", "uv"]
+
+
+def _py313() -> Path:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        prefix = subprocess.run(["pyenv", "prefix", PYENV_313], check=True, capture_output=True, text=True).stdout.strip()
+        return Path(prefix) / "bin" / "python3"
+    return Path.home() / ".pyenv" / "versions" / PYENV_313 / "bin" / "python3"
 
 
 def engine_command() -> tuple[list[str], str]:
@@ -107,9 +120,10 @@ def engine_command() -> tuple[list[str], str]:
     installed = REPO / ".venv-engine" / "bin" / "safecam-engine"
     if os.access(installed, os.X_OK):
         return [str(installed)], ".venv-engine"
-    if not os.access(PY313, os.X_OK):
-        raise SystemExit(f"error: no .venv-engine and no {PY313} to build one (pyenv install 3.13.0)")
-    uv = _uv()
+    py313 = _py313()
+    if not os.access(py313, os.X_OK):
+        raise SystemExit(f"error: no .venv-engine and no {py313} to build one (pyenv install {PYENV_313})")
+    uv = _uv(py313)
     with tempfile.TemporaryDirectory(prefix="safecam-bench-wheel-") as tmp:
         subprocess.run([*uv, "build", "-q", "--wheel", "-o", tmp, str(REPO)], check=True, cwd=REPO)
         [wheel] = Path(tmp).glob("safecam_engine-*.whl")
@@ -119,7 +133,7 @@ def engine_command() -> tuple[list[str], str]:
         if not os.access(script, os.X_OK):
             print(f"installing {wheel.name} into {venv} (once per wheel)", flush=True)
             shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([*uv, "venv", "-q", "-p", str(PY313), str(venv)], check=True)
+            subprocess.run([*uv, "venv", "-q", "-p", str(py313), str(venv)], check=True)
             subprocess.run([*uv, "pip", "install", "-q", "-p", str(venv / "bin" / "python"), str(wheel)], check=True)
     return [str(script)], f"{wheel.name} in {venv}"
 
@@ -569,7 +583,8 @@ def main() -> int:
             run_ha.confirm_http_config(inst)
             run_ha.ensure_mqtt(inst)
             run_ha.remove_failed_onboarding_entries(inst)
-            print(f"Home Assistant up and onboarded in {time.monotonic() - t:.0f} s", flush=True)
+            ha_version = inst.api("GET", "/api/config")["version"]
+            print(f"Home Assistant {ha_version} up and onboarded in {time.monotonic() - t:.0f} s", flush=True)
             changes = StateChanges(inst)
             entries: dict[str, str] = {}
             for n in ladder:
@@ -591,7 +606,7 @@ def main() -> int:
             run_ha.stop(inst)  # hass, then the broker (inst.broker)
     print()
     print(
-        f"deployed shape: engine ({origin.split(' in ')[0]}) + Mosquitto + Home Assistant {run_ha.HASS.parent.parent.name}"
+        f"deployed shape: engine ({origin.split(' in ')[0]}, {args.provider}) + Mosquitto + Home Assistant {ha_version}"
         f" over MQTT; {CLIP.name} at {args.fps:g} fps per camera, {args.seconds:g} s windows; {os.cpu_count()} cores"
     )
     columns = ["cameras", "fps_min", "fps_mean", "sustains_5fps", "engine_cpu_pct", "hass_cpu_pct", "mosquitto_cpu_pct"]
@@ -613,8 +628,19 @@ def main() -> int:
         if r.get("engine_threads"):
             print(f"\nthe engine's CPU by thread, {r['cameras']} cameras (% of one core over the window):")
             table(r["engine_threads"], ["threads", "count", "cpu_pct"])
+    deployed_max = max((r["cameras"] for r in rows if r["sustains_5fps"]), default=0)
+    summary = f"most cameras sustained at {args.fps:g} fps: deployed {deployed_max}"
+    if not args.no_inprocess:
+        inprocess_max = max((r["cameras"] for r in rows if r["inprocess_sustains_5fps"]), default=0)
+        summary += f", in-process {inprocess_max} (of the ladder {','.join(str(n) for n in ladder)})"
     print()
     print(markdown(rows, args))
+    print(f"\n{summary}")
+    print(
+        "CPU in % of one core over the window (others: the rest of the machine); frame→HA: time_fired of the people"
+        " sensor's state_changed minus the state's frame_ts (one host clock); in-process: speed.py's cameras figure"
+        " (unpaced, so its capacity), same run."
+    )
     print(f"\ntotal {time.monotonic() - started:.0f} s")
     return 0
 
