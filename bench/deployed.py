@@ -450,10 +450,13 @@ def deployed_step(
         if not rec.wait(lambda: all(any(s["health"]["frames"] > 0 for s in fresh(c)) for c in ids), 300):
             raise run_ha.SetupError(f"the engine did not analyse every camera in 300 s; log:\n{engine.log()[-2000:]}")
         boots = {s["boot"] for c in ids for s in fresh(c)}
+        analysing = time.time() - started
         for name in names:
             if name not in entries:
                 entries[name] = add_camera(inst, name, key)
         sensors = people_entities(inst, names)
+        shown_after = time.time() - started
+        print(f"{n} camera(s): analysing after {analysing:.0f} s, all in Home Assistant after {shown_after:.0f} s", flush=True)
         time.sleep(args.warmup)
         # this script: its MQTT recorder and websocket client (what it adds to the machine's load, kept out of `others`)
         pids = {"engine": engine.proc.pid, "hass": inst.hass.pid, "mosquitto": broker.proc.pid, "bench": os.getpid()}
