@@ -41,7 +41,6 @@ Figures (one row per N):
   nobody watching, decoding as fast as analysis takes frames: the rate it reaches is its capacity, so >= fps means
   it keeps up), run right after the deployed window; and the CPU time per analysed frame of both shapes
   (engine process vs this process), which load from other processes distorts far less than rates.
-
 - --profile N: after N's measured window, a window of its own (30 s) where py-spy samples the engine's Python
   frames (top functions by share of busy samples) and /proc gives its CPU by kind of thread.
 
@@ -331,6 +330,10 @@ class StateChanges:
                     fired = datetime.fromisoformat(event["time_fired"]).timestamp()
                     self.changes.append(Change(fired, data["entity_id"], str(new["state"])))
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def close(self) -> None:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
@@ -596,6 +599,8 @@ def main() -> int:
             for n in ladder:
                 t = time.monotonic()
                 row = deployed_step(n, args, inst, broker, command, key, work, entries, changes)
+                if changes.error is not None or not changes.alive:
+                    raise run_ha.SetupError(f"Home Assistant's event stream ended during the step: {changes.error}")
                 if not args.no_inprocess:
                     row |= inprocess_step(n, args.fps)
                 row["step_s"] = round(time.monotonic() - t)
