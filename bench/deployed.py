@@ -25,6 +25,8 @@ Figures (one row per N):
 - CPU: process CPU time (utime + stime from /proc) of the engine, hass and mosquitto over the window, in % of one
   core (this machine: 2 cores = 200 %); `others`: the rest of the machine (other users; not this script, whose
   MQTT recorder and websocket client are `bench_cpu_pct`) over the same window.
+- cores at target: the engine's CPU scaled by target / achieved rate, plus hass and mosquitto: what N cameras at
+  --fps would take (where the rate fell short, a lower bound: contention raises the cost per frame).
 - frame -> HA state latency: for each change of a camera's people sensor in Home Assistant, `time_fired` of its
   `state_changed` event (Home Assistant's clock when the new state was written to its state machine: what every
   automation, the recorder and the frontend see from then on) minus `frame_ts` of the state message that caused it
@@ -502,6 +504,11 @@ def deployed_step(
         "bench_cpu_pct": round(cpu["bench"], 1),
         "others_cpu_pct": round(others, 1),
         "engine_cpu_ms_per_frame": round(cpu["engine"] / 100 * wall * 1000 / frames, 1) if frames else None,
+        # What the deployed processes would take with every camera at the target rate (the engine's CPU scaled by
+        # target / achieved rate): a lower bound where the rate fell short, as contention raises the cost per frame.
+        "cores_at_target": round((cpu["engine"] * n * args.fps / sum(rates) + cpu["hass"] + cpu["mosquitto"]) / 100, 2)
+        if rates
+        else None,
         "samples": len(lat.total_ms),
         "p50_ms": _r(pct(lat.total_ms, 0.5)),
         "p95_ms": _r(pct(lat.total_ms, 0.95)),
@@ -621,7 +628,8 @@ def main() -> int:
         f" over MQTT; {CLIP.name} at {args.fps:g} fps per camera, {args.seconds:g} s windows; {os.cpu_count()} cores"
     )
     columns = ["cameras", "fps_min", "fps_mean", "sustains_5fps", "engine_cpu_pct", "hass_cpu_pct", "mosquitto_cpu_pct"]
-    columns += ["others_cpu_pct", "samples", "p50_ms", "p95_ms", "engine_p95_ms", "mqtt_ha_p95_ms", "unmatched"]
+    columns += ["others_cpu_pct", "cores_at_target", "samples", "p50_ms", "p95_ms", "engine_p95_ms", "mqtt_ha_p95_ms"]
+    columns += ["unmatched"]
     table(rows, columns)
     if not args.no_inprocess:
         print("\nbeside the in-process figures (bench/speed.py's cameras, same run):")
@@ -648,7 +656,9 @@ def main() -> int:
     print(markdown(rows, args))
     print(f"\n{summary}")
     print(
-        "CPU in % of one core over the window (others: the rest of the machine); frame→HA: time_fired of the people"
+        "CPU in % of one core over the window (others: the rest of the machine); cores at 5 fps: engine + HA + broker"
+        " with the engine's CPU scaled to every camera at the target rate (a lower bound where it fell short); frame→HA:"
+        " time_fired of the people"
         " sensor's state_changed minus the state's frame_ts (one host clock); in-process: speed.py's cameras figure"
         " (unpaced, so its capacity), same run."
     )
@@ -657,7 +667,9 @@ def main() -> int:
 
 
 def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    head = "| cameras | fps/camera min (mean) | ≥ 5 fps | engine CPU | HA CPU | broker CPU | others | frame→HA p50 / p95 ms (n) |"
+    fps = f"{args.fps:g} fps"
+    head = f"| cameras | fps/camera min (mean) | ≥ {fps} | engine CPU | HA CPU | broker CPU | others | cores at {fps}"
+    head += " | frame→HA p50 / p95 ms (n) |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     if not args.no_inprocess:
         lines[0] += " in-process fps/camera | CPU ms/frame engine / in-process |"
@@ -666,6 +678,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         line = (
             f"| {r['cameras']} | {r['fps_min']} ({r['fps_mean']}) | {'yes' if r['sustains_5fps'] else 'no'} |"
             f" {r['engine_cpu_pct']} % | {r['hass_cpu_pct']} % | {r['mosquitto_cpu_pct']} % | {r['others_cpu_pct']} % |"
+            f" {r['cores_at_target']} |"
             f" {r['p50_ms']} / {r['p95_ms']} ({r['samples']}) |"
         )
         if not args.no_inprocess:
