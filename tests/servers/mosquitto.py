@@ -196,7 +196,8 @@ def retained(broker: Broker, pattern: str, settle_s: float = 1.0) -> dict[str, b
 class EngineProcess:
     """`python -m custom_components.safecam.engine serve --config FILE` in its own process (stopped by PID)."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], command: list[str] | None = None) -> None:
+        """command: what runs `serve` (e.g. an installed wheel's `safecam-engine`), else this checkout's engine."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.config_path = workdir / "engine.yaml"
@@ -206,7 +207,12 @@ class EngineProcess:
         env.setdefault("SAFECAM_MODEL_MIRROR", str(REPO.parent / "shared" / "models"))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "custom_components.safecam.engine", "serve", "--config", str(self.config_path)],
+                [
+                    *(command or [sys.executable, "-m", "custom_components.safecam.engine"]),
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                ],
                 cwd=REPO,
                 env=env,
                 stdout=log,
