@@ -27,10 +27,9 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from ..contract import format_pairing_key
+from ..contract import SUPERVISOR_SERVICE, EngineAnnouncement
 from .serve import ServeConfig, kept_pairing_key, load_serve_config
 
-SERVICE = "safecam"  # the integration's domain: Home Assistant starts that integration's config flow
 SUPERVISOR_URL = "http://supervisor"
 TIMEOUT_S = 10.0
 
@@ -39,22 +38,16 @@ class AnnounceError(Exception):
     """Why the Supervisor was not told (one line, no secret)."""
 
 
-def discovery_config(config: ServeConfig, key: bytes, host: str) -> dict[str, Any]:
-    """What Home Assistant needs to pair this engine's cameras: which engine on the broker, its key, and where its
-    web page is (the anonymized streams; `host` is the add-on's name on the Supervisor's network)."""
-    data: dict[str, Any] = {
-        "engine_id": config.engine_id,
-        "pairing_key": format_pairing_key(key),
-        "topic_prefix": config.mqtt.topic_prefix,
-    }
-    if config.http is not None:
-        data |= {"host": host, "port": config.http.port}
-    return data
+def announcement(config: ServeConfig, key: bytes, host: str) -> EngineAnnouncement:
+    """This engine as Home Assistant pairs it: which engine on the broker, its key, and its web page (`host`: the
+    add-on's name on the Supervisor's network)."""
+    port = config.http.port if config.http is not None else None
+    return EngineAnnouncement(config.engine_id, key, config.mqtt.topic_prefix, host if port else None, port or None)
 
 
 def post_discovery(base_url: str, token: str, config: Mapping[str, Any]) -> str:
     """POST the message; the Supervisor's id for it. AnnounceError when it was not taken."""
-    body = json.dumps({"service": SERVICE, "config": dict(config)}).encode()
+    body = json.dumps({"service": SUPERVISOR_SERVICE, "config": dict(config)}).encode()
     request = urllib.request.Request(
         f"{base_url.rstrip('/')}/discovery",
         data=body,
@@ -95,7 +88,8 @@ def announce(config_path: str, env: Mapping[str, str] = os.environ) -> str | Non
     if key is None:
         raise AnnounceError("no state_file and no pairing_key: the engine's key would change at every start")
     # The container's hostname is the add-on's name on the Supervisor's network (Home Assistant resolves it).
-    return post_discovery(env.get("SUPERVISOR_URL") or SUPERVISOR_URL, token, discovery_config(config, key, socket.gethostname()))
+    message = announcement(config, key, socket.gethostname()).as_config()
+    return post_discovery(env.get("SUPERVISOR_URL") or SUPERVISOR_URL, token, message)
 
 
 def main(config_path: str) -> int:
