@@ -476,7 +476,10 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         self._abort_if_unique_id_configured()
         self._remote_engine = engine_id
         self.context["title_placeholders"] = {"name": engine_id}
-        return await self.async_step_remote()
+        result = await self.async_step_remote()
+        # The engine add-on's card (async_step_hassio: no key to type) may have come during the scan: this one goes.
+        await self.async_set_unique_id(self.unique_id)
+        return result
 
     async def async_step_remote(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Pick one of the cameras the engines on the broker publish (one entry per camera, as in embedded mode)."""
@@ -563,7 +566,7 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         # (which asks for the key) gives way to this one.
         await self.async_set_unique_id(f"mqtt_engine_{announced.engine_id}", raise_on_progress=False)
         self._abort_if_unique_id_configured()
-        for flow in self._async_in_progress(include_uninitialized=True, match_context={"unique_id": self.unique_id}):
+        for flow in self._async_in_progress(match_context={"unique_id": self.unique_id}):  # (one still starting ends itself)
             self.hass.config_entries.flow.async_abort(flow["flow_id"])
         self._announced, self._addon = announced, discovery_info.name
         self.context["title_placeholders"] = {"name": f"{discovery_info.name} ({announced.engine_id})"}
