@@ -629,7 +629,8 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             if not found:
                 errors["base"] = "engine_not_found"
             elif (key := _checked_key(user_input[CONF_PAIRING_KEY], found[0].signed, errors)) is not None:
-                async_store_engine_key(self.hass, str(engine_id), key)  # this camera and the other cameras of its engine
+                # This camera and the other cameras of its engine (their own questions for the key end).
+                async_store_engine_key(self.hass, str(engine_id), key, flow_id=self.flow_id)
                 return self.async_update_reload_and_abort(entry, reload_even_if_entry_is_unchanged=False)
         return self.async_show_form(
             step_id="reauth_confirm",

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import Platform
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady, HomeAssistantError
@@ -230,16 +230,24 @@ def engine_keys(hass: HomeAssistant, engine_id: str) -> list[str]:
 
 
 @callback
-def async_store_engine_key(hass: HomeAssistant, engine_id: str, key: bytes) -> list[SafecamConfigEntry]:
+def async_store_engine_key(
+    hass: HomeAssistant, engine_id: str, key: bytes, *, flow_id: str | None = None
+) -> list[SafecamConfigEntry]:
     """`key` becomes engine X's on every one of its camera entries (a key typed in a reauth flow, the add-on's key
-    from Supervisor discovery); those whose key changed are reloaded with it (a reload also ends their reauth flows).
-    Returns them."""
+    from Supervisor discovery); those whose key changed are reloaded with it, and their questions for a key (reauth
+    flows other than `flow_id`, the one storing it) end. Returns them."""
     text = format_pairing_key(key)
     changed = [e for e in engine_entries(hass, engine_id) if e.data.get(CONF_PAIRING_KEY) != text]
     for entry in changed:
         hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_PAIRING_KEY: text})
         if entry.state in (ConfigEntryState.LOADED, ConfigEntryState.SETUP_RETRY, ConfigEntryState.SETUP_ERROR):
             hass.config_entries.async_schedule_reload(entry.entry_id)
+        # (Current HA ends them on reload too; the oldest HA this integration supports does not.)
+        for flow in hass.config_entries.flow.async_progress_by_handler(
+            DOMAIN, match_context={"source": SOURCE_REAUTH, "entry_id": entry.entry_id}
+        ):
+            if flow["flow_id"] != flow_id:
+                hass.config_entries.flow.async_abort(flow["flow_id"])
     return changed
 
 
