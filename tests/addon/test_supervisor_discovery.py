@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from custom_components.safecam.const import DOMAIN
 from custom_components.safecam.contract import format_pairing_key, parse_pairing_key
 from custom_components.safecam.engine.serve import load_serve_config, pairing_key
 from tests.servers.processes import free_port
@@ -90,7 +91,7 @@ def test_the_engine_id_key_and_web_page_go_to_the_supervisor_with_the_token(tmp_
     key = parse_pairing_key(key_file.read_text())
     assert pairing_key(load_serve_config(config)) == key
     assert sent.body == {
-        "service": "safecam",
+        "service": DOMAIN,  # Home Assistant starts the config flow of the integration named by the service
         "config": {
             "engine_id": "addon",
             "pairing_key": format_pairing_key(key),
@@ -132,7 +133,8 @@ def test_a_failure_is_one_warning_line_without_secrets(tmp_path: Path, superviso
     assert "HTTP 403: Invalid token" in _one_warning(wrong_token, KEY, "not-the-add-ons", STREAM_TOKEN)
     assert supervisor.received[0].headers["Authorization"] == "Bearer not-the-add-ons" and not supervisor.messages
 
-    supervisor.services = ()  # config.yaml without `discovery: [safecam]`: the Supervisor refuses the service
+    assert supervisor.services == (DOMAIN,)  # what addon/config.yaml declares
+    supervisor.services = ()  # a config.yaml without `discovery: [safecam]`: the Supervisor refuses the service
     undeclared = _announce(config, _addon_env(supervisor))
     assert "HTTP 403: Apps must list services" in _one_warning(undeclared, KEY, supervisor.token)
 

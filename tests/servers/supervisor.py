@@ -5,6 +5,7 @@ and this machine has neither. This aiohttp server answers POST /discovery the wa
 does (home-assistant/supervisor, read for this): the caller is known by its token (`Authorization: Bearer`), the
 body must be `{"service": str, "config": dict}`, a service the add-on does not list under `discovery:` in its
 config.yaml is refused with 403, and a message taken is answered `{"result": "ok", "data": {"uuid": ...}}`.
+The services it takes from the add-on are those addon/config.yaml declares, as the real one reads them.
 It records what it was sent: the tests hand that to Home Assistant as its hassio discovery would.
 """
 
@@ -15,9 +16,18 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
+
+ADDON_CONFIG = Path(__file__).resolve().parents[2] / "addon" / "config.yaml"
+
+
+def declared_services(config_yaml: Path) -> tuple[str, ...]:
+    """The services an add-on may announce: its config.yaml `discovery:` list (the Supervisor reads the same)."""
+    return tuple(yaml.safe_load(config_yaml.read_text(encoding="utf-8")).get("discovery") or ())
 
 
 @dataclass
@@ -29,7 +39,7 @@ class Received:
 @dataclass
 class StandInSupervisor:
     token: str = "addon-token"
-    services: tuple[str, ...] = ("safecam",)  # the add-on's config.yaml `discovery:`
+    services: tuple[str, ...] = field(default_factory=lambda: declared_services(ADDON_CONFIG))
     received: list[Received] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # uuid -> {service, config} taken
     url: str = ""
