@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import yaml  # type: ignore[import-untyped]
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY, ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_ENTITY_ID, CONF_NAME, CONF_PASSWORD, CONF_URL, CONF_USERNAME
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
@@ -45,6 +45,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from homeassistant.util import slugify
 
@@ -85,7 +86,7 @@ from .const import (
     SOURCE_MQTT,
     SOURCE_URL,
 )
-from .contract import MessageRejected, format_pairing_key, parse_pairing_key
+from .contract import EngineAnnouncement, MessageRejected, format_pairing_key, parse_pairing_key
 from .coordinator import SafecamConfigEntry
 from .engine.config import (
     SECTION_PARSERS,
@@ -108,6 +109,9 @@ from .remote import (
     async_engine_takes_scene,
     async_mqtt_ready,
     async_scan,
+    async_store_engine_key,
+    engine_entries,
+    engine_keys,
     options_of,
     settings_from_config,
     verify_key,
@@ -489,7 +493,10 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         self._abort_if_unique_id_configured()
         self._remote_engine = engine_id
         self.context["title_placeholders"] = {"name": engine_id}
-        return await self.async_step_remote()
+        result = await self.async_step_remote()
+        # The engine add-on's card (async_step_hassio: no key to type) may have come during the scan: this one goes.
+        await self.async_set_unique_id(self.unique_id)
+        return result
 
     async def async_step_remote(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Pick one of the cameras the engines on the broker publish (one entry per camera, as in embedded mode)."""
@@ -508,9 +515,8 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             self._abort_if_unique_id_configured()
             self._remote_camera = camera
             # Another camera of this engine is paired already: its key, if the engine still signs with it.
-            for entry in self._async_current_entries(include_ignore=False):
-                same_engine = entry.data.get(CONF_ENGINE_ID) == camera.engine_id and entry.data.get(CONF_PAIRING_KEY)
-                if same_engine and (result := self._remote_paired(camera, entry.data[CONF_PAIRING_KEY])) is not None:
+            for key in engine_keys(self.hass, camera.engine_id):
+                if (result := self._remote_paired(camera, key)) is not None:
                     return result
             return await self.async_step_remote_key()
         choices = [
@@ -548,7 +554,7 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             CONF_SOURCE_TYPE: SOURCE_MQTT,
             CONF_ENGINE_ID: camera.engine_id,
             CONF_CAMERA_ID: camera.camera,
-            CONF_TOPIC_PREFIX: DEFAULT_TOPIC_PREFIX,
+            CONF_TOPIC_PREFIX: camera.prefix,
             CONF_PAIRING_KEY: format_pairing_key(key),
         }
         try:
@@ -556,6 +562,75 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         except ConfigError:
             options = {}  # a layout this version cannot read: the entry starts empty, the engine's next one reloads it
         return self.async_create_entry(title=str(config.get("name") or camera.name), data=data, options=options)
+
+    # ---- Supervisor discovery: the engine add-on announced its engine and key (engine/supervisor.py) --------------
+    _announced: EngineAnnouncement | None = None
+    _addon = ""  # the add-on's name (the Supervisor's)
+
+    async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
+        """The engine add-on started. Its key comes from the Supervisor, which takes the message only from an add-on
+        that declares `discovery: [safecam]` (Home Assistant reads it back from the Supervisor): trusted, not typed.
+        An engine already set up gets it stored (the add-on made a new key: no reauth); a new one is offered."""
+        try:
+            announced = EngineAnnouncement.from_config(discovery_info.config)
+        except ValueError as err:
+            _LOGGER.warning("safecam: add-on %s announced no engine (%s)", discovery_info.slug, err)
+            return self.async_abort(reason="invalid_discovery_info")
+        if engine_entries(self.hass, announced.engine_id):
+            async_store_engine_key(self.hass, announced.engine_id, announced.pairing_key)
+            return self.async_abort(reason="already_configured")
+        # The unique id of the engine's MQTT discovery card: an engine the user ignored stays ignored, and that card
+        # (which asks for the key) gives way to this one.
+        await self.async_set_unique_id(f"mqtt_engine_{announced.engine_id}", raise_on_progress=False)
+        self._abort_if_unique_id_configured()
+        for flow in self._async_in_progress(match_context={"unique_id": self.unique_id}):  # (one still starting ends itself)
+            self.hass.config_entries.flow.async_abort(flow["flow_id"])
+        self._announced, self._addon = announced, discovery_info.name
+        self.context["title_placeholders"] = {"name": f"{discovery_info.name} ({announced.engine_id})"}
+        return await self.async_step_hassio_confirm()
+
+    async def async_step_hassio_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The card "safecam engine add-on found": add its cameras, each paired with the announced key."""
+        announced = self._announced
+        assert announced is not None
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if not await async_mqtt_ready(self.hass):
+                return self.async_abort(reason="mqtt_not_setup")
+            configured = {e.unique_id for e in self._async_current_entries(include_ignore=False)}
+            cameras = [
+                c
+                for c in await async_scan(self.hass, announced.topic_prefix)
+                if c.engine_id == announced.engine_id and c.unique_id not in configured
+            ]
+            key = format_pairing_key(announced.pairing_key)
+            if not cameras:
+                errors["base"] = "hassio_engine_not_found"  # not on the broker (yet): the form stays, to try again
+            elif any(_checked_key(key, c.signed, {}) is None for c in cameras):
+                errors["base"] = "hassio_wrong_key"  # another engine with this id on the broker, or a stale announcement
+            else:
+                first, *others = cameras
+                for camera in others:  # one entry per camera: a flow each, paired at once with the same key
+                    await self.hass.config_entries.flow.async_init(
+                        DOMAIN, context={"source": SOURCE_INTEGRATION_DISCOVERY}, data={"camera": camera, CONF_PAIRING_KEY: key}
+                    )
+                await self.async_set_unique_id(first.unique_id, raise_on_progress=False)
+                return self._remote_paired(first, key) or self.async_abort(reason="hassio_wrong_key")
+        self._set_confirm_only()
+        return self.async_show_form(
+            step_id="hassio_confirm",
+            errors=errors,
+            description_placeholders={"addon": self._addon, "engine": announced.engine_id},
+        )
+
+    async def async_step_integration_discovery(self, discovery_info: dict[str, Any]) -> ConfigFlowResult:
+        """Another camera of an engine whose add-on the user just confirmed (async_step_hassio_confirm)."""
+        if not isinstance(camera := discovery_info.get("camera"), RemoteCamera):
+            return self.async_abort(reason="not_an_engine")
+        await self.async_set_unique_id(camera.unique_id, raise_on_progress=False)
+        self._abort_if_unique_id_configured()
+        paired = self._remote_paired(camera, str(discovery_info.get(CONF_PAIRING_KEY)))
+        return paired or self.async_abort(reason="hassio_wrong_key")
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         """A remote camera without a (working) pairing key: messages are signed now, ask for its engine's key."""
@@ -571,7 +646,9 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
             if not found:
                 errors["base"] = "engine_not_found"
             elif (key := _checked_key(user_input[CONF_PAIRING_KEY], found[0].signed, errors)) is not None:
-                return self.async_update_reload_and_abort(entry, data_updates={CONF_PAIRING_KEY: format_pairing_key(key)})
+                # This camera and the other cameras of its engine (their own questions for the key end).
+                async_store_engine_key(self.hass, str(engine_id), key, flow_id=self.flow_id)
+                return self.async_update_reload_and_abort(entry, reload_even_if_entry_is_unchanged=False)
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=PAIRING_KEY_SCHEMA,

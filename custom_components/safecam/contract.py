@@ -777,3 +777,49 @@ def parse_heatmap_topic(topics: Topics, camera: str, topic: str) -> str | None:
     head = topics.camera(camera, "heatmap/")
     window = topic[len(head) :] if topic.startswith(head) else None
     return window if window in HEATMAP_WINDOWS else None
+
+
+# ---- Supervisor discovery: the add-on's message to Home Assistant ------------------------------------
+# An engine add-on tells Home Assistant which engine it runs and the key it signs with (engine/supervisor.py), so
+# its cameras are paired without typing the key. The message travels add-on -> Supervisor -> Home Assistant only,
+# never over MQTT: the Supervisor takes it only from an add-on whose config.yaml lists the service, and Home
+# Assistant reads it back from the Supervisor and starts the integration's `hassio` config flow with it.
+
+SUPERVISOR_SERVICE = "safecam"  # the Supervisor's `service` = the integration's domain (whose config flow starts)
+_TOPIC_PREFIX_RE = re.compile(r"^[^/+#]([^+#]*[^/+#])?$")  # as the engine's config requires (no wildcards, no / at ends)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineAnnouncement:
+    """The discovery message's `config` (Home Assistant: HassioServiceInfo.config, plus "addon", the add-on's name).
+    host/port: the engine's web page (anonymized streams, the key) on the Supervisor's network; None without one."""
+
+    engine_id: str
+    pairing_key: bytes = field(repr=False)
+    topic_prefix: str = "safecam"
+    host: str | None = None
+    port: int | None = None
+
+    def as_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "engine_id": self.engine_id,
+            "pairing_key": format_pairing_key(self.pairing_key),
+            "topic_prefix": self.topic_prefix,
+        }
+        if self.host is not None and self.port is not None:
+            config |= {"host": self.host, "port": self.port}
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> EngineAnnouncement:
+        """ValueError naming the field when the message is not an engine's announcement."""
+        engine_id, prefix = config.get("engine_id"), config.get("topic_prefix", "safecam")
+        if not isinstance(engine_id, str) or not ENGINE_ID_RE.match(engine_id):
+            raise ValueError("engine_id: not an engine id")
+        if not isinstance(prefix, str) or not _TOPIC_PREFIX_RE.match(prefix):
+            raise ValueError("topic_prefix: not a topic prefix")
+        key = parse_pairing_key(str(config.get("pairing_key") or ""))  # ValueError: not a key
+        host, port = config.get("host"), config.get("port")
+        if not (isinstance(host, str) and host and isinstance(port, int) and 0 < port < 65536):
+            host = port = None  # no web page (pairing does not need one)
+        return cls(engine_id, key, prefix, host, port)

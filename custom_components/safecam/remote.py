@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import Platform
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady, HomeAssistantError
@@ -74,6 +75,7 @@ from .contract import (
     Signer,
     Topics,
     event_from_payload,
+    format_pairing_key,
     jpeg_body,
     json_body,
     open_signed,
@@ -198,6 +200,7 @@ class RemoteCamera:
     config: dict[str, Any]
     online: bool
     signed: list[tuple[str, bytes]]  # (topic, payload) of its engine's info and its config: checked with the key
+    prefix: str = DEFAULT_TOPIC_PREFIX  # the topic prefix it was found under
 
     @property
     def unique_id(self) -> str:
@@ -206,6 +209,46 @@ class RemoteCamera:
 
 def remote_unique_id(engine_id: str, camera: str) -> str:
     return f"mqtt_{engine_id}_{camera}"
+
+
+# ---- which key belongs to engine X: what its camera entries store (an engine signs everything with one key) ----
+
+
+def engine_entries(hass: HomeAssistant, engine_id: str) -> list[SafecamConfigEntry]:
+    """The camera entries of one engine."""
+    return [
+        e
+        for e in hass.config_entries.async_entries(DOMAIN, include_ignore=False)
+        if is_remote_entry(e) and e.data.get(CONF_ENGINE_ID) == engine_id
+    ]
+
+
+def engine_keys(hass: HomeAssistant, engine_id: str) -> list[str]:
+    """The pairing keys stored for an engine: one, or none before its first camera is paired (an entry made before
+    messages were signed has none)."""
+    return list(dict.fromkeys(key for e in engine_entries(hass, engine_id) if (key := e.data.get(CONF_PAIRING_KEY))))
+
+
+@callback
+def async_store_engine_key(
+    hass: HomeAssistant, engine_id: str, key: bytes, *, flow_id: str | None = None
+) -> list[SafecamConfigEntry]:
+    """`key` becomes engine X's on every one of its camera entries (a key typed in a reauth flow, the add-on's key
+    from Supervisor discovery); those whose key changed are reloaded with it, and their questions for a key (reauth
+    flows other than `flow_id`, the one storing it) end. Returns them."""
+    text = format_pairing_key(key)
+    changed = [e for e in engine_entries(hass, engine_id) if e.data.get(CONF_PAIRING_KEY) != text]
+    for entry in changed:
+        hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_PAIRING_KEY: text})
+        if entry.state in (ConfigEntryState.LOADED, ConfigEntryState.SETUP_RETRY, ConfigEntryState.SETUP_ERROR):
+            hass.config_entries.async_schedule_reload(entry.entry_id)
+        # (Current HA ends them on reload too; the oldest HA this integration supports does not.)
+        for flow in hass.config_entries.flow.async_progress_by_handler(
+            DOMAIN, match_context={"source": SOURCE_REAUTH, "entry_id": entry.entry_id}
+        ):
+            if flow["flow_id"] != flow_id:
+                hass.config_entries.flow.async_abort(flow["flow_id"])
+    return changed
 
 
 @dataclass(slots=True)
@@ -243,7 +286,8 @@ class _Scan:
                     name = str(config.get("name") or camera)
                     topics = Topics(self.prefix, engine_id)
                     signed = [(t, self.raw[t]) for t in (topics.info, topics.config(camera))]
-                    found.append(RemoteCamera(engine_id, camera, name, config, self.online.get(engine_id, False), signed))
+                    online = self.online.get(engine_id, False)
+                    found.append(RemoteCamera(engine_id, camera, name, config, online, signed, self.prefix))
         return found
 
 

@@ -42,6 +42,7 @@ PORT_KEY = re.compile(r"^\d+/(tcp|udp)$")
 TOP_KEYS = {
     "name", "version", "slug", "description", "arch", "url", "startup", "boot", "services", "ingress", "ingress_port",
     "panel_icon", "panel_title", "ports", "map", "watchdog", "options", "schema", "init", "hassio_api", "image",
+    "discovery",
 }  # fmt: skip
 
 

@@ -3,6 +3,8 @@
     python -m custom_components.safecam.engine run SOURCE [--config FILE.yaml] [--fps N]
         [--out-jsonl FILE] [--out-video FILE]
     python -m custom_components.safecam.engine anonymize INPUT OUTPUT
+    python -m custom_components.safecam.engine serve --config FILE.yaml      (engine/serve.py)
+    python -m custom_components.safecam.engine announce --config FILE.yaml   (the add-on: engine/supervisor.py)
 
 Exit codes: 0 ok, 1 source or model problem, 2 bad arguments or configuration.
 Every message is one line and never contains stream credentials.
@@ -57,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the cameras of a config file as a service publishing over MQTT (add-on mode)")
     serve.add_argument("--config", required=True, help="YAML: engine_id, mqtt, http, cameras (see engine/serve.py)")
+
+    announce = sub.add_parser(
+        "announce", help="add-on: tell Home Assistant about this engine and its pairing key through the Supervisor"
+    )
+    announce.add_argument("--config", required=True, help="the config file `serve` runs (see engine/supervisor.py)")
 
     anon = sub.add_parser("anonymize", help="anonymize an image or a video (the same anonymizer as every other output)")
     anon.add_argument("input")
@@ -201,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import main as serve_main  # imports aiomqtt only for the service
 
             return serve_main(args.config)
+        if args.command == "announce":
+            from .supervisor import main as announce_main
+
+            return announce_main(args.config)
         if args.command == "run":
             if args.out_jsonl:
                 with open(args.out_jsonl, "w", encoding="utf-8") as fh:

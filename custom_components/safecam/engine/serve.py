@@ -364,14 +364,16 @@ class StateStore:
             _LOGGER.warning("safecam serve: cannot write state file %s (%s)", self.path, err.strerror)
 
 
-def pairing_key(config: ServeConfig) -> bytes:
-    """The key Home Assistant pairs with: the config's, else the one kept in the state file's folder (the
-    add-on's /data), made at first start. Without a state file a new key is made at every start."""
+def kept_pairing_key(config: ServeConfig) -> bytes | None:
+    """The key Home Assistant pairs with, as it outlives this process: the config's, else the one kept in the state
+    file's folder (the add-on's /data), made there the first time. None without a state file (nowhere to keep one).
+
+    The one owner of the key file: the engine (pairing_key) and the add-on's Supervisor discovery (supervisor.py)
+    both read it here, one after the other (addon/run.sh), so the key announced is the key the engine signs with."""
     if config.pairing_key is not None:
         return config.pairing_key
     if config.state_file is None:
-        _LOGGER.warning("safecam serve: no state_file and no pairing_key: a new pairing key at every start")
-        return new_pairing_key()
+        return None
     path = Path(config.state_file).parent / "pairing_key"
     try:
         return parse_pairing_key(path.read_text(encoding="utf-8"))
@@ -385,6 +387,14 @@ def pairing_key(config: ServeConfig) -> bytes:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(format_pairing_key(key) + "\n")
     return key
+
+
+def pairing_key(config: ServeConfig) -> bytes:
+    """The key this engine signs with: the kept one, else (no state file) a new one at every start."""
+    if (key := kept_pairing_key(config)) is not None:
+        return key
+    _LOGGER.warning("safecam serve: no state_file and no pairing_key: a new pairing key at every start")
+    return new_pairing_key()
 
 
 # ---- one camera -----------------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Supervisor discovery (the add-on): Home Assistant offers this engine's cameras, paired with its key, nothing typed.
+
+    safecam-engine announce --config FILE.yaml        # addon/run.sh, before `serve` with the same file
+
+Only where the Supervisor gave this container a token (SUPERVISOR_TOKEN: it runs as an add-on); elsewhere it does
+nothing (MQTT discovery still offers the cameras, and the user types the key). It POSTs
+`{SUPERVISOR_URL or http://supervisor}/discovery` `{"service": "safecam", "config": {...}}` with the token. The
+Supervisor takes it only from an add-on whose config.yaml lists `discovery: [safecam]` (any other service name is
+refused with 403), keeps it, and tells Home Assistant, which reads it back from the Supervisor (never from the
+add-on) and starts the `safecam` integration's `hassio` config flow with it: `HassioServiceInfo.config` is this
+`config` plus "addon" (the add-on's name). A custom integration gets it like a built-in one (the service name is the
+domain). The key thus travels add-on -> Supervisor -> Home Assistant, never over MQTT. Home Assistant reads every
+kept message again at each start, and the Supervisor passes on a changed one at once: a new key reaches the
+entries of this engine without asking the user.
+
+A failure is one warning line on stderr (never the key nor the token) and exit code 0: the engine starts anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from ..contract import SUPERVISOR_SERVICE, EngineAnnouncement
+from .serve import ServeConfig, kept_pairing_key, load_serve_config
+
+SUPERVISOR_URL = "http://supervisor"
+TIMEOUT_S = 10.0
+
+
+class AnnounceError(Exception):
+    """Why the Supervisor was not told (one line, no secret)."""
+
+
+def announcement(config: ServeConfig, key: bytes, host: str) -> EngineAnnouncement:
+    """This engine as Home Assistant pairs it: which engine on the broker, its key, and its web page (`host`: the
+    add-on's name on the Supervisor's network)."""
+    port = config.http.port if config.http is not None else None
+    return EngineAnnouncement(config.engine_id, key, config.mqtt.topic_prefix, host if port else None, port or None)
+
+
+def post_discovery(base_url: str, token: str, config: Mapping[str, Any]) -> str:
+    """POST the message; the Supervisor's id for it. AnnounceError when it was not taken."""
+    body = json.dumps({"service": SUPERVISOR_SERVICE, "config": dict(config)}).encode()
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}/discovery",
+        data=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        raise AnnounceError(f"the Supervisor answered HTTP {err.code}{_message(err)}") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or type(err).__name__
+        raise AnnounceError(f"the Supervisor cannot be reached at {base_url} ({reason})") from None
+    if not isinstance(answer, dict) or answer.get("result") != "ok":
+        raise AnnounceError("the Supervisor did not take the message")
+    data = answer.get("data")
+    return str(data.get("uuid") or "") if isinstance(data, dict) else ""
+
+
+def _message(err: urllib.error.HTTPError) -> str:
+    """The Supervisor's one-line reason (its JSON error body), shortened."""
+    try:
+        message = json.loads(err.read()).get("message")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f": {str(message).splitlines()[0][:200]}" if message else ""
+
+
+def announce(config_path: str, env: Mapping[str, str] = os.environ) -> str | None:
+    """Tell Home Assistant about this engine through the Supervisor. None where there is no Supervisor (no token),
+    else the message's id. AnnounceError (or the config's ConfigError) when it was not told."""
+    token = env.get("SUPERVISOR_TOKEN")
+    if not token:
+        return None
+    config = load_serve_config(config_path)
+    key = kept_pairing_key(config)  # made here at first start; `serve` then reads the same file
+    if key is None:
+        raise AnnounceError("no state_file and no pairing_key: the engine's key would change at every start")
+    # The container's hostname is the add-on's name on the Supervisor's network (Home Assistant resolves it).
+    message = announcement(config, key, socket.gethostname()).as_config()
+    return post_discovery(env.get("SUPERVISOR_URL") or SUPERVISOR_URL, token, message)
+
+
+def main(config_path: str) -> int:
+    """The `announce` subcommand: always 0 (the engine starts whether Home Assistant was told or not)."""
+    try:
+        uuid = announce(config_path)
+    except Exception as err:  # noqa: BLE001 - one line whatever went wrong, and the engine still starts
+        why = str(err) or type(err).__name__
+        print(
+            f"warning: safecam: Home Assistant was not told about this engine through the Supervisor ({why});"
+            " add its cameras from the MQTT discovery card with the pairing key printed below",
+            file=sys.stderr,
+        )
+        return 0
+    if uuid is not None:
+        print(f"safecam: engine announced to Home Assistant through the Supervisor (discovery {uuid})", file=sys.stderr)
+    return 0
