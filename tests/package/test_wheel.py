@@ -32,6 +32,8 @@ from tests.conftest import DATA, MODELS, REPO
 from tests.servers.mosquitto import Broker, Recorder, mosquitto_missing
 from tests.servers.processes import free_port, gstreamer_missing, start_rtsp_server, stop_process
 
+pytestmark = pytest.mark.usefixtures("socket_enabled")  # (a broker, the RTSP camera, free ports)
+
 ENGINE = REPO / "custom_components" / "safecam" / "engine"
 CONTRACT = "custom_components.safecam.contract"
 LOCK = REPO / "requirements" / "lock-engine.txt"
@@ -280,7 +282,6 @@ def test_the_console_script_explains_itself_and_refuses_a_bad_config(wheel_venv:
         assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], (what, out.stderr)
 
 
-@pytest.mark.usefixtures("socket_enabled")
 def test_the_wheel_serves_the_demo_camera_over_mqtt(wheel_venv: WheelVenv, tmp_path: Path):
     """`safecam-engine serve --config FILE` from the fresh venv: signed camera states that the contract opens with the
     engine's pairing key, valid, with the counts of the clip's visitors."""
