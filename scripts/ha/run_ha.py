@@ -758,13 +758,15 @@ def start_service(inst: HaInstance, broker_port: int) -> None:
     assert inst.broker.proc is not None
     (inst.config_dir / "broker.pid").write_text(f"{inst.broker.proc.pid}\n")
     workdir = inst.config_dir / "engine"
+    engine: EngineProcess | ContainerEngine
     if inst.engine_mode == "container":
         name = f"safecam-demo-engine-{inst.port}"
         (inst.config_dir / "engine.container").write_text(f"{name}\n")
-        inst.engine = ContainerEngine(workdir, addon_options(inst, inst.broker.port), image, name)
+        engine = ContainerEngine(workdir, addon_options(inst, inst.broker.port), image, name)
     else:
-        inst.engine = EngineProcess(workdir, engine_config(inst, inst.broker.port), command=[str(ENGINE_CLI)])
-    (inst.config_dir / "engine.pid").write_text(f"{inst.engine.proc.pid}\n")
+        engine = EngineProcess(workdir, engine_config(inst, inst.broker.port), command=[str(ENGINE_CLI)])
+    inst.engine = engine
+    (inst.config_dir / "engine.pid").write_text(f"{engine.proc.pid}\n")
 
 
 def confirm_http_config(inst: HaInstance) -> None:

@@ -211,7 +211,7 @@ def test_the_lock_pins_what_the_wheel_requires(wheel_venv: WheelVenv):
             pins[name.strip().lower()] = version.split(";")[0].strip()
     with zipfile.ZipFile(wheel_venv.wheel) as whl:
         [metadata] = [n for n in whl.namelist() if n.endswith(".dist-info/METADATA")]
-        requires = email.parser.Parser().parsestr(whl.read(metadata).decode()).get_all("Requires-Dist")
+        requires = email.parser.Parser().parsestr(whl.read(metadata).decode()).get_all("Requires-Dist") or []
     env = {"platform_machine": "x86_64", "python_version": "3.13", "python_full_version": "3.13.0", "sys_platform": "linux"}
     for text in requires:
         req = Requirement(text)
