@@ -1,6 +1,6 @@
-"""The Home Assistant add-on folder and the add-on store's repository.yaml, checked offline against the Supervisor's add-on rules that can be
-checked without Docker (required keys, slug, arch list, options/schema agreement, translations, build
-files), the options -> engine config conversion, and `run.sh` starting the engine on a real broker.
+"""The Home Assistant add-on folder and the store's repository.yaml, checked offline against the Supervisor's add-on
+rules that can be checked without Docker (required keys, slug, arch list, options/schema agreement, translations,
+build files), the options -> engine config conversion, and `run.sh` starting the engine on a real broker.
 
 The rules restate the Supervisor's documented add-on config (developers.home-assistant.io, "Add-on
 configuration") and its validator (supervisor/addons/validate.py, options.py).
@@ -188,7 +188,8 @@ def test_build_files_agree_with_config_and_the_repository(config: dict[str, Any]
             assert (REPO / source).exists(), f"COPY {source}: not in the repository"
             assert source in allowed, f"COPY {source}: excluded by addon/Dockerfile.dockerignore"
     # The engine goes in as the repository's wheel, its dependencies held to the image's lock.
-    assert re.search(r"pip wheel .*--no-deps", dockerfile) and re.search(r"-c /opt/safecam/requirements\.txt \S+\.whl", dockerfile)
+    assert re.search(r"pip wheel .*--no-deps", dockerfile)
+    assert re.search(r"-c /opt/safecam/requirements\.txt \S+\.whl", dockerfile)
     assert "exec safecam-engine serve" in (ADDON / "run.sh").read_text()
     cmd = re.search(r'^CMD \["([^"]+)"\]', dockerfile, re.M)
     assert cmd and cmd.group(1) == "/opt/safecam/addon/run.sh" and "addon/run.sh" in dockerfile
