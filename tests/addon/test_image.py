@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import pytest
 import pytest_socket
+import yaml
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -122,8 +123,6 @@ class AddOn:
 
 def yaml_defaults() -> dict[str, Any]:
     """The options the Supervisor starts from: config.yaml's defaults."""
-    import yaml
-
     return dict(yaml.safe_load((REPO / "addon" / "config.yaml").read_text(encoding="utf-8"))["options"])
 
 
