@@ -343,3 +343,35 @@ def test_the_wheel_serves_the_demo_camera_over_mqtt(wheel_venv: WheelVenv, tmp_p
     assert max(people) >= 1 and states[-1]["connected"] and states[-1]["health"]["frames"] > 0, states[-1]
     print(f"{len(states)} signed states, people {people}")
     assert "Traceback" not in log_path.read_text()
+
+
+# ---- the deploy files name what a release publishes ---------------------------------------------
+
+
+def test_deploy_files_run_what_the_release_publishes():
+    """deploy/compose.yaml pulls the image addon/config.yaml names, at the engine's version, with /data mounted on the
+    host's network; the systemd unit runs the wheel's console script with `serve --config`; docs/engine.md shows both."""
+    import tomllib
+
+    from custom_components.safecam.engine import __version__
+
+    addon = yaml.safe_load((REPO / "addon" / "config.yaml").read_text())
+    compose = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())
+    [engine] = compose["services"].values()
+    published = f"{addon['image'].replace('{arch}', 'amd64')}:{__version__}"
+    assert engine["image"] == "${SAFECAM_IMAGE:-" + published + "}", engine["image"]
+    assert engine["network_mode"] == "host" and engine["volumes"] == ["./safecam-data:/data"]
+    docs = (REPO / "docs" / "engine.md").read_text()
+    assert published in docs and "deploy/compose.yaml" in docs and "deploy/safecam-engine.service" in docs
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    [script] = project["scripts"]
+    unit = (REPO / "deploy" / "safecam-engine.service").read_text()
+    [exec_start] = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    assert exec_start.startswith(f"ExecStart=/opt/safecam-engine/bin/{script} serve --config ${{CREDENTIALS_DIRECTORY}}/")
+    assert f"/opt/safecam-engine/bin/pip install {project['name']}\n" in docs
+    if analyze := shutil.which("systemd-analyze"):
+        out = subprocess.run([analyze, "verify", str(REPO / "deploy" / "safecam-engine.service")], capture_output=True, text=True)
+        # Only the console script is missing on a machine where the package is not installed at /opt.
+        problems = [line for line in out.stderr.splitlines() if line.strip() and "/opt/safecam-engine/bin" not in line]
+        assert not problems, out.stderr
