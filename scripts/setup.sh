@@ -5,7 +5,8 @@
 #   .venv-min   pyenv's Python 3.13.0, the oldest HA we declare (hacs.json) + the OpenVINO engine (lock-min.txt)
 #   .venv-hass  Python 3.14, a real `hass` of the newest release PyPI serves (lock-hass.txt): the end-to-end tests
 #   .venv-engine pyenv's Python 3.13.0, the engine as `pip install safecam-engine` gives it: the wheel of this checkout
-#               (rebuilt when the engine's files change) on the dependencies pinned in lock-engine.txt; the demo and
+#               (rebuilt when the engine's files change) on the dependencies pinned in lock-engine.txt (compiled from
+#               the wheel's own dependencies, for x86-64 and aarch64: `uv pip compile --universal`); the demo and
 #               the end-to-end tests run its `safecam-engine serve` (the entry point the add-on image runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
