@@ -285,8 +285,21 @@ def test_the_console_script_explains_itself_and_refuses_a_bad_config(wheel_venv:
 
 def test_the_wheel_serves_the_demo_camera_over_mqtt(wheel_venv: WheelVenv, tmp_path: Path):
     """`safecam-engine serve --config FILE` from the fresh venv: signed camera states that the contract opens with the
-    engine's pairing key, valid, with the counts of the clip's visitors."""
-    from custom_components.safecam.contract import Topics, json_body, open_signed, parse_pairing_key, valid_info, valid_state
+    engine's pairing key, valid, with the counts of the clip's visitors; its picture on the broker is anonymized."""
+    import cv2
+    import numpy as np
+
+    from custom_components.safecam.contract import (
+        MAX_JPEG_BYTES,
+        Topics,
+        jpeg_body,
+        json_body,
+        open_signed,
+        parse_pairing_key,
+        valid_info,
+        valid_state,
+    )
+    from tests.e2e.conftest import RAW_DIFF_MIN, min_diff_to_raw_frames
 
     if why := mosquitto_missing() or gstreamer_missing():
         pytest.skip(why)
@@ -305,6 +318,7 @@ def test_the_wheel_serves_the_demo_camera_over_mqtt(wheel_venv: WheelVenv, tmp_p
         "cameras": [{"id": CAMERA_ID, "name": "Demo", "url": f"rtsp://127.0.0.1:{rtsp_port}/file", "fps": 5}],
         "state_file": str(state_file),
         "state_interval_s": 1,
+        "snapshot_interval_s": 1,
     }
     config_path = tmp_path / "engine.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -324,10 +338,13 @@ def test_the_wheel_serves_the_demo_camera_over_mqtt(wheel_venv: WheelVenv, tmp_p
             return any(m.json().get("people", 0) >= 1 for m in recorder.on(state_topic))
 
         assert recorder.wait(someone_counted, 120), f"no state counting anyone; engine log:\n{log_path.read_text()[-3000:]}"
+        snapshot_topic = topics.snapshot(CAMERA_ID)
+        assert recorder.wait(lambda: recorder.on(snapshot_topic), 30), "no anonymized snapshot on the broker"
         assert engine.poll() is None, log_path.read_text()[-3000:]
         key = parse_pairing_key((state_file.parent / "pairing_key").read_text())
         states = [valid_state(json_body(open_signed(key, state_topic, m.payload))) for m in recorder.on(state_topic)]
         info = valid_info(json_body(open_signed(key, topics.info, recorder.on(topics.info)[-1].payload)))
+        snapshot = jpeg_body(open_signed(key, snapshot_topic, recorder.on(snapshot_topic)[-1].payload, max_body=MAX_JPEG_BYTES))
     finally:
         engine.terminate()
         code = engine.wait(30)
@@ -341,7 +358,10 @@ def test_the_wheel_serves_the_demo_camera_over_mqtt(wheel_venv: WheelVenv, tmp_p
     people = [s["people"] for s in states]
     assert all(0 <= p <= MAX_PLAUSIBLE_PEOPLE for p in people), people
     assert max(people) >= 1 and states[-1]["connected"] and states[-1]["health"]["frames"] > 0, states[-1]
-    print(f"{len(states)} signed states, people {people}")
+    picture = cv2.imdecode(np.frombuffer(snapshot, np.uint8), cv2.IMREAD_COLOR)
+    diff, frame = min_diff_to_raw_frames(picture, CLIP)
+    assert diff > RAW_DIFF_MIN, f"the snapshot on the broker is (nearly) raw frame {frame} of the clip: diff {diff:.2f}"
+    print(f"{len(states)} signed states, people {people}; snapshot's mean abs diff to the nearest raw frame {diff:.2f}")
     assert "Traceback" not in log_path.read_text()
 
 
