@@ -744,6 +744,20 @@ def engine_image() -> str:
     return lines[-1]
 
 
+def stale_engine_files() -> list[str]:
+    """The engine's files (and the contract) that differ from this checkout in .venv-engine's installed wheel: scripts/
+    setup.sh rebuilds it, but a test run straight after an edit would otherwise run the engine as it was."""
+    [site] = (REPO / ".venv-engine" / "lib").glob("python3.*/site-packages") or [REPO / ".venv-engine" / "missing"]
+    source = REPO / "custom_components" / "safecam"
+    files = [*sorted((source / "engine").rglob("*.py")), source / "contract.py"]
+    return [
+        str(f.relative_to(REPO))
+        for f in files
+        if "__pycache__" not in f.parts
+        and not ((installed := site / "safecam" / f.relative_to(source)).is_file() and installed.read_bytes() == f.read_bytes())
+    ]
+
+
 def start_service(inst: HaInstance, broker_port: int) -> None:
     """Mosquitto and the engine apart from Home Assistant (its wheel's console script, or the add-on image), each
     with a PID file for --stop."""
@@ -754,6 +768,11 @@ def start_service(inst: HaInstance, broker_port: int) -> None:
         image = engine_image()  # before the broker: the first build takes minutes
     elif not os.access(ENGINE_CLI, os.X_OK):
         raise SetupError(f"{ENGINE_CLI} not found: scripts/setup.sh builds it (.venv-engine, the engine's wheel)")
+    elif stale := stale_engine_files():
+        raise SetupError(
+            f"{ENGINE_CLI} runs an older engine than this checkout ({', '.join(stale[:3])}"
+            f"{' ...' if len(stale) > 3 else ''} changed): run scripts/setup.sh (it rebuilds the wheel in about 2 s)"
+        )
     inst.broker.start()
     assert inst.broker.proc is not None
     (inst.config_dir / "broker.pid").write_text(f"{inst.broker.proc.pid}\n")
