@@ -3,8 +3,8 @@
     python3 options_to_config.py /data/options.json /data/engine.yaml
 
 Reads the options the Supervisor wrote, asks the Supervisor for the MQTT service (the Mosquitto add-on)
-unless `mqtt_host` is set, and writes the YAML that `python -m custom_components.safecam.engine serve`
-reads (mode 0600: it holds passwords). Problems exit with code 2 and one line, never a password.
+unless `mqtt_host` is set, and writes the YAML that `safecam-engine serve --config FILE` reads (mode 0600:
+it holds passwords). Problems exit with code 2 and one line, never a password.
 Standard library + PyYAML only (both are in the image).
 """
 
@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 INGRESS_PROXY = "172.30.32.2"  # the Supervisor's ingress gateway; it authenticates the Home Assistant user itself
-HTTP_PORT = 8099  # config.yaml ingress_port
+# config.yaml ingress_port; SAFECAM_HTTP_PORT only for a container on the host's network (CI), where 8099 may be taken
+HTTP_PORT = int(os.environ.get("SAFECAM_HTTP_PORT") or 8099)
 SUPERVISOR = os.environ.get("SUPERVISOR_URL", "http://supervisor")
 
 
@@ -117,6 +118,7 @@ def build_config(options: dict[str, Any], mqtt: dict[str, Any] | None, data_dir:
         "state_file": str(data_dir / "state.json"),
         "state_interval_s": options.get("state_interval", 10),
         "snapshot_interval_s": options.get("snapshot_interval", 30),
+        "heatmap_interval_s": options.get("heatmap_interval", 60),
         "log_level": options.get("log_level") or "info",
     }
     if options.get("pairing_key"):

@@ -4,6 +4,10 @@
 #   .venv       Python 3.14, current Home Assistant + its test harness (requirements/lock.txt): lint, types, the suite
 #   .venv-min   pyenv's Python 3.13.0, the oldest HA we declare (hacs.json) + the OpenVINO engine (lock-min.txt)
 #   .venv-hass  Python 3.14, a real `hass` of the newest release PyPI serves (lock-hass.txt): the end-to-end tests
+#   .venv-engine pyenv's Python 3.13.0, the engine as `pip install safecam-engine` gives it: the wheel of this checkout
+#               (rebuilt when the engine's files change) on the dependencies pinned in lock-engine.txt (compiled from
+#               the wheel's own dependencies, for x86-64 and aarch64: `uv pip compile --universal`); the demo and
+#               the end-to-end tests run its `safecam-engine serve` (the entry point the add-on image runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,3 +49,18 @@ venv() {
 venv .venv "$PY314" requirements/lock.txt
 venv .venv-min "$PY313" requirements/lock-min.txt
 venv .venv-hass "$PY314" requirements/lock-hass.txt
+venv .venv-engine "$PY313" requirements/lock-engine.txt
+
+# The engine's wheel into .venv-engine (--no-deps: the lock holds them), built from this checkout when what goes into
+# it (pyproject.toml's wheel target and metadata hook, the engine, the contract, the readme) or the lock changed.
+ENGINE_INPUTS=(pyproject.toml scripts/hatch_requirements.py docs/engine.md custom_components/safecam/contract.py
+  custom_components/safecam/engine requirements/lock-engine.txt)
+engine_stamp="$(find "${ENGINE_INPUTS[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort \
+  | xargs sha256sum | sha256sum | cut -c1-64)"
+if [ ! -x .venv-engine/bin/safecam-engine ] || [ "$engine_stamp" != "$(cat .venv-engine/.safecam-wheel 2>/dev/null)" ]; then
+  dist="$(mktemp -d)"
+  "${UV[@]}" build -q --wheel -o "$dist" .
+  "${UV[@]}" pip install -q -p .venv-engine/bin/python --no-deps --reinstall --compile-bytecode "$dist"/safecam_engine-*.whl
+  rm -rf "$dist"
+  printf '%s\n' "$engine_stamp" > .venv-engine/.safecam-wheel
+fi

@@ -3,11 +3,15 @@
     .venv/bin/python scripts/ha/run_ha.py                    # foreground: Ctrl-C stops everything
     .venv/bin/python scripts/ha/run_ha.py --background       # leave it running, print how to stop it
     .venv/bin/python scripts/ha/run_ha.py --stop             # stop a background instance by its PID files
+    .venv/bin/python scripts/ha/run_ha.py --engine container # the engine from the add-on image (podman)
     .venv/bin/python scripts/ha/run_ha.py --engine embedded  # analysis inside Home Assistant instead
 
 The default (`--engine service`) is the deployed shape, as on Home Assistant OS with the add-on: a current
-hass (`.venv-hass/bin/hass --skip-pip`, Python 3.14), a Mosquitto broker, and the engine as its own process
-(`python -m custom_components.safecam.engine serve`, the add-on's entry point, from this `.venv`) on the
+hass (`.venv-hass/bin/hass --skip-pip`, Python 3.14), a Mosquitto broker, and the engine as its own process,
+`.venv-engine/bin/safecam-engine serve --config FILE`: the wheel of this checkout as `pip install safecam-engine`
+installs it (scripts/setup.sh), the entry point the add-on image runs. `--engine container` runs that image itself
+instead (scripts/image.sh builds it, scripts/podman.sh runs it on the host's network with <config>/engine as its
+/data, holding an add-on style options.json). Either way the engine is on the demo
 camera. Home Assistant's MQTT integration is set up for the broker (config flow), the engine announces itself
 (`safecam/<engine>/info`) and the camera is added from the discovered flow with the engine's pairing key (which
 it prints in its log and keeps in <config>/engine/pairing_key), as a user does in Settings -> Devices & services.
@@ -29,7 +33,8 @@ Re-running with the same config dir is idempotent: onboarding, the entries, the 
 (a scene from before the calibration gets the demo calibration added; the anonymization follows
 the integration's default); the engine keeps its pairing key and state beside its config.
 Processes are started in their own sessions and stopped by PID (files <config>/hass.pid, rtsp.pid; with
-`--engine service` also broker.pid and engine.pid).
+`--engine service` or `container` also broker.pid and engine.pid; `container` also engine.container, the
+container's name, removed with `podman rm -f`).
 """
 
 from __future__ import annotations
@@ -65,8 +70,13 @@ RTSP_SERVER = Path(__file__).with_name("rtsp_loop.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # gi (GStreamer) is only importable from Debian's python3
 # A real Home Assistant of the newest release PyPI serves, in its own venv (scripts/setup.sh: .venv-hass,
 # requirements/lock-hass.txt): the test harness in .venv pins an older one. SAFECAM_HASS picks another `hass`.
-# With --engine service the engine process runs from this script's interpreter (the repo's .venv).
 HASS = Path(os.environ.get("SAFECAM_HASS", REPO / ".venv-hass" / "bin" / "hass"))
+# --engine service: the engine as its wheel installs it (scripts/setup.sh builds .venv-engine from this checkout).
+ENGINE_CLI = REPO / ".venv-engine" / "bin" / "safecam-engine"
+# --engine container: the add-on image and podman with this machine's flags.
+IMAGE_SCRIPT = REPO / "scripts" / "image.sh"
+PODMAN = REPO / "scripts" / "podman.sh"
+REMOTE_ENGINES = ("service", "container")  # the engine apart from Home Assistant, over MQTT
 ENGINE_ID = "demo"  # safecam/<ENGINE_ID>/... on the broker
 ENGINE_CAMERA_ID = "demo_camera"
 BROKER_PORT = 1883
@@ -170,9 +180,9 @@ class HaInstance:
     area_id: str = ""
     entities: dict[str, str] = field(default_factory=dict)  # role -> entity id
     all_entities: list[str] = field(default_factory=list)
-    engine_mode: str = "embedded"  # or "service": broker + engine process, camera from MQTT discovery
+    engine_mode: str = "embedded"  # or "service" / "container": broker + engine apart, camera from MQTT discovery
     broker: Broker | None = None
-    engine: EngineProcess | None = None
+    engine: EngineProcess | ContainerEngine | None = None
 
     @property
     def url(self) -> str:
@@ -308,6 +318,9 @@ def stop(inst: HaInstance) -> None:
     if inst.engine is not None:
         inst.engine.stop()
         _unlink_pidfile(inst.config_dir / "engine.pid", inst.engine.proc.pid)
+        if isinstance(inst.engine, ContainerEngine):
+            with contextlib.suppress(FileNotFoundError):
+                (inst.config_dir / "engine.container").unlink()
         inst.engine = None
     if inst.broker is not None:
         pid = inst.broker.proc.pid if inst.broker.proc is not None else -1
@@ -329,7 +342,8 @@ def stop_by_pidfiles(config_dir: Path) -> bool:
     found = False
     for name, marker, what in (
         ("hass.pid", "hass", "Home Assistant"),
-        ("engine.pid", "custom_components.safecam.engine", "safecam engine"),
+        # the console script, or the podman client attached to the container of the image safecam-engine
+        ("engine.pid", "safecam-engine", "safecam engine"),
         ("broker.pid", "mosquitto", "Mosquitto"),
         ("rtsp.pid", "rtsp_loop.py", "RTSP server"),
     ):
@@ -341,6 +355,12 @@ def stop_by_pidfiles(config_dir: Path) -> bool:
             stop_pid(pid, what)
         with contextlib.suppress(FileNotFoundError):
             pidfile.unlink()
+    container = config_dir / "engine.container"
+    if container.is_file():
+        found = True
+        log(f"removing the engine's container {container.read_text().strip()}")
+        remove_container(container.read_text().strip())
+        container.unlink()
     return found
 
 
@@ -371,7 +391,7 @@ def start_rtsp(inst: HaInstance, clip: Path, rtsp_port: int) -> str:
 def prepare_config(config_dir: Path, port: int, engine_mode: str = "embedded") -> None:
     config_dir.mkdir(parents=True, exist_ok=True)
     config = CONFIGURATION_YAML.format(port=port)
-    if engine_mode == "service":
+    if engine_mode in REMOTE_ENGINES:
         config += SERVICE_YAML
         (config_dir / "automations.yaml").touch()
         # What docs/blueprints.md tells a user: copy the files to <config>/blueprints/automation/safecam/.
@@ -655,16 +675,117 @@ def engine_pairing_key(inst: HaInstance) -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
+def addon_options(inst: HaInstance, broker_port: int) -> dict[str, Any]:
+    """--engine container: engine_config as the add-on's options (the image turns them into its serve config with
+    addon/options_to_config.py): the broker named (no Supervisor), zones from Home Assistant, no HA MQTT discovery
+    (the integration adds the camera, as with the process)."""
+    return {
+        "engine_id": ENGINE_ID,
+        "cameras": [{"id": ENGINE_CAMERA_ID, "name": CAMERA_NAME, "url": inst.source, "fps": FPS}],
+        "scene_source": "home_assistant",
+        "snapshot_interval": SNAPSHOT_INTERVAL_S,
+        "state_interval": 10,
+        "heatmap_interval": 60,
+        "provider": "auto",
+        "mqtt_discovery": False,
+        "mqtt_host": "127.0.0.1",
+        "mqtt_port": broker_port,
+        "log_level": "info",
+    }
+
+
+def remove_container(name: str, timeout_s: int = 20) -> None:
+    """`podman rm -f`: SIGTERM to the engine (a clean stop: "offline"), SIGKILL after timeout_s, then removed."""
+    command = [str(PODMAN), "rm", "-f", "--ignore", "-t", str(timeout_s), name]
+    subprocess.run(command, capture_output=True, check=False, timeout=timeout_s + 60)
+
+
+class ContainerEngine:
+    """--engine container: the add-on image run with podman on the host's network (it reaches the broker and the
+    camera on 127.0.0.1), /data = workdir with the add-on's options.json; the interface of EngineProcess.
+
+    `podman run` stays attached (not -d): its output is the engine's log file and its PID tells whether the engine
+    runs (and goes into engine.pid); stopping removes the container by name (`podman rm -f`)."""
+
+    def __init__(self, workdir: Path, options: dict[str, Any], image: str, name: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.config_path = workdir / "options.json"
+        self.config_path.write_text(json.dumps(options, indent=2) + "\n")
+        self.log_path = workdir / "engine.log"
+        remove_container(name)  # one of this name left by a run that was killed
+        command = [str(PODMAN), "run", "--rm", "--name", name, "--network", "host", "-v", f"{workdir}:/data"]
+        # The engine's HTTP port (the add-on's watchdog URL): a free one, 8099 may be taken on the host's network.
+        command += ["-e", f"SAFECAM_HTTP_PORT={free_port()}", image]
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def stop(self, timeout_s: int = 20) -> int:
+        remove_container(self.name, timeout_s)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        return int(self.proc.returncode)
+
+
+def engine_image() -> str:
+    """scripts/image.sh: builds the add-on image when its inputs changed (progress on stderr); its reference."""
+    if not os.access(PODMAN, os.X_OK) or not IMAGE_SCRIPT.is_file():
+        raise SetupError(f"{IMAGE_SCRIPT} / {PODMAN} not found: --engine container needs the add-on image scripts")
+    t0 = time.monotonic()
+    log("building the add-on image if its inputs changed (scripts/image.sh) ...")
+    done = subprocess.run(["bash", str(IMAGE_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise SetupError(f"scripts/image.sh failed with code {done.returncode} (its output is above)")
+    log(f"add-on image {lines[-1]} ready after {time.monotonic() - t0:.0f} s")
+    return lines[-1]
+
+
+def stale_engine_files() -> list[str]:
+    """The engine's files (and the contract) that differ from this checkout in .venv-engine's installed wheel: scripts/
+    setup.sh rebuilds it, but a test run straight after an edit would otherwise run the engine as it was."""
+    [site] = (REPO / ".venv-engine" / "lib").glob("python3.*/site-packages") or [REPO / ".venv-engine" / "missing"]
+    source = REPO / "custom_components" / "safecam"
+    files = [*sorted((source / "engine").rglob("*.py")), source / "contract.py"]
+    return [
+        str(f.relative_to(REPO))
+        for f in files
+        if "__pycache__" not in f.parts
+        and not ((installed := site / "safecam" / f.relative_to(source)).is_file() and installed.read_bytes() == f.read_bytes())
+    ]
+
+
 def start_service(inst: HaInstance, broker_port: int) -> None:
-    """Mosquitto and the engine process, each with a PID file for --stop."""
+    """Mosquitto and the engine apart from Home Assistant (its wheel's console script, or the add-on image), each
+    with a PID file for --stop."""
     inst.broker = Broker(inst.config_dir / "mosquitto", port=broker_port)
     if not port_free(inst.broker.port):
         raise SetupError(f"port {inst.broker.port} is in use (another broker? try --stop, or --broker-port)")
+    if inst.engine_mode == "container":
+        image = engine_image()  # before the broker: the first build takes minutes
+    elif not os.access(ENGINE_CLI, os.X_OK):
+        raise SetupError(f"{ENGINE_CLI} not found: scripts/setup.sh builds it (.venv-engine, the engine's wheel)")
+    elif stale := stale_engine_files():
+        raise SetupError(
+            f"{ENGINE_CLI} runs an older engine than this checkout ({', '.join(stale[:3])}"
+            f"{' ...' if len(stale) > 3 else ''} changed): run scripts/setup.sh (it rebuilds the wheel in about 2 s)"
+        )
     inst.broker.start()
     assert inst.broker.proc is not None
     (inst.config_dir / "broker.pid").write_text(f"{inst.broker.proc.pid}\n")
-    inst.engine = EngineProcess(inst.config_dir / "engine", engine_config(inst, inst.broker.port))
-    (inst.config_dir / "engine.pid").write_text(f"{inst.engine.proc.pid}\n")
+    workdir = inst.config_dir / "engine"
+    engine: EngineProcess | ContainerEngine
+    if inst.engine_mode == "container":
+        name = f"safecam-demo-engine-{inst.port}"
+        (inst.config_dir / "engine.container").write_text(f"{name}\n")
+        engine = ContainerEngine(workdir, addon_options(inst, inst.broker.port), image, name)
+    else:
+        engine = EngineProcess(workdir, engine_config(inst, inst.broker.port), command=[str(ENGINE_CLI)])
+    inst.engine = engine
+    (inst.config_dir / "engine.pid").write_text(f"{engine.proc.pid}\n")
 
 
 def confirm_http_config(inst: HaInstance) -> None:
@@ -935,13 +1056,13 @@ def start(
     source: str = "rtsp",
     rtsp_port: int = 8554,
     clip: Path = DEMO_CLIP,
-    engine: str = "embedded",  # the tests' default; main() defaults to "service"
+    engine: str = "embedded",  # the tests' default; main() defaults to "service" (or "container")
     broker_port: int = BROKER_PORT,
     add_camera: bool = True,
 ) -> HaInstance:
     """Start everything and return the running instance; on failure stop what was started and raise.
 
-    engine "service": broker + engine process + a current hass, the camera from MQTT discovery; with
+    engine "service" / "container": broker + engine process (or container) + a current hass, the camera from MQTT discovery; with
     add_camera False it stops once the discovered flow waits for a user (the UI test clicks it)."""
     config_dir = Path(config_dir).resolve()
     if not clip.is_file():
@@ -959,7 +1080,7 @@ def start(
             log(f"RTSP camera: {inst.source} (looping {clip.name})")
         else:
             inst.source = str(clip)
-        if engine == "service":
+        if engine in REMOTE_ENGINES:
             start_service(inst, broker_port)
             assert inst.broker is not None and inst.engine is not None
             log(f"Mosquitto on 127.0.0.1:{inst.broker.port}; engine {ENGINE_ID!r} (log: {inst.engine.log_path})")
@@ -972,7 +1093,7 @@ def start(
         tokens_file = config_dir / ".safecam_tokens.json"  # access + refresh token, for scripts (curl)
         tokens_file.touch(mode=0o600)
         tokens_file.write_text(json.dumps(inst.tokens))
-        if engine == "service":
+        if engine in REMOTE_ENGINES:
             ensure_mqtt(inst)
             if not add_camera:
                 discovered_flow(inst)
@@ -999,8 +1120,9 @@ def start(
 
 def describe(inst: HaInstance) -> str:
     embedded = "in Home Assistant (--engine embedded)"
+    shape = "a container" if inst.engine_mode == "container" else "a process"
     service = [
-        f"  {f'engine {ENGINE_ID!r} (a process):':<30}config {inst.engine.config_path if inst.engine else ''}",
+        f"  {f'engine {ENGINE_ID!r} ({shape}):':<30}config {inst.engine.config_path if inst.engine else ''}",
         f"  engine's pairing key:         {inst.config_dir / 'engine' / 'pairing_key'} (also in its log)",
         f"  MQTT broker:                  127.0.0.1:{inst.broker.port if inst.broker else ''}",
     ]
@@ -1009,7 +1131,7 @@ def describe(inst: HaInstance) -> str:
         f"  Home Assistant with safecam:  {inst.url}",
         f"  login:                        {USERNAME} / {PASSWORD}",
         f"  camera source:                {inst.source}",
-        *(service if inst.engine_mode == "service" else [f"  analysis:                     {embedded}"]),
+        *(service if inst.engine_mode in REMOTE_ENGINES else [f"  analysis:                     {embedded}"]),
         f"  safecam dashboard:            {inst.url}/{DASHBOARD_URL_PATH}",
         f"  site floor plan:              {inst.url}/{DASHBOARD_URL_PATH}/{SITE_VIEW_PATH}",
         f"  safecam device page:          {inst.url}/config/devices/device/{inst.device_id}",
@@ -1032,16 +1154,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=Path, default=DEMO_CLIP)
     parser.add_argument(
         "--engine",
-        choices=("service", "embedded"),
+        choices=(*REMOTE_ENGINES, "embedded"),
         default="service",
-        help="the deployed shape: the engine as its own process + Mosquitto (default), or analyse in Home Assistant",
+        help="the deployed shape: the engine as its own process (its wheel's safecam-engine) + Mosquitto (default), "
+        "the same from the add-on image (container, podman), or analyse in Home Assistant (embedded)",
     )
-    parser.add_argument("--broker-port", type=int, default=BROKER_PORT, help="--engine service: Mosquitto's port")
+    parser.add_argument("--broker-port", type=int, default=BROKER_PORT, help="--engine service/container: Mosquitto's port")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--background", "--no-wait", action="store_true", help="leave hass running and exit")
     mode.add_argument("--stop", action="store_true", help="stop a background instance (by its PID files) and exit")
     args = parser.parse_args(argv)
-    config_dir = (args.config_dir or (SERVICE_CONFIG_DIR if args.engine == "service" else DEFAULT_CONFIG_DIR)).resolve()
+    config_dir = (args.config_dir or (SERVICE_CONFIG_DIR if args.engine in REMOTE_ENGINES else DEFAULT_CONFIG_DIR)).resolve()
 
     if args.stop:
         if not stop_by_pidfiles(config_dir):

@@ -1,6 +1,6 @@
-"""The Home Assistant add-on folder, checked offline against the Supervisor's add-on rules that can be
-checked without Docker (required keys, slug, arch list, options/schema agreement, translations, build
-files), the options -> engine config conversion, and `run.sh` starting the engine on a real broker.
+"""The Home Assistant add-on folder and the store's repository.yaml, checked offline against the Supervisor's add-on
+rules that can be checked without Docker (required keys, slug, arch list, options/schema agreement, translations,
+build files), the options -> engine config conversion, and `run.sh` starting the engine on a real broker.
 
 The rules restate the Supervisor's documented add-on config (developers.home-assistant.io, "Add-on
 configuration") and its validator (supervisor/addons/validate.py, options.py).
@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
+from custom_components.safecam.engine import __version__ as ENGINE_VERSION
 from custom_components.safecam.engine.config import ConfigError
 from custom_components.safecam.engine.serve import parse_serve_config
+from tests.servers.addon import run_sh_env
 
 REPO = Path(__file__).resolve().parents[2]
 ADDON = REPO / "addon"
@@ -137,9 +139,17 @@ def test_config_has_the_required_keys_and_valid_values(config: dict[str, Any]):
     assert all(PORT_KEY.match(k) for k in config["ports"]) and f"{config['ingress_port']}/tcp" in config["ports"]
     assert WATCHDOG.match(config["watchdog"])
     assert all(m["type"] in {"media", "share", "ssl", "addon_config", "homeassistant_config"} for m in config["map"])
-    # The version matches the integration's: one engine, one version.
-    manifest = json.loads((REPO / "custom_components/safecam/manifest.json").read_text())
-    assert config["version"] == manifest["version"]
+    # One engine, one version: the add-on's is the engine's (and its Python package's).
+    assert config["version"] == ENGINE_VERSION
+    # Installed from the store as the published image (the Dockerfile's context is the repository root).
+    assert DOCKER_IMAGE.match(config["image"]) and "{arch}" in config["image"], config["image"]
+    assert config["discovery"] == ["safecam"]
+
+
+def test_the_repository_is_an_add_on_store():
+    repository = yaml.safe_load((REPO / "repository.yaml").read_text(encoding="utf-8"))
+    assert repository["name"] and repository["url"].startswith("https://")
+    assert (ADDON / "config.yaml").is_file()  # the store finds add-ons in the repository's folders
 
 
 def test_options_agree_with_the_schema(config: dict[str, Any]):
@@ -165,23 +175,29 @@ def test_build_files_agree_with_config_and_the_repository(config: dict[str, Any]
     assert set(build["build_from"]) == set(config["arch"])
     for arch, image in build["build_from"].items():
         assert DOCKER_IMAGE.match(image), image
-        assert "bookworm" in image or "debian" in image, f"{arch}: onnxruntime-openvino needs a glibc (Debian) base"
-        assert "3.13" in image, f"{arch}: the engine needs Python 3.13"
+        # glibc (the inference wheels are manylinux only) with Python 3.13 in its apt (no 3.14 OpenVINO EP wheel).
+        assert image == f"ghcr.io/home-assistant/{arch}-base-debian:trixie", image
     dockerfile = (ADDON / "Dockerfile").read_text()
-    assert re.search(r"^ARG BUILD_FROM", dockerfile, re.M) and re.search(r"^FROM \$\{?BUILD_FROM\}?$", dockerfile, re.M)
-    # Every COPY source exists, relative to the build context: the repository root.
-    copies = re.findall(r"^COPY\s+(.+)$", dockerfile, re.M)
+    assert re.search(r"^ARG BUILD_FROM", dockerfile, re.M) and re.search(r"^FROM \$\{?BUILD_FROM\}?", dockerfile, re.M)
+    # Every COPY source exists relative to the build context, the repository root, and the ignore file lets it in.
+    allowed = set(re.findall(r"^!(\S+)$", (ADDON / "Dockerfile.dockerignore").read_text(), re.M))
+    copies = re.findall(r"^COPY\s+(?!--from)(.+)$", dockerfile, re.M)
     assert copies
     for line in copies:
         *sources, _dest = line.split()
         for source in sources:
             assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+            assert source in allowed, f"COPY {source}: excluded by addon/Dockerfile.dockerignore"
+    # The engine goes in as the repository's wheel, its dependencies held to the image's lock.
+    assert re.search(r"pip wheel .*--no-deps", dockerfile)
+    assert re.search(r"-c /opt/safecam/requirements\.txt \S+\.whl", dockerfile)
+    assert "exec safecam-engine serve" in (ADDON / "run.sh").read_text()
     cmd = re.search(r'^CMD \["([^"]+)"\]', dockerfile, re.M)
     assert cmd and cmd.group(1) == "/opt/safecam/addon/run.sh" and "addon/run.sh" in dockerfile
     assert os.access(ADDON / "run.sh", os.X_OK)
     for name in ("DOCS.md", "CHANGELOG.md", "README.md"):
         assert (ADDON / name).read_text().strip(), name
-    assert config["version"] in (ADDON / "CHANGELOG.md").read_text()
+    assert f"## {config['version']}" in (ADDON / "CHANGELOG.md").read_text()
 
 
 def _pins(text: str) -> dict[str, tuple[str, str]]:
@@ -240,6 +256,7 @@ OPTIONS = {
     "scene_source": "options",
     "snapshot_interval": 30,
     "state_interval": 10,
+    "heatmap_interval": 120,
     "provider": "auto",
     "mqtt_discovery": True,
     "log_level": "info",
@@ -257,6 +274,7 @@ def test_options_become_a_valid_engine_config(tmp_path: Path):
     cfg = parse_serve_config(yaml.safe_load(out.read_text()))
     assert cfg.engine_id == "site-a" and cfg.mqtt.host == "broker.lan" and cfg.mqtt.password == "mqtt-secret"
     assert cfg.mqtt.discovery_prefix == "homeassistant"
+    assert cfg.heatmap_interval_s == 120
     gate, yard = cfg.cameras
     assert gate.url == "rtsp://admin:cam-secret@cam/stream" and gate.fps == 4
     assert gate.scene is not None and gate.scene.zones[0].name == "pit" and yard.scene is not None and not yard.scene.zones
@@ -357,12 +375,7 @@ def test_run_script_starts_the_engine_on_a_real_broker(tmp_path: Path, shared_da
     data = tmp_path / "data"
     data.mkdir()
     (data / "options.json").write_text(json.dumps(options))
-    env = {
-        **os.environ,
-        "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",  # the image's python3 has the same packages
-        "SAFECAM_HOME": str(REPO),
-        "SAFECAM_DATA": str(data),
-    }
+    env = run_sh_env(data)
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([str(ADDON / "run.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

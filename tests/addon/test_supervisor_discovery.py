@@ -25,6 +25,7 @@ import yaml
 from custom_components.safecam.const import DOMAIN
 from custom_components.safecam.contract import format_pairing_key, parse_pairing_key
 from custom_components.safecam.engine.serve import load_serve_config, pairing_key
+from tests.servers.addon import run_sh_env
 from tests.servers.processes import free_port
 from tests.servers.supervisor import StandInSupervisor
 
@@ -184,14 +185,7 @@ def test_run_script_starts_the_engine_when_the_supervisor_cannot_be_told(
         "mqtt_port": broker.port,
     }
     (data / "options.json").write_text(json.dumps(options))
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the image's python3 has the same packages
-        "SAFECAM_HOME": str(REPO),
-        "SAFECAM_DATA": str(data),
-        "SUPERVISOR_TOKEN": "addon-token",
-        "SUPERVISOR_URL": f"http://127.0.0.1:{closed_port}",
-    }
+    env = run_sh_env(data, SUPERVISOR_TOKEN="addon-token", SUPERVISOR_URL=f"http://127.0.0.1:{closed_port}")
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([str(REPO / "addon" / "run.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)

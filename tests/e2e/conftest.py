@@ -55,13 +55,14 @@ def _run_ha(tmp_path: Path, prefix: str, engine: str, **start: Any) -> Generator
         pytest.skip(f"{run_ha.HASS} not found: the end-to-end tests run a current Home Assistant (Python 3.14) from .venv-hass")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium)")
-    if why := gstreamer_missing() or (engine == "service" and mosquitto_missing()):
+    remote = engine in run_ha.REMOTE_ENGINES
+    if why := gstreamer_missing() or (remote and mosquitto_missing()):
         pytest.skip(why)
     ARTIFACTS.mkdir(exist_ok=True)
     config_dir = tmp_path / "ha"
     inst = None
     try:
-        if engine == "service":
+        if remote:
             start["broker_port"] = run_ha.free_port()
         inst = run_ha.start(config_dir=config_dir, port=run_ha.free_port(), rtsp_port=run_ha.free_port(), engine=engine, **start)
         yield inst
@@ -92,8 +93,13 @@ def demo(socket_enabled: None, tmp_path: Path, request: pytest.FixtureRequest) -
 @pytest.fixture
 def deployed(socket_enabled: None, tmp_path: Path, request: pytest.FixtureRequest) -> Generator[Any]:
     """The deployed shape (run_ha.py --engine service): a current hass from .venv-hass, Mosquitto and the engine
-    as its own process on the RTSP demo camera; stops where a user takes over, at the discovered safecam flow."""
-    yield from _run_ha(tmp_path, getattr(request.module, "LOG_PREFIX", "e2e_deployed_"), "service", add_camera=False)
+    as its own process (.venv-engine/bin/safecam-engine, its wheel) on the RTSP demo camera; stops where a user takes
+    over, at the discovered safecam flow. SAFECAM_E2E_ENGINE=container runs the engine from the add-on image instead
+    (run_ha.py --engine container: scripts/image.sh, podman)."""
+    engine = os.environ.get("SAFECAM_E2E_ENGINE", "service")
+    if engine not in run_ha.REMOTE_ENGINES:
+        pytest.fail(f"SAFECAM_E2E_ENGINE={engine!r}: one of {', '.join(run_ha.REMOTE_ENGINES)}")
+    yield from _run_ha(tmp_path, getattr(request.module, "LOG_PREFIX", "e2e_deployed_"), engine, add_camera=False)
 
 
 # ---- the privacy check shared by the tests: a served picture is never a raw frame of the clip ----

@@ -2,8 +2,11 @@
 
 The shape users run on Home Assistant OS with the add-on (scripts/ha/run_ha.py --engine service): a real
 `hass` of the newest release (from .venv-hass, Python 3.14), a real Mosquitto, the engine started as
-`python -m custom_components.safecam.engine serve --config FILE` on the looping RTSP demo camera, and Home
-Assistant's MQTT integration set up for that broker. From there a real browser does what a user does:
+`.venv-engine/bin/safecam-engine serve --config FILE` (the wheel of this checkout, as `pip install safecam-engine`
+installs it; the entry point the add-on image runs) on the looping RTSP demo camera, and Home Assistant's MQTT
+integration set up for that broker. SAFECAM_E2E_ENGINE=container runs the same engine from the add-on image
+(scripts/image.sh, podman on the host's network, add-on style options.json) instead. From there a real browser
+does what a user does:
 
 1. Settings -> Devices & services shows the engine under "Discovered" (the manifest's `mqtt` discovery);
    Add, pick the camera, Submit (and, where the engine signs its messages, its pairing key from its log).
@@ -197,6 +200,12 @@ def test_deployed_discovered_camera_zone_and_notification(deployed: Any) -> None
     inst = deployed
     cam = run_ha.CAMERA_NAME
     steps: dict[str, float] = {"setup": time.monotonic() - t0}
+    # The engine runs as a user installs it: its wheel's console script (or the add-on image), not the checkout.
+    engine_cmd = " ".join(map(str, inst.engine.proc.args))
+    if inst.engine_mode == "container":
+        assert engine_cmd.startswith(str(run_ha.PODMAN)) and " localhost/safecam-engine:" in engine_cmd, engine_cmd
+    else:
+        assert engine_cmd.startswith(f"{run_ha.ENGINE_CLI} serve --config "), engine_cmd
     with logged_in_page(inst) as page:
         # ---- 1. the discovered engine, added through the UI ------------------------------------
         page.goto(f"{inst.url}/config/integrations/dashboard", wait_until="load")

@@ -11,10 +11,8 @@ to Home Assistant the way HA's hassio integration does (components/hassio/discov
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from custom_components.safecam.const import (
 )
 from custom_components.safecam.contract import Topics
 from custom_components.safecam.remote import RemoteRuntime, engine_entries
+from tests.servers.addon import run_sh_env
 from tests.servers.mosquitto import Broker, Recorder, mosquitto_missing
 from tests.servers.supervisor import StandInSupervisor
 
@@ -83,15 +82,7 @@ class AddOn:
             "mqtt_port": self.broker.port,
         }
         (self.data / "options.json").write_text(json.dumps(options))
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the image's python3 has the same packages
-            "SAFECAM_HOME": str(REPO),
-            "SAFECAM_DATA": str(self.data),
-            "SAFECAM_MODEL_MIRROR": os.environ.get("SAFECAM_MODEL_MIRROR", str(REPO.parent / "shared" / "models")),
-            "SUPERVISOR_TOKEN": self.supervisor.token,
-            "SUPERVISOR_URL": self.supervisor.url,
-        }
+        env = run_sh_env(self.data, SUPERVISOR_TOKEN=self.supervisor.token, SUPERVISOR_URL=self.supervisor.url)
         self.log_path = root / "run.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([str(REPO / "addon" / "run.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)

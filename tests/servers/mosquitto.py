@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,8 +196,9 @@ def retained(broker: Broker, pattern: str, settle_s: float = 1.0) -> dict[str, b
 class EngineProcess:
     """`python -m custom_components.safecam.engine serve --config FILE` in its own process (stopped by PID)."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any], command: list[str] | None = None) -> None:
-        """command: what runs `serve` (e.g. an installed wheel's `safecam-engine`), else this checkout's engine."""
+    def __init__(self, workdir: Path, config: dict[str, Any], command: Sequence[str] | None = None) -> None:
+        """command: what runs before `serve --config FILE`, e.g. the wheel's console script (.venv-engine/bin/
+        safecam-engine, run from workdir); default this interpreter on the checkout's engine (run from the repo)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.config_path = workdir / "engine.yaml"
@@ -205,15 +206,12 @@ class EngineProcess:
         self.log_path = workdir / "engine.log"
         env = dict(os.environ)
         env.setdefault("SAFECAM_MODEL_MIRROR", str(REPO.parent / "shared" / "models"))
+        engine = command or (sys.executable, "-m", "custom_components.safecam.engine")
+        argv = [*engine, "serve", "--config", str(self.config_path)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    *(command or [sys.executable, "-m", "custom_components.safecam.engine"]),
-                    "serve",
-                    "--config",
-                    str(self.config_path),
-                ],
-                cwd=REPO,
+                argv,
+                cwd=REPO if command is None else workdir,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -52,7 +52,7 @@ _CHUNK = 1 << 20
 # No catalog model comes near this; a bigger file at a model path is not loaded (onnxruntime would map
 # all of it) nor hashed. Size is checked before any byte is read, so a sparse multi-GB file costs nothing.
 MAX_MODEL_BYTES = 512 * 1024 * 1024
-_FETCH_CMD = "python -m custom_components.safecam.engine.models fetch"
+_FETCH_CMD = f"python -m {__package__}.models fetch"  # the import name: safecam.engine from the wheel
 
 
 class ModelError(Exception):

@@ -765,11 +765,10 @@ def render_heatmaps(grids: Mapping[str, Any], anonymized_jpeg: bytes) -> dict[st
 
 
 def _version() -> str:
-    try:
-        manifest = json.loads((Path(__file__).resolve().parents[1] / "manifest.json").read_text(encoding="utf-8"))
-        return str(manifest.get("version", "unknown"))
-    except (OSError, ValueError):
-        return "unknown"
+    """The engine's own version (its package's and the add-on's): the integration's manifest is not in the wheel."""
+    from . import __version__
+
+    return __version__
 
 
 class EngineService:
