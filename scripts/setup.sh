@@ -52,9 +52,10 @@ venv .venv-hass "$PY314" requirements/lock-hass.txt
 venv .venv-engine "$PY313" requirements/lock-engine.txt
 
 # The engine's wheel into .venv-engine (--no-deps: the lock holds them), built from this checkout when what goes into
-# it (pyproject.toml's wheel target and metadata hook, the engine, the contract, the readme) or the lock changed.
+# it (pyproject.toml's wheel target and metadata hook, the engine, the contract, our PPE model, the readme) or the
+# lock changed.
 ENGINE_INPUTS=(pyproject.toml scripts/hatch_requirements.py docs/engine.md custom_components/safecam/contract.py
-  custom_components/safecam/engine requirements/lock-engine.txt)
+  custom_components/safecam/engine models/ppe/ppe_helmet_vest.onnx models/ppe/MODEL_CARD.md requirements/lock-engine.txt)
 engine_stamp="$(find "${ENGINE_INPUTS[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort \
   | xargs sha256sum | sha256sum | cut -c1-64)"
 if [ ! -x .venv-engine/bin/safecam-engine ] || [ "$engine_stamp" != "$(cat .venv-engine/.safecam-wheel 2>/dev/null)" ]; then

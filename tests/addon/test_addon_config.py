@@ -209,18 +209,13 @@ def _pins(text: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def test_addon_requirements_are_the_lock_files_pins():
-    req = _pins((ADDON / "requirements.txt").read_text())
-    # The engine's OpenVINO stack is the "minimum HA" lock (onnxruntime-openvino has no cp314 wheel).
-    lock = _pins((REPO / "requirements/lock-min.txt").read_text())
-    base = _pins((REPO / "requirements/min.in").read_text())
-    for name, (version, _marker) in req.items():
-        pinned = lock.get(name) or base.get(name)
-        assert pinned is not None, f"{name}: not in requirements/lock-min.txt or min.in"
-        assert pinned[0] == version, f"{name}=={version}, but the lock says {pinned[0]}"
-    # Exactly one onnxruntime per platform.
-    assert req["onnxruntime-openvino"][1] == 'platform_machine == "x86_64"'
-    assert req["onnxruntime"][1] == 'platform_machine != "x86_64"'
+def test_the_image_installs_the_engine_lock_with_one_onnx_runtime_per_platform():
+    # One lock for the engine wherever it runs from its wheel (.venv-engine, the image): requirements/lock-engine.txt.
+    assert "COPY requirements/lock-engine.txt " in (ADDON / "Dockerfile").read_text()
+    req = _pins((REPO / "requirements/lock-engine.txt").read_text())
+    # Exactly one onnxruntime build per platform (both install the module `onnxruntime`): OpenVINO EP on x86-64.
+    assert req["onnxruntime-openvino"][1] == "python_full_version < '3.14' and platform_machine == 'x86_64'"
+    assert req["onnxruntime"][1] == "python_full_version >= '3.14' or platform_machine != 'x86_64'"
     for needed in ("numpy", "opencv-python-headless", "aiomqtt", "paho-mqtt", "pyyaml"):
         assert needed in req
 

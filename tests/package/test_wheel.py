@@ -180,8 +180,10 @@ def test_the_wheel_holds_the_engine_and_the_contract_only(wheel_venv: WheelVenv)
         meta = email.parser.Parser().parsestr(whl.read(metadata).decode())
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         scripts = whl.read(entry_points).decode()
-    outside = [n for n in names if not n.startswith(("safecam/engine/", "safecam_engine-")) and n != "safecam/contract.py"]
-    assert not outside, f"the wheel holds files outside the engine and the contract: {outside}"
+    ours = {"safecam/contract.py", "safecam/models/ppe/ppe_helmet_vest.onnx", "safecam/models/ppe/MODEL_CARD.md"}
+    outside = [n for n in names if not n.startswith(("safecam/engine/", "safecam_engine-")) and n not in ours]
+    assert not outside, f"the wheel holds files outside the engine, the contract and our model: {outside}"
+    assert ours <= set(names)
     assert "safecam/__init__.py" not in names  # a namespace package: the integration's __init__ (HA) stays out
     assert {"safecam/engine/model_catalog.json", "safecam/engine/serve.py", "safecam/engine/scene/safety.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -259,6 +261,16 @@ def test_the_wheel_finds_its_models_through_the_catalog(wheel_venv: WheelVenv, t
     assert fetch.returncode == 1 and "Traceback" not in fetch.stderr, fetch.stderr[-2000:]
     # What to do, in the wheel's own import name (custom_components is not installed here).
     assert "run `python -m safecam.engine.models fetch yolox_nano`" in fetch.stderr, fetch.stderr[-2000:]
+    # Our own PPE model ships inside the wheel: found with no mirror and no download, checked against the catalog.
+    ppe = wheel_venv.run(
+        str(wheel_venv.python),
+        "-c",
+        "from safecam.engine.models import resolve_model; print(resolve_model('ppe_helmet_vest', download=False))",
+        SAFECAM_MODEL_MIRROR=dead,
+        SAFECAM_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    assert ppe.returncode == 0, ppe.stderr[-2000:]
+    assert Path(ppe.stdout.strip()).is_relative_to(wheel_venv.venv / "lib"), ppe.stdout
 
 
 def test_the_console_script_explains_itself_and_refuses_a_bad_config(wheel_venv: WheelVenv, tmp_path: Path):

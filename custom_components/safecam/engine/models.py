@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 CATALOG_PATH = Path(__file__).with_name("model_catalog.json")
-BUNDLED_DIR = Path(__file__).resolve().parents[3] / "models"  # <repo>/models (engine -> safecam -> custom_components)
+# The models we train and ship: safecam/models inside the engine's wheel (pyproject.toml force-includes them), else
+# <repo>/models in a checkout (engine -> safecam -> custom_components -> repo).
+_HERE = Path(__file__).resolve()
+BUNDLED_DIR = next((d for d in (_HERE.parents[1] / "models",) if d.is_dir()), _HERE.parents[3] / "models")
 MIRROR_ENV = "SAFECAM_MODEL_MIRROR"
 CACHE_ENV = "SAFECAM_CACHE_DIR"
 PROVIDERS = {"openvino": "OpenVINOExecutionProvider", "cpu": "CPUExecutionProvider"}
