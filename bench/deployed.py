@@ -57,25 +57,23 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from common import PEDESTRIANS, REPO, emit, table
 
 from tests.servers.mosquitto import Broker, EngineProcess, Recorder, mosquitto_missing
+from tests.servers.processes import load_run_ha
 
 ENGINE_ID = "bench"
 CLIP = PEDESTRIANS / "tud_stadtmitte.mp4"  # bench/speed.py's cameras figure
@@ -85,16 +83,7 @@ SUSTAINED = 0.97  # a camera keeps up when it analyses at least this share of th
 INPROCESS_VIDEO_S = 7.0  # bench/speed.py's cameras figure: 7 s of the clip per pipeline
 
 
-def _load_run_ha() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("safecam_run_ha", REPO / "scripts" / "ha" / "run_ha.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-run_ha = _load_run_ha()
+run_ha = load_run_ha()
 
 
 # ---- the engine from the wheel ----------------------------------------------------------------------

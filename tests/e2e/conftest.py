@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import cv2
@@ -20,7 +17,7 @@ import pytest
 import requests  # type: ignore[import-untyped]
 
 from tests.servers.mosquitto import mosquitto_missing
-from tests.servers.processes import gstreamer_missing
+from tests.servers.processes import gstreamer_missing, load_run_ha
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -37,16 +34,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _load_run_ha() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("safecam_run_ha", REPO / "scripts" / "ha" / "run_ha.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-run_ha = _load_run_ha()
+run_ha = load_run_ha()
 
 
 def _run_ha(tmp_path: Path, prefix: str, engine: str, **start: Any) -> Generator[Any]:

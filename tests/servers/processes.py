@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
 # gi (GStreamer bindings) is only importable from Debian's system Python, not from the venv.
@@ -92,3 +95,14 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
     for stream in (proc.stdout, proc.stderr, proc.stdin):
         if stream is not None:
             stream.close()
+
+
+def load_run_ha() -> ModuleType:
+    """scripts/ha/run_ha.py (the demo's Home Assistant + engine launcher) as a module: the e2e tests and
+    bench/deployed.py start Home Assistant exactly as the demo does. scripts/ is not a package, hence by path."""
+    spec = importlib.util.spec_from_file_location("safecam_run_ha", Path(__file__).resolve().parents[2] / "scripts/ha/run_ha.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
