@@ -54,7 +54,7 @@ venv .venv-engine "$PY313" requirements/lock-engine.txt
 # The engine's wheel into .venv-engine (--no-deps: the lock holds them), built from this checkout when what goes into
 # it (pyproject.toml's wheel target and metadata hook, the engine, the contract, our PPE model, the readme) or the
 # lock changed.
-ENGINE_INPUTS=(pyproject.toml scripts/hatch_requirements.py docs/engine.md custom_components/safecam/contract.py
+ENGINE_INPUTS=(pyproject.toml LICENSE scripts/hatch_requirements.py docs/engine.md custom_components/safecam/contract.py
   custom_components/safecam/engine models/ppe/ppe_helmet_vest.onnx models/ppe/MODEL_CARD.md requirements/lock-engine.txt)
 engine_stamp="$(find "${ENGINE_INPUTS[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort \
   | xargs sha256sum | sha256sum | cut -c1-64)"

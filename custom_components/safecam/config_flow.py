@@ -17,6 +17,7 @@ detector model resolves.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import json
@@ -97,6 +98,7 @@ from .engine.config import (
     parse_scene,
     parse_scene_text,
     safe_yaml,
+    shown,
 )
 from .engine.redact import redact_url
 from .engine.scene.ppe_rules import ITEMS as PPE_ITEMS
@@ -334,6 +336,10 @@ def scene_text(scene: dict[str, Any] | None) -> str:
     return text
 
 
+# Supervisor discovery of a configured engine: how long its announced key may wait for the engine to sign with it.
+KEY_CHECK_ATTEMPTS = 10
+KEY_CHECK_INTERVAL_S = 3.0
+
 MAX_URL_LENGTH = 2048  # camera URLs are a few hundred characters at most; a 100 kB one is a mistake or an attack
 
 
@@ -568,15 +574,23 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
     _addon = ""  # the add-on's name (the Supervisor's)
 
     async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
-        """The engine add-on started. Its key comes from the Supervisor, which takes the message only from an add-on
-        that declares `discovery: [safecam]` (Home Assistant reads it back from the Supervisor): trusted, not typed.
-        An engine already set up gets it stored (the add-on made a new key: no reauth); a new one is offered."""
+        """The engine add-on started. Its key comes from the Supervisor (Home Assistant reads the message back from
+        it), but the Supervisor takes a `safecam` message from ANY add-on that declares `discovery: [safecam]`: the
+        key counts only once the engine on the broker signs with it. An engine already set up gets it stored then
+        (the add-on made a new key: no reauth); a new one is offered, and its confirm step checks the key."""
         try:
             announced = EngineAnnouncement.from_config(discovery_info.config)
         except ValueError as err:
-            _LOGGER.warning("safecam: add-on %s announced no engine (%s)", discovery_info.slug, err)
+            _LOGGER.warning("safecam: add-on %s announced no engine (%s)", shown(discovery_info.slug), err)
             return self.async_abort(reason="invalid_discovery_info")
         if engine_entries(self.hass, announced.engine_id):
+            if not await self._engine_signs_with(announced):
+                _LOGGER.warning(
+                    "safecam: add-on %s announced a key engine %s does not sign with; the stored key is kept",
+                    shown(discovery_info.slug),
+                    announced.engine_id,
+                )
+                return self.async_abort(reason="hassio_wrong_key")
             async_store_engine_key(self.hass, announced.engine_id, announced.pairing_key)
             return self.async_abort(reason="already_configured")
         # The unique id of the engine's MQTT discovery card: an engine the user ignored stays ignored, and that card
@@ -588,6 +602,21 @@ class SafecamConfigFlow(ConfigFlow, domain=DOMAIN):
         self._announced, self._addon = announced, discovery_info.name
         self.context["title_placeholders"] = {"name": f"{discovery_info.name} ({announced.engine_id})"}
         return await self.async_step_hassio_confirm()
+
+    async def _engine_signs_with(self, announced: EngineAnnouncement) -> bool:
+        """Whether every camera of the announced engine on the broker signs with the announced key. The add-on
+        announces before its engine starts, so its retained messages may be the previous run's (the previous key)
+        for a while: asked again for up to KEY_CHECK_ATTEMPTS x KEY_CHECK_INTERVAL_S."""
+        if not await async_mqtt_ready(self.hass):
+            return False
+        for attempt in range(KEY_CHECK_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(KEY_CHECK_INTERVAL_S)
+            cameras = [c for c in await async_scan(self.hass, announced.topic_prefix) if c.engine_id == announced.engine_id]
+            key = format_pairing_key(announced.pairing_key)
+            if cameras and all(_checked_key(key, c.signed, {}) is not None for c in cameras):
+                return True
+        return False
 
     async def async_step_hassio_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """The card "safecam engine add-on found": add its cameras, each paired with the announced key."""

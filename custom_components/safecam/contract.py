@@ -584,7 +584,7 @@ _GATE = lambda v: (  # noqa: E731
     isinstance(v, dict) and _is_count(v.get("in")) and _is_count(v.get("out")) and _opt(_is_number)(v.get("net"))
 )
 _STATE_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "camera": lambda v: isinstance(v, str) and bool(CAMERA_ID_RE.match(v)),
+    "camera": lambda v: isinstance(v, str) and bool(CAMERA_ID_RE.fullmatch(v)),
     "seq": _is_count,
     "boot": _is_count,
     "ts": _is_number,
@@ -633,10 +633,10 @@ def valid_event(data: dict[str, Any]) -> dict[str, Any]:
 
 def valid_info(data: dict[str, Any]) -> dict[str, Any]:
     checks: dict[str, Callable[[Any], bool]] = {
-        "engine_id": lambda v: isinstance(v, str) and bool(ENGINE_ID_RE.match(v)),
+        "engine_id": lambda v: isinstance(v, str) and bool(ENGINE_ID_RE.fullmatch(v)),
         "boot": _is_count,
         "cameras": lambda v: (
-            isinstance(v, list) and len(v) <= MAX_ITEMS and all(isinstance(c, str) and CAMERA_ID_RE.match(c) for c in v)
+            isinstance(v, list) and len(v) <= MAX_ITEMS and all(isinstance(c, str) and CAMERA_ID_RE.fullmatch(c) for c in v)
         ),
     }
     _fields(data, checks, "info", {"engine_id", "cameras"})
@@ -646,7 +646,7 @@ def valid_info(data: dict[str, Any]) -> dict[str, Any]:
 def valid_config(data: dict[str, Any]) -> dict[str, Any]:
     """The layout message's frame; its scene is checked by the engine's scene parser on the receiving side."""
     checks: dict[str, Callable[[Any], bool]] = {
-        "camera": lambda v: isinstance(v, str) and bool(CAMERA_ID_RE.match(v)),
+        "camera": lambda v: isinstance(v, str) and bool(CAMERA_ID_RE.fullmatch(v)),
         "name": lambda v: isinstance(v, str) and 0 < len(v) <= 200,
         "fps": lambda v: _is_number(v) and 0 < v <= 120,
         "anonymization": _opt(_name),
@@ -786,40 +786,38 @@ def parse_heatmap_topic(topics: Topics, camera: str, topic: str) -> str | None:
 # Assistant reads it back from the Supervisor and starts the integration's `hassio` config flow with it.
 
 SUPERVISOR_SERVICE = "safecam"  # the Supervisor's `service` = the integration's domain (whose config flow starts)
-_TOPIC_PREFIX_RE = re.compile(r"^[^/+#]([^+#]*[^/+#])?$")  # as the engine's config requires (no wildcards, no / at ends)
+_TOPIC_PREFIX_RE = re.compile(r"[^/+#]([^+#]*[^/+#])?")  # no wildcards, no / at either end
+
+
+def valid_topic_prefix(prefix: str) -> bool:
+    """Whether `prefix` can head the engine's topics (the engine's config and Home Assistant both ask this)."""
+    return _TOPIC_PREFIX_RE.fullmatch(prefix) is not None
 
 
 @dataclass(frozen=True, slots=True)
 class EngineAnnouncement:
-    """The discovery message's `config` (Home Assistant: HassioServiceInfo.config, plus "addon", the add-on's name).
-    host/port: the engine's web page (anonymized streams, the key) on the Supervisor's network; None without one."""
+    """The discovery message's `config` (Home Assistant: HassioServiceInfo.config, plus "addon", the add-on's name):
+    which engine on the broker, and the key it signs with. Home Assistant takes the key only once the engine's signed
+    messages verify with it (any add-on declaring the service may announce)."""
 
     engine_id: str
     pairing_key: bytes = field(repr=False)
     topic_prefix: str = "safecam"
-    host: str | None = None
-    port: int | None = None
 
     def as_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
+        return {
             "engine_id": self.engine_id,
             "pairing_key": format_pairing_key(self.pairing_key),
             "topic_prefix": self.topic_prefix,
         }
-        if self.host is not None and self.port is not None:
-            config |= {"host": self.host, "port": self.port}
-        return config
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EngineAnnouncement:
         """ValueError naming the field when the message is not an engine's announcement."""
         engine_id, prefix = config.get("engine_id"), config.get("topic_prefix", "safecam")
-        if not isinstance(engine_id, str) or not ENGINE_ID_RE.match(engine_id):
+        if not isinstance(engine_id, str) or not ENGINE_ID_RE.fullmatch(engine_id):
             raise ValueError("engine_id: not an engine id")
-        if not isinstance(prefix, str) or not _TOPIC_PREFIX_RE.match(prefix):
+        if not isinstance(prefix, str) or not valid_topic_prefix(prefix):
             raise ValueError("topic_prefix: not a topic prefix")
         key = parse_pairing_key(str(config.get("pairing_key") or ""))  # ValueError: not a key
-        host, port = config.get("host"), config.get("port")
-        if not (isinstance(host, str) and host and isinstance(port, int) and 0 < port < 65536):
-            host = port = None  # no web page (pairing does not need one)
-        return cls(engine_id, key, prefix, host, port)
+        return cls(engine_id, key, prefix)

@@ -68,14 +68,16 @@ async def _async_reset_counters(call: ServiceCall) -> None:
     entries = _targeted_entries(hass, entry_ids)
     gate: str | None = call.data.get(ATTR_GATE)
     if gate is not None:
+        from .engine.config import shown
+
         for entry in entries:
             names = [g.name for g in entry.runtime_data.settings.scene.gates]
             if gate not in names:
                 raise ServiceValidationError(
                     translation_domain=DOMAIN,
                     translation_key="unknown_gate",
-                    # The caller's text, bounded (an error message is also a log line).
-                    translation_placeholders={"gate": gate[:80], "name": entry.title, "gates": ", ".join(names) or "-"},
+                    # The caller's text, bounded on one line (an error message is also a log line).
+                    translation_placeholders={"gate": shown(gate), "name": entry.title, "gates": ", ".join(names) or "-"},
                 )
     for entry in entries:
         await entry.runtime_data.async_reset_counters(None if gate is None else {gate})

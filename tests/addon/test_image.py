@@ -220,6 +220,8 @@ async def test_the_add_on_image_serves_the_demo_camera_to_home_assistant(hass: H
 
         wanted = {"people", "zone_table_people", "gate_entrance_in", "gate_entrance_out"}
         await wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED and wanted <= set(ids()), 30, "the entities")
+        # The detector in the image sees the demo clip's people (equal counts alone would also hold at zero).
+        await wait_for(hass, lambda: number_of(hass, ids()["people"]) >= 1, 90, "HA to show a person the engine counted")
         # Every count HA shows equals the engine's last verified state (polled: both move with every analysed frame).
         await wait_for(hass, lambda: _shown(hass, ids()) == _published(addon.state()), 60, "HA to show the engine's counts")
         assert min(_shown(hass, ids())) >= 0

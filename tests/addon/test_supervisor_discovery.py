@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -97,8 +96,6 @@ def test_the_engine_id_key_and_web_page_go_to_the_supervisor_with_the_token(tmp_
             "engine_id": "addon",
             "pairing_key": format_pairing_key(key),
             "topic_prefix": "safecam",
-            "host": socket.gethostname(),  # in an add-on: its name on the Supervisor's network
-            "port": 8099,
         },
     }
     [message_id] = supervisor.messages

@@ -18,6 +18,7 @@ from custom_components.safecam.engine.config import (
     MAX_NAME_LENGTH,
     MAX_ZONES,
     ConfigError,
+    check_name,
     parse_scene,
     parse_scene_text,
 )
@@ -61,6 +62,20 @@ def test_scene_caps_in_the_shared_parser() -> None:
         with pytest.raises(ConfigError) as err:
             parse_scene_text(text)
         assert needle in str(err.value)
+    # Characters YAML's reader refuses (pasted ESC, NUL, BEL): the same one-line error, not yaml.ReaderError.
+    for text in ("zones: []\x1b", "zones: [\x00]", "a: \x07"):
+        with pytest.raises(ConfigError) as err:
+            parse_scene_text(text)
+        assert "\n" not in str(err.value), text
+    # Names may hold the joiners scripts need (Persian ZWNJ, emoji ZWJ sequences), never a bidi override.
+    assert (
+        check_name("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "zone")
+        == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    )
+    assert check_name("crew \U0001f468\u200d\U0001f527", "zone")
+    for bad in ("a\u202eb", "a\u2066b", "a\u200bb", "a\u2028b"):
+        with pytest.raises(ConfigError, match="printable"):
+            check_name(bad, "zone")
 
 
 @pytest.mark.usefixtures("socket_enabled")

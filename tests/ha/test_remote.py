@@ -515,7 +515,7 @@ async def test_export_heatmap_of_a_window_the_engine_has_not_sent_says_so(
         data = {"config_entry_id": campus.entry_id, "window": "week", "name": "week"}
         await hass.services.async_call(DOMAIN, "export_heatmap", data, blocking=True)
     assert err.value.translation_key == "heatmap_not_received"
-    assert not (tmp_path / "config" / "www" / "week.png").exists()
+    assert not (tmp_path / "config" / "www" / "safecam" / "exports" / "week.png").exists()
 
 
 # ---- scene edits in Home Assistant wait for the engine's answer ---------------------------------------------

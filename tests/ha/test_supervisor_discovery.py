@@ -27,6 +27,7 @@ from homeassistant.helpers import discovery_flow
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.safecam import config_flow
 from custom_components.safecam.const import (
     CONF_CAMERA_ID,
     CONF_ENGINE_ID,
@@ -219,6 +220,27 @@ async def test_a_new_key_of_the_add_on_reaches_its_cameras_without_reauth(
     assert [e.data[CONF_PAIRING_KEY] for e in entries] == [addon.key, addon.key]
     assert not _flows(hass, "reauth")
     await wait_for(hass, lambda: _shows_what_the_engine_published(hass, addon), 30, "the engine's counts with the new key")
+
+
+async def test_a_key_its_engine_does_not_sign_with_never_reaches_the_entries(
+    hass: HomeAssistant, addon: AddOn, ha_mqtt: MockConfigEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Supervisor takes a `safecam` message from any add-on that declares the service, not only ours: another
+    add-on announcing our engine's id with its own key must not re-key (and so cut off, or impersonate) the engine."""
+    monkeypatch.setattr(config_flow, "KEY_CHECK_ATTEMPTS", 2)  # the engine has long been up: no need to wait 30 s
+    monkeypatch.setattr(config_flow, "KEY_CHECK_INTERVAL_S", 0.2)
+    entries = [_remote_entry("addon", "campus", "Campus", addon.key), _remote_entry("addon", "street", "Street", addon.key)]
+    for entry in entries:
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+    await wait_for(hass, lambda: _shows_what_the_engine_published(hass, addon), 30, "the engine's counts")
+    forged = addon.service_info(pairing_key=OTHER_KEY)
+    forged.slug = "1a2b3c4d_other"  # another repository's add-on
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_HASSIO}, data=forged)
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "hassio_wrong_key"
+    await hass.async_block_till_done()
+    assert [e.data[CONF_PAIRING_KEY] for e in entries] == [addon.key, addon.key]
+    assert all(e.state is ConfigEntryState.LOADED for e in entries) and not _flows(hass, "reauth")
 
 
 async def test_a_key_typed_in_reauth_pairs_every_camera_of_its_engine(

@@ -105,11 +105,21 @@ def check_name(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{what}: 'name' must be a non-empty string")
     name = value.strip()
-    if not name.isprintable():
+    if not all(_name_char(c) for c in name):
         raise ConfigError(f"{what}: name {shown(name)} must be one line of printable characters")
     if len(name) > MAX_NAME_LENGTH:
         raise ConfigError(f"{what}: name {shown(name)} is longer than {MAX_NAME_LENGTH} characters")
     return name
+
+
+# Format characters a name needs: the zero-width (non-)joiner of Persian, Indic scripts and emoji sequences.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _name_char(c: str) -> bool:
+    """Printable, or a joiner; never a control, line/paragraph separator or other format character (the bidi
+    overrides and isolates, U+202A-U+202E and U+2066-U+2069, are format characters)."""
+    return c.isprintable() or c in _JOINERS
 
 
 def _name(item: dict[str, Any], what: str, seen: set[str]) -> str:
@@ -234,8 +244,9 @@ def safe_yaml(text: str, invalid: str = "not valid YAML or JSON") -> object:
     ConfigError, not RecursionError). `invalid` says what is wrong when it does not parse."""
     import yaml  # type: ignore[import-untyped]
 
-    loader = _capped_loader()(text)
+    loader = None
     try:
+        loader = _capped_loader()(text)  # its reader already refuses non-printable characters (yaml.ReaderError)
         return loader.get_single_data()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -246,7 +257,8 @@ def safe_yaml(text: str, invalid: str = "not valid YAML or JSON") -> object:
     except ValueError:  # a value YAML cannot construct, e.g. the date 2024-02-30
         raise ConfigError(f"config: {invalid}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 @functools.cache

@@ -61,6 +61,7 @@ from ..contract import (
     new_pairing_key,
     parse_pairing_key,
     state_payload,
+    valid_topic_prefix,
 )
 from .anonymize import DEFAULT_MODE
 from .anonymize import MODES as ANONYMIZATION_MODES
@@ -186,7 +187,7 @@ def _parse_mqtt(data: object) -> MqttSettings:
     prefix = _str(d, "topic_prefix", what, "safecam") or "safecam"
     discovery = _str(d, "discovery_prefix", what)
     for key, value in (("topic_prefix", prefix), ("discovery_prefix", discovery)):
-        if value is not None and (not value.strip("/") or any(c in value for c in "+#") or value != value.strip("/")):
+        if value is not None and not valid_topic_prefix(value):
             raise ConfigError(f"{what}.{key}: '{value}' is not a valid topic prefix (no + or #, no leading/trailing /)")
     return MqttSettings(
         host=_str(d, "host", what, required=True) or "",
@@ -231,7 +232,7 @@ def _parse_camera(data: object, index: int, seen: set[str]) -> CameraConfig:
     name = check_name(_str(d, "name", what, required=True), what)  # shown in Home Assistant: the rule of zone names
     camera_id = _str(d, "id", what) or slugify(name)
     what = f"camera '{name}'"
-    if not CAMERA_ID_RE.match(camera_id) or camera_id in RESERVED_CAMERA_IDS:
+    if not CAMERA_ID_RE.fullmatch(camera_id) or camera_id in RESERVED_CAMERA_IDS:
         raise ConfigError(f"{what}: id '{camera_id}' must be 1-64 of a-z 0-9 _ - (set 'id' explicitly)")
     if camera_id in seen:
         raise ConfigError(f"{what}: duplicate camera id '{camera_id}'")
@@ -262,7 +263,7 @@ def parse_serve_config(data: object) -> ServeConfig:
     }  # fmt: skip
     d = _mapping(data, "config", allowed)
     engine_id = _str(d, "engine_id", "config", required=True) or ""
-    if not ENGINE_ID_RE.match(engine_id):
+    if not ENGINE_ID_RE.fullmatch(engine_id):
         raise ConfigError(f"config.engine_id: '{engine_id}' must be 1-64 of a-z 0-9 _ -")
     if "mqtt" not in d:
         raise ConfigError("config.mqtt: required (host, port, ...)")

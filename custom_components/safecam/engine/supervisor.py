@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -38,11 +37,9 @@ class AnnounceError(Exception):
     """Why the Supervisor was not told (one line, no secret)."""
 
 
-def announcement(config: ServeConfig, key: bytes, host: str) -> EngineAnnouncement:
-    """This engine as Home Assistant pairs it: which engine on the broker, its key, and its web page (`host`: the
-    add-on's name on the Supervisor's network)."""
-    port = config.http.port if config.http is not None else None
-    return EngineAnnouncement(config.engine_id, key, config.mqtt.topic_prefix, host if port else None, port or None)
+def announcement(config: ServeConfig, key: bytes) -> EngineAnnouncement:
+    """This engine as Home Assistant pairs it: which engine on the broker, and its key."""
+    return EngineAnnouncement(config.engine_id, key, config.mqtt.topic_prefix)
 
 
 def post_discovery(base_url: str, token: str, config: Mapping[str, Any]) -> str:
@@ -87,8 +84,7 @@ def announce(config_path: str, env: Mapping[str, str] = os.environ) -> str | Non
     key = kept_pairing_key(config)  # made here at first start; `serve` then reads the same file
     if key is None:
         raise AnnounceError("no state_file and no pairing_key: the engine's key would change at every start")
-    # The container's hostname is the add-on's name on the Supervisor's network (Home Assistant resolves it).
-    message = announcement(config, key, socket.gethostname()).as_config()
+    message = announcement(config, key).as_config()
     return post_discovery(env.get("SUPERVISOR_URL") or SUPERVISOR_URL, token, message)
 
 
