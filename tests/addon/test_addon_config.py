@@ -139,8 +139,10 @@ def test_config_has_the_required_keys_and_valid_values(config: dict[str, Any]):
     assert all(PORT_KEY.match(k) for k in config["ports"]) and f"{config['ingress_port']}/tcp" in config["ports"]
     assert WATCHDOG.match(config["watchdog"])
     assert all(m["type"] in {"media", "share", "ssl", "addon_config", "homeassistant_config"} for m in config["map"])
-    # One engine, one version: the add-on's is the engine's (and its Python package's).
+    # One engine, one version: the add-on's is the engine's (and its Python package's); the integration is released
+    # with them from the same tag (HACS reads the tag), so its manifest says the same.
     assert config["version"] == ENGINE_VERSION
+    assert json.loads((REPO / "custom_components/safecam/manifest.json").read_text())["version"] == ENGINE_VERSION
     # Installed from the store as the published image (the Dockerfile's context is the repository root).
     assert DOCKER_IMAGE.match(config["image"]) and "{arch}" in config["image"], config["image"]
     assert config["discovery"] == ["safecam"]
