@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from custom_components.safecam.const import ANONYMIZATION_MODES, DEFAULT_ANONYMIZATION
 from custom_components.safecam.remote import SCENE_NOT_TAKEN
 from custom_components.safecam.source import SOURCE_ERRORS
 
@@ -73,3 +74,18 @@ def test_every_entity_name_is_translated(platform: str) -> None:
         assert entity[key]["name"], key
     assert set(entity) == keys
     assert set(icons) <= keys
+
+
+@pytest.mark.parametrize(("language", "default"), [("en", "(default)"), ("ko", "(기본값)")])
+def test_anonymization_texts_name_the_real_default(language: str, default: str) -> None:
+    # issue 20 (3): the help called Body the default and Full frame "show nothing", while Full frame is the default.
+    strings = _load(f"translations/{language}.json")
+    labels = strings["selector"]["anonymization"]["options"]
+    assert set(labels) == set(ANONYMIZATION_MODES)
+    assert [mode for mode, label in labels.items() if default in label] == [DEFAULT_ANONYMIZATION]
+    names = {mode: label.split(":")[0] for mode, label in labels.items()}  # "Full frame (default)", "Body", "Head"
+    helps = [text for key, text in _leaves(strings).items() if key.endswith("data_description.anonymization")]
+    assert len(helps) == 3  # the source forms (URL, camera entity) and the detection options
+    for text in helps:  # each mode explained under the name its option shows; "default" only with the default one
+        assert all(f"{name}:" in text for name in names.values()), text
+        assert text.count(default) == 1 and f"{names[DEFAULT_ANONYMIZATION]}:" in text, text
