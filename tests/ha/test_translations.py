@@ -89,3 +89,11 @@ def test_anonymization_texts_name_the_real_default(language: str, default: str) 
     for text in helps:  # each mode explained under the name its option shows; "default" only with the default one
         assert all(f"{name}:" in text for name in names.values()), text
         assert text.count(default) == 1 and f"{names[DEFAULT_ANONYMIZATION]}:" in text, text
+
+
+def test_counts_have_no_unit_repeating_their_name() -> None:
+    # issue 20 (10): "People 1 people". HA shows a translated unit in English in every language, after any number;
+    # a count whose name says what it counts needs none.
+    for key, entity in _load("strings.json")["entity"]["sensor"].items():
+        unit = entity.get("unit_of_measurement")
+        assert unit is None or unit.lower() not in entity["name"].lower(), key
