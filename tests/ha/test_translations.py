@@ -97,3 +97,18 @@ def test_counts_have_no_unit_repeating_their_name() -> None:
     for key, entity in _load("strings.json")["entity"]["sensor"].items():
         unit = entity.get("unit_of_measurement")
         assert unit is None or unit.lower() not in entity["name"].lower(), key
+
+
+@pytest.mark.parametrize(("language", "events"), [("en", "events"), ("ko", "이벤트")])
+def test_one_term_per_safety_concept(language: str, events: str) -> None:
+    # issue 20 (11): Korean said "거리 두기 위반" / "거리두기 위반" / "거리 유지 위반 이벤트" and "기계 가동" /
+    # "기계 작동" for one concept each. An event counter is its event type's name plus "events"; the distancing sensor is the
+    # distancing event's name (ko), the machine sensor its zone plus the machine-activity event's name (ko).
+    entity = _load(f"translations/{language}.json")["entity"]
+    types = entity["event"]["safety"]["state_attributes"]["event_type"]["state"]
+    counters = {k.removeprefix("events_"): v["name"] for k, v in entity["sensor"].items() if k.startswith("events_")}
+    assert counters and set(counters) <= set(types)
+    assert {t: name.lower() for t, name in counters.items()} == {t: f"{types[t]} {events}".lower() for t in counters}
+    if language == "ko":  # (English says "Distancing violation" / "machine running" for the states on purpose)
+        assert entity["binary_sensor"]["distancing"]["name"] == types["distancing"]
+        assert entity["binary_sensor"]["zone_machine_active"]["name"] == f"{{zone}} {types['machine_activity']}"
