@@ -22,6 +22,7 @@ import functools
 import importlib
 import json
 import logging
+import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,7 @@ from .const import (
     MAX_UNREACHABLE_AFTER_MIN,
     MIN_FPS,
     MODEL_NAME,
+    PANEL_TITLE,
     PROBE_TIMEOUT_S,
     SOURCE_ENTITY,
     SOURCE_MQTT,
@@ -91,6 +93,7 @@ from .contract import EngineAnnouncement, MessageRejected, format_pairing_key, p
 from .coordinator import SafecamConfigEntry
 from .engine.config import (
     SECTION_PARSERS,
+    ZONE_KINDS,
     ConfigError,
     SceneConfig,
     check_name,
@@ -159,16 +162,24 @@ RECONFIGURE_URL_SCHEMA = vol.Schema(
 )
 RECONFIGURE_ENTITY_SCHEMA = vol.Schema({vol.Required(CONF_ENTITY_ID): _CAMERA})
 
+# At most SCENE_EXAMPLE_WIDTH characters a line: the form shows the example unwrapped, and a longer line was cut off
+# ("... occupancy, pp").
+SCENE_EXAMPLE_WIDTH = 60
 SCENE_EXAMPLE = (
     "zones:\n"
     "  - name: crossing\n"
-    "    kind: danger   # danger | restricted | area | equipment\n"
-    "    polygon: [[0.1, 0.6], [0.9, 0.6], [0.9, 1.0], [0.1, 1.0]]\n"
+    f"    kind: danger  # {' | '.join(ZONE_KINDS)}\n"
+    "    polygon: [[0.1, 0.6], [0.9, 0.6], [0.9, 1], [0.1, 1]]\n"
     "gates:\n"
     "  - name: door\n"
     "    line: [[0.5, 0.3], [0.5, 1.0]]\n"
-    # The optional sections the engine knows (safety, calibration, falls, ppe, ...), one line.
-    f"# optional sections: {', '.join(SECTION_PARSERS)}\n"
+    # The optional sections the engine knows (safety, calibration, falls, ppe, ...).
+    + "".join(
+        f"{line}\n"
+        for line in textwrap.wrap(
+            f"optional sections: {', '.join(SECTION_PARSERS)}", SCENE_EXAMPLE_WIDTH, initial_indent="# ", subsequent_indent="#   "
+        )
+    )
 )
 
 
@@ -805,7 +816,7 @@ class SafecamOptionsFlow(OptionsFlow):
             step_id="scene",
             data_schema=self.add_suggested_values_to_schema(schema, {CONF_SCENE: text}),
             errors=errors,
-            description_placeholders={"error": error, "example": SCENE_EXAMPLE},
+            description_placeholders={"error": error, "example": SCENE_EXAMPLE, "panel": PANEL_TITLE},
         )
 
     # ---- sections of the scene, as forms (the scene YAML step edits them all) ----------------

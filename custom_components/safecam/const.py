@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 DOMAIN: Final = "safecam"
+PANEL_TITLE: Final = "Safecam zones"  # the zone editor's sidebar entry (panel.py); the scene form points to it
 
 # Config entry data (the source) ------------------------------------------------------------
 CONF_SOURCE_TYPE: Final = "source_type"

@@ -46,7 +46,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> b
     await _async_ensure_engine(hass)
     local = await _module(hass, "local")  # the engine's worker and detector: in-process cameras only
     try:
-        settings = Settings.from_options(dict(entry.options))
+        settings = await _async_settings(hass, entry)
     except ConfigError as err:
         raise ConfigEntryError(
             translation_domain=DOMAIN, translation_key="invalid_scene", translation_placeholders={"error": str(err)}
@@ -66,6 +66,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: SafecamConfigEntry) -> b
 
     entry.async_on_unload(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, _async_stop_worker))
     return True
+
+
+async def _async_settings(hass: HomeAssistant, entry: SafecamConfigEntry) -> Settings:
+    """An in-process camera's settings, parsed in the import executor: parsing a section imports its analyzer
+    module (numpy), which on the event loop is HA's "Detected blocking call to import_module" (issue 20)."""
+    return await hass.async_add_import_executor_job(Settings.from_options, dict(entry.options))
 
 
 async def _async_ensure_engine(hass: HomeAssistant) -> None:
@@ -97,7 +103,7 @@ async def _async_update_listener(hass: HomeAssistant, entry: SafecamConfigEntry)
     """Options changed: apply live when the same entities stay, else reload (counters restore)."""
     runtime = entry.runtime_data
     try:
-        settings = Settings.from_options(dict(entry.options))
+        settings = await _async_settings(hass, entry)
     except ConfigError:
         hass.config_entries.async_schedule_reload(entry.entry_id)  # setup reports it
         return

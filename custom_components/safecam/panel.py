@@ -20,7 +20,7 @@ from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 
-from .const import CONF_SCENE, DOMAIN
+from .const import CONF_SCENE, DOMAIN, PANEL_TITLE
 from .engine.config import ConfigError, import_section_parsers, parse_scene
 from .entries import is_remote_entry, is_site_entry
 from .remote import async_engine_takes_scene
@@ -46,7 +46,7 @@ async def async_setup_panel(hass: HomeAssistant) -> None:
         hass,
         frontend_url_path=PANEL_URL_PATH,
         webcomponent_name=PANEL_COMPONENT,
-        sidebar_title="Safecam zones",
+        sidebar_title=PANEL_TITLE,
         sidebar_icon="mdi:vector-polygon",
         module_url=f"{STATIC_URL}/{PANEL_JS}?v={version}",
         embed_iframe=False,

@@ -144,6 +144,12 @@ class GateCountSensor(SafecamEntity, RestoreSensor):
         self._attr_translation_placeholders = {"gate": gate}
         self._attr_native_value = 0
 
+    @property
+    def suggested_object_id(self) -> str | None:
+        # The name is short to fit a tile ("<gate> in"; "<gate> entries" was cut off); the entity id keeps the
+        # documented long form (sensor.<camera>_<gate>_entries / _exits) that automations use.
+        return f"{self._gate} {'entries' if self._direction == 'in' else 'exits'}"
+
     async def async_added_to_hass(self) -> None:
         restored = await self._restored_total()
         if restored is not None:

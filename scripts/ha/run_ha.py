@@ -956,9 +956,9 @@ def wait_for_entities(inst: HaInstance, timeout_s: float = 90, *, site: bool = T
                 roles["zone_people"] = eid
             elif name == f"{CAMERA_NAME} table occupied":
                 roles["zone_occupied"] = eid
-            elif name == f"{CAMERA_NAME} entrance entries":
+            elif name == f"{CAMERA_NAME} entrance in":  # gate counts: "<gate> in" / "<gate> out" (sensor.py)
                 roles["gate_entries"] = eid
-            elif name == f"{CAMERA_NAME} entrance exits":
+            elif name == f"{CAMERA_NAME} entrance out":
                 roles["gate_exits"] = eid
             elif name in SITE_ROLES:
                 roles[SITE_ROLES[name]] = eid

@@ -85,7 +85,7 @@ def test_real_ha_and_browser(demo: Any) -> None:
         expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
         expect(page.get_by_text("People", exact=True).first).to_be_visible(timeout=30_000)
         expect(page.get_by_text("table people", exact=True).first).to_be_visible()
-        expect(page.get_by_text("entrance entries", exact=True).first).to_be_visible()
+        expect(page.get_by_text("entrance in", exact=True).first).to_be_visible()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "e2e_device.png"))
 
@@ -112,7 +112,7 @@ def test_real_ha_and_browser(demo: Any) -> None:
         area_tile.click()
         page.wait_for_url(f"**/areas-{inst.area_id}", timeout=30_000)
         expect(page.get_by_text("Demo camera").first).to_be_visible(timeout=30_000)
-        for name in ("People", "table people", "entrance entries"):
+        for name in ("People", "table people", "entrance in"):
             expect(page.locator("hui-tile-card").filter(has_text=name).first).to_be_visible(timeout=15_000)
         overview_picture = page.locator(f"img[src*='{camera_id}']").first
         expect(overview_picture).to_be_visible(timeout=30_000)

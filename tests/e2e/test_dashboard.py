@@ -92,7 +92,7 @@ def test_dashboard_in_browser(ha: Any) -> None:
             expect(heatmap).to_be_visible(timeout=30_000)
             page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=heatmap.element_handle(), timeout=30_000)
             # Counts: tiles with the people sensor and the gate counters (their names, with a number).
-            for name in ("People", "entrance entries", "entrance exits", "table people"):
+            for name in ("People", "entrance in", "entrance out", "table people"):
                 tile = page.locator("hui-tile-card").filter(has_text=name).first
                 expect(tile).to_be_visible(timeout=15_000)
             # The zone's people tile shows a number (its state), not unknown/unavailable.
@@ -108,7 +108,7 @@ def test_dashboard_in_browser(ha: Any) -> None:
 
             # The same cards through the strategy dashboard made above.
             page.goto(f"{inst.url}/safecam-live/{view_path}", wait_until="load")
-            cards = page.locator("hui-tile-card").filter(has_text="entrance entries")
+            cards = page.locator("hui-tile-card").filter(has_text="entrance in")
             failed = page.get_by_text("Timeout waiting for strategy element")
             expect(cards.or_(failed).first).to_be_visible(timeout=30_000)
             if failed.count():  # HA waits only 5 s for a strategy module on a cold load (docs/dashboard.md)

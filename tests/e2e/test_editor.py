@@ -109,7 +109,7 @@ def test_draw_zone_and_gate(ha: Any) -> None:
             assert abs(got[0] - want[0]) < TOL and abs(got[1] - want[1]) < TOL, (got, want)
 
         # The new entities appear (the entry reloaded without a restart) and the engine fills the zone.
-        _wait_state(inst, f"{cam} doorway entries", lambda s: s.isdigit(), 60, "the new gate's sensor")
+        _wait_state(inst, f"{cam} doorway in", lambda s: s.isdigit(), 60, "the new gate's sensor")
         _wait_state(inst, f"{cam} desk occupied", lambda s: s in ("on", "off"), 60, "the new zone's binary sensor")
         _wait_state(inst, f"{cam} desk people", lambda s: s.isdigit() and int(s) >= 1, 120, "someone counted in the new zone")
         assert _by_name(inst)[f"{cam} table people"]["state"].isdigit()  # the old zone still runs

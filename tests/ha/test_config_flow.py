@@ -6,6 +6,8 @@ opens the real source and resolves the real model). tests/ha/test_init.py runs t
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import AsyncGenerator, Generator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,10 +33,12 @@ from custom_components.safecam.const import (
     SOURCE_ENTITY,
     SOURCE_URL,
 )
-from custom_components.safecam.engine.config import ConfigError
+from custom_components.safecam.engine.config import SECTION_PARSERS, ZONE_KINDS, ConfigError
 from custom_components.safecam.source import engine_url, url_unique_id
 
 from .conftest import SCENE
+
+COMPONENT = Path(__file__).resolve().parents[2] / "custom_components" / "safecam"
 
 
 @pytest.fixture(autouse=True)
@@ -237,6 +241,22 @@ async def _scene_form(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, 
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "scene"
     return result
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+async def test_options_scene_form_explains_itself(hass: HomeAssistant, entry: MockConfigEntry, language: str) -> None:
+    # issue 20 (7): the YAML box never mentioned the zone editor, its example was cut off ("..., occupancy, pp")
+    # and its list of kinds left out equipment.
+    form = await _scene_form(hass, entry)
+    strings = json.loads((COMPONENT / "translations" / f"{language}.json").read_text(encoding="utf-8"))
+    description = strings["options"]["step"]["scene"]["description"]
+    shown = description.format(**form["description_placeholders"])  # as the frontend fills it in
+    assert "**Safecam zones**" in shown  # the sidebar panel that draws zones on the picture
+    assert {kind for kind in ZONE_KINDS if re.search(rf"\b{kind}\b", description)} == set(ZONE_KINDS)
+    example = form["description_placeholders"]["example"]
+    assert all(kind in example for kind in ZONE_KINDS) and all(key in example for key in SECTION_PARSERS)
+    assert max(len(line) for line in example.splitlines()) <= 60  # the form does not wrap it: 70 were cut off
+    assert example in shown and parse_scene_text(example).zones  # what it shows is a scene the form takes
 
 
 BOW_TIE = "zones:\n  - name: bad\n    polygon: [[0, 0], [1, 1], [1, 0], [0, 1]]\n"

@@ -82,7 +82,9 @@ async def test_dashboard_config_and_strategy(
         "event.demo_safety_event",
     } <= tiles
     names = {c["entity"]: c.get("name") for c in by_type["tile"]}
-    assert names["sensor.demo_middle_entries"] == "middle entries"  # the heading names the camera
+    # The heading names the camera; a gate count is "<gate> in" (issue 20 (10): "entrance entri…" was cut off),
+    # its entity id keeps the documented form.
+    assert (names["sensor.demo_middle_entries"], names["sensor.demo_middle_exits"]) == ("middle in", "middle out")
     [logbook] = by_type["logbook"]
     assert {"event.demo_safety_event", "binary_sensor.demo_walkway_intruded"} <= set(logbook["entities"])
     histories = {c["title"]: set(c["entities"]) for c in by_type["history-graph"]}

@@ -65,7 +65,7 @@ def _import(hass: HomeAssistant, base: datetime) -> None:
         "source": "recorder",
         "statistic_id": PEOPLE,
         **UNIT_CLASS,
-        "unit_of_measurement": "people",
+        "unit_of_measurement": None,  # people counts have no unit (sensor.py)
     }
     async_import_statistics(hass, meta, people)
     for statistic_id, totals in TOTALS.items():

@@ -97,13 +97,14 @@ async def test_state_classes_and_event_counter(
     assert number_of(hass, COUNTER) == 7 + len(fired)
     unsub()
 
-    # What the recorder needs to keep hourly statistics (counts as totals, people as measurements).
+    # What the recorder needs to keep hourly statistics (counts as totals, people as measurements); counts have no
+    # unit: the name says what is counted, and HA shows a translated unit in English in every language ("1 people").
     expected = {
-        COUNTER: (SensorStateClass.TOTAL_INCREASING, "events"),
+        COUNTER: (SensorStateClass.TOTAL_INCREASING, None),
         "sensor.demo_middle_entries": (SensorStateClass.TOTAL_INCREASING, None),
         "sensor.demo_middle_exits": (SensorStateClass.TOTAL_INCREASING, None),
-        "sensor.demo_people": (SensorStateClass.MEASUREMENT, "people"),
-        "sensor.demo_walkway_people": (SensorStateClass.MEASUREMENT, "people"),
+        "sensor.demo_people": (SensorStateClass.MEASUREMENT, None),
+        "sensor.demo_walkway_people": (SensorStateClass.MEASUREMENT, None),
     }
     for entity_id, (state_class, unit) in expected.items():
         state = hass.states.get(entity_id)
