@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,13 @@ async def cameras(hass: HomeAssistant, clip: Path) -> None:
     setup_test_component_platform(hass, "camera", [_StreamCamera("Yard", str(clip)), _StreamCamera("Doorbell", None)])
     assert await async_setup_component(hass, "camera", {"camera": {"platform": "test"}})
     await hass.async_block_till_done()
+
+
+def safecam_threads() -> list[threading.Thread]:
+    """Every thread the engine runs in Home Assistant (camera workers and their decode threads): none after unload."""
+    return [t for t in threading.enumerate() if t.name.startswith("safecam-")]
+
+
+def camera_workers() -> list[threading.Thread]:
+    """One per loaded camera; a worker starts its own decode thread when it likes (not counted here)."""
+    return [t for t in safecam_threads() if not t.name.startswith("safecam-decode-")]

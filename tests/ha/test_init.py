@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from custom_components.safecam.const import (
 )
 
 from ..engine.mot import frames
-from .conftest import SCENE, camera_device, number_of, setup_loaded, state_of, unload, wait_for
+from .conftest import SCENE, camera_device, camera_workers, number_of, safecam_threads, setup_loaded, state_of, unload, wait_for
 
 CAMERA = "camera.demo_anonymized_view"
 EXPECTED_ENTITIES = {
@@ -57,10 +56,6 @@ EXPECTED_ENTITIES = {
 }
 
 
-def _safecam_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("safecam-")]
-
-
 def _raw_frames(path: Path) -> np.ndarray:
     return np.stack(frames(path)).astype(np.int16)
 
@@ -76,7 +71,7 @@ def _assert_not_raw(jpeg: bytes, raw: np.ndarray) -> None:
 async def _unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await unload(hass, entry)
     assert entry.state is ConfigEntryState.NOT_LOADED
-    assert not _safecam_threads(), "the worker thread must be joined on unload"
+    assert not safecam_threads(), "the worker thread must be joined on unload"
 
 
 async def test_live_camera(
@@ -84,7 +79,7 @@ async def test_live_camera(
 ) -> None:
     entry = make_entry(str(clip))
     runtime = await setup_loaded(hass, entry)
-    assert len(_safecam_threads()) == 1
+    assert len(camera_workers()) == 1
 
     # Entities and device -----------------------------------------------------------------------
     entity_registry = er.async_get(hass)
@@ -161,7 +156,7 @@ async def test_live_camera(
     await hass.async_block_till_done()
     assert entry.runtime_data is runtime and runtime.worker is not worker
     assert runtime.worker.fps == 4
-    assert len(_safecam_threads()) == 1
+    assert len(camera_workers()) == 1
     await wait_for(hass, lambda: runtime.worker.state.frames > 0, what="restarted worker analysing")
 
     # New zone, removed gate -> reload: entities appear and disappear ----------------------------
@@ -175,14 +170,14 @@ async def test_live_camera(
     assert "binary_sensor.demo_left_occupied" in registered_now
     assert "sensor.demo_middle_entries" not in registered_now
     assert hass.states.get("sensor.demo_middle_entries") is None
-    assert len(_safecam_threads()) == 1
+    assert len(camera_workers()) == 1
     await wait_for(hass, lambda: number_of(hass, "sensor.demo_left_people") >= 0, what="new zone sensor")
 
     # Reload, then unload: the worker thread is joined, entities become unavailable --------------
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
-    assert len(_safecam_threads()) == 1
+    assert len(camera_workers()) == 1
     await _unload(hass, entry)
     assert state_of(hass, "sensor.demo_people") == STATE_UNAVAILABLE
 
@@ -260,7 +255,7 @@ async def test_model_missing_repair(
     assert not await hass.config_entries.async_setup(entry.entry_id)
     assert entry.state is ConfigEntryState.SETUP_RETRY  # HA retries: the model may be placed or downloaded
     assert ir.async_get(hass).async_get_issue(DOMAIN, "model_missing") is not None
-    assert not _safecam_threads()
+    assert not safecam_threads()
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -337,7 +332,7 @@ async def test_engine_behind_repair_and_shutdown(
     # Home Assistant stopping releases the camera even without an unload.
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
-    assert not _safecam_threads()
+    assert not safecam_threads()
     await _unload(hass, entry)
 
 
@@ -354,4 +349,4 @@ async def test_removing_the_camera_removes_its_repairs(
     assert await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
-    assert not _safecam_threads()
+    assert not safecam_threads()

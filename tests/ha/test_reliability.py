@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_r
 from custom_components.safecam.const import CONF_ANONYMIZATION, CONF_FPS, CONF_UNREACHABLE_AFTER, DOMAIN
 from tests.conftest import MODELS as SHARED_MODELS
 
-from .conftest import number_of, setup_loaded, state_of, unload, wait_for
+from .conftest import number_of, safecam_threads, setup_loaded, state_of, unload, wait_for
 
 EVENT = "event.demo_safety_event"
 EXITS = "sensor.demo_middle_exits"
-
-
-def _safecam_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("safecam-")]
 
 
 async def _detection_options(hass: HomeAssistant, entry: MockConfigEntry, values: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +180,7 @@ async def test_face_model_in_place_of_the_detector_is_a_repair(
     assert issue is not None and issue.translation_placeholders is not None
     error = issue.translation_placeholders["error"]
     assert "face_yunet_2023mar" in error and "yolox_nano" in error and "fetch yolox_nano" in error
-    assert not _safecam_threads()
+    assert not safecam_threads()
 
 
 async def test_huge_file_at_the_model_path_is_a_repair(
@@ -199,4 +194,4 @@ async def test_huge_file_at_the_model_path_is_a_repair(
     issue = ir.async_get(hass).async_get_issue(DOMAIN, "model_corrupt")
     assert issue is not None and issue.translation_placeholders is not None
     assert "far larger than any model" in issue.translation_placeholders["error"]
-    assert not _safecam_threads()
+    assert not safecam_threads()

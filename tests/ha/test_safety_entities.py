@@ -8,7 +8,6 @@ every real frame takes. Real-clip tests (further down) run the real engine on re
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from custom_components.safecam.engine.scene.safety import NO_CALIBRATION
 from custom_components.safecam.engine.types import SafetyEvent
 from custom_components.safecam.engine.worker import CameraState, CameraWorker
 
-from .conftest import wait_for
+from .conftest import safecam_threads, wait_for
 
 SQUARE = [[0.1, 0.5], [0.5, 0.5], [0.5, 0.9], [0.1, 0.9]]
 RIGHT = [[0.5, 0.5], [0.9, 0.5], [0.9, 0.9], [0.5, 0.9]]
@@ -326,10 +325,6 @@ async def test_diagnostics_carry_analytics_without_pixels(
     assert "raw jpeg" not in repr(diagnostics)
 
 
-def _safecam_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("safecam-")]
-
-
 async def _wait_state(hass: HomeAssistant, entity_id: str, value: str, timeout: float = 30.0) -> None:
     await wait_for(hass, lambda: _state(hass, entity_id) == value, timeout, f"{entity_id} == {value}")
 
@@ -340,7 +335,7 @@ async def _wait_state(hass: HomeAssistant, entity_id: str, value: str, timeout: 
 async def _unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
-    assert not _safecam_threads(), "the worker thread must be joined on unload"
+    assert not safecam_threads(), "the worker thread must be joined on unload"
 
 
 # intel_one_by_one: people walk up to a standing table (its foot at x 0.5-0.65, y 0.6-0.8) one at a
