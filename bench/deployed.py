@@ -7,9 +7,8 @@ Run it with .venv-min (Python 3.13, onnxruntime-openvino): the in-process part t
 as the engine wheel does on Python 3.13 x86-64, so the two columns compare the same inference.
 
 What runs, for each N of the ladder (one after the other; never two measurements at once):
-- the engine: `safecam-engine serve --config FILE` from the wheel (`.venv-engine` where scripts/setup.sh built it,
-  else the wheel built from this checkout and installed into a venv of pyenv's Python 3.13.0, cached under
-  ~/.cache/safecam/bench-engine/<wheel sha256>), with N cameras (cam0..), each looping the clip of bench/speed.py's
+- the engine: `safecam-engine serve --config FILE` from the wheel (`.venv-engine`, built by scripts/setup.sh), with
+  N cameras (cam0..), each looping the clip of bench/speed.py's
   cameras figure (tud_stadtmitte) as a file source paced in real time at --fps, no scene (as speed.py's pipelines),
   provider auto, the add-on's defaults otherwise (state re-published every 10 s, snapshot every 30 s);
 - Mosquitto (tests/servers/mosquitto.py) and a current Home Assistant (`.venv-hass/bin/hass`, 2026.11, started and
@@ -56,7 +55,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -77,8 +75,7 @@ from tests.servers.processes import load_run_ha
 
 ENGINE_ID = "bench"
 CLIP = PEDESTRIANS / "tud_stadtmitte.mp4"  # bench/speed.py's cameras figure
-PYENV_313 = "3.13.0"  # the engine's Python where the wheel takes the OpenVINO EP (scripts/setup.sh: .venv-min, .venv-engine)
-ENGINE_CACHE = Path.home() / ".cache" / "safecam" / "bench-engine"
+PYENV_313 = "3.13.0"  # pyenv's Python with uv (scripts/setup.sh), which runs py-spy for --profile
 SUSTAINED = 0.97  # a camera keeps up when it analyses at least this share of the configured rate
 INPROCESS_VIDEO_S = 7.0  # bench/speed.py's cameras figure: 7 s of the clip per pipeline
 
@@ -89,13 +86,13 @@ run_ha = load_run_ha()
 # ---- the engine from the wheel ----------------------------------------------------------------------
 
 
-def _uv(py313: Path | None = None) -> list[str]:
+def _uv() -> list[str]:
     """uv as scripts/setup.sh finds it: on PATH, else the module in pyenv's 3.13.0."""
     if shutil.which("uv"):
         with contextlib.suppress(OSError, subprocess.CalledProcessError):  # a pyenv shim may answer for another version
             subprocess.run(["uv", "--version"], check=True, capture_output=True)
             return ["uv"]
-    return [str(py313 or _py313()), "-m", "uv"]
+    return [str(_py313()), "-m", "uv"]
 
 
 def _py313() -> Path:
@@ -106,27 +103,12 @@ def _py313() -> Path:
 
 
 def engine_command() -> tuple[list[str], str]:
-    """The installed engine's command and where it comes from: `.venv-engine` (scripts/setup.sh), else the wheel of
-    this checkout in a cached venv of Python 3.13.0 (its dependencies as pip resolves them for a user)."""
+    """The installed engine's command and where it comes from: `.venv-engine`, the wheel of this checkout on its lock
+    (scripts/setup.sh builds and refreshes it, as the demo and the tests use it)."""
     installed = REPO / ".venv-engine" / "bin" / "safecam-engine"
-    if os.access(installed, os.X_OK):
-        return [str(installed)], ".venv-engine"
-    py313 = _py313()
-    if not os.access(py313, os.X_OK):
-        raise SystemExit(f"error: no .venv-engine and no {py313} to build one (pyenv install {PYENV_313})")
-    uv = _uv(py313)
-    with tempfile.TemporaryDirectory(prefix="safecam-bench-wheel-") as tmp:
-        subprocess.run([*uv, "build", "-q", "--wheel", "-o", tmp, str(REPO)], check=True, cwd=REPO)
-        [wheel] = Path(tmp).glob("safecam_engine-*.whl")
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]
-        venv = ENGINE_CACHE / digest
-        script = venv / "bin" / "safecam-engine"
-        if not os.access(script, os.X_OK):
-            print(f"installing {wheel.name} into {venv} (once per wheel)", flush=True)
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([*uv, "venv", "-q", "-p", str(py313), str(venv)], check=True)
-            subprocess.run([*uv, "pip", "install", "-q", "-p", str(venv / "bin" / "python"), str(wheel)], check=True)
-    return [str(script)], f"{wheel.name} in {venv}"
+    if not os.access(installed, os.X_OK):
+        raise SystemExit(f"error: {installed} is missing: run scripts/setup.sh")
+    return [str(installed)], ".venv-engine"
 
 
 def engine_provider(command: list[str]) -> str:
