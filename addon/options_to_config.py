@@ -5,7 +5,7 @@
 Reads the options the Supervisor wrote, asks the Supervisor for the MQTT service (the Mosquitto add-on)
 unless `mqtt_host` is set, and writes the YAML that `safecam-engine serve --config FILE` reads (mode 0600:
 it holds passwords). Problems exit with code 2 and one line, never a password.
-Standard library + PyYAML only (both are in the image).
+Runs with the image's venv python3: PyYAML and the engine package (its Supervisor API call) are there.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import json
 import os
 import secrets
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
+from safecam.engine.supervisor import SupervisorError, supervisor_call
 
 INGRESS_PROXY = "172.30.32.2"  # the Supervisor's ingress gateway; it authenticates the Home Assistant user itself
 # config.yaml ingress_port; SAFECAM_HTTP_PORT only for a container on the host's network (CI), where 8099 may be taken
@@ -35,17 +34,11 @@ def mqtt_service(token: str | None, base_url: str = SUPERVISOR) -> dict[str, Any
     """The broker the Supervisor offers (services: mqtt:need): host, port, ssl, username, password."""
     if not token:
         raise OptionsError("no MQTT broker: set mqtt_host, or run as an add-on with the Mosquitto broker add-on installed")
-    request = urllib.request.Request(f"{base_url}/services/mqtt", headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            body = json.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "code", None) or type(err).__name__
-        raise OptionsError(
-            f"the Supervisor has no MQTT service ({reason}): install and start the Mosquitto broker add-on"
-        ) from None
-    data = body.get("data") if isinstance(body, dict) else None
-    if body.get("result") != "ok" or not isinstance(data, dict) or not data.get("host"):
+        data = supervisor_call(base_url, token, "/services/mqtt")
+    except SupervisorError as err:
+        raise OptionsError(f"{err} (no MQTT service): install and start the Mosquitto broker add-on") from None
+    if not isinstance(data, dict) or not data.get("host"):
         raise OptionsError("the Supervisor returned no MQTT broker: install and start the Mosquitto broker add-on")
     return data
 

@@ -25,7 +25,7 @@ import yaml
 from custom_components.safecam.engine import __version__ as ENGINE_VERSION
 from custom_components.safecam.engine.config import ConfigError
 from custom_components.safecam.engine.serve import parse_serve_config
-from tests.servers.addon import run_sh_env
+from tests.servers.addon import ENGINE_VENV, run_sh_env
 
 REPO = Path(__file__).resolve().parents[2]
 ADDON = REPO / "addon"
@@ -232,7 +232,7 @@ def _convert(tmp_path: Path, options: dict[str, Any], env: dict[str, str] | None
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}", **(env or {})},
+        env={**os.environ, "PATH": f"{ENGINE_VENV}:{os.environ['PATH']}", **(env or {})},  # the image's venv
         check=False,
     )
 

@@ -24,17 +24,19 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..contract import SUPERVISOR_SERVICE, EngineAnnouncement
-from .serve import ServeConfig, kept_pairing_key, load_serve_config
+
+if TYPE_CHECKING:
+    from .serve import ServeConfig
 
 SUPERVISOR_URL = "http://supervisor"
 TIMEOUT_S = 10.0
 
 
-class AnnounceError(Exception):
-    """Why the Supervisor was not told (one line, no secret)."""
+class SupervisorError(Exception):
+    """Why the Supervisor was not told or did not answer (one line, no secret)."""
 
 
 def announcement(config: ServeConfig, key: bytes) -> EngineAnnouncement:
@@ -42,26 +44,32 @@ def announcement(config: ServeConfig, key: bytes) -> EngineAnnouncement:
     return EngineAnnouncement(config.engine_id, key, config.mqtt.topic_prefix)
 
 
-def post_discovery(base_url: str, token: str, config: Mapping[str, Any]) -> str:
-    """POST the message; the Supervisor's id for it. AnnounceError when it was not taken."""
-    body = json.dumps({"service": SUPERVISOR_SERVICE, "config": dict(config)}).encode()
+def supervisor_call(base_url: str, token: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    """One call of the Supervisor's API (GET, or POST with a JSON body) as an add-on makes it: its `data` when the
+    answer is `{"result": "ok"}`. SupervisorError, one line without the token, when it is not. (Also the add-on's
+    MQTT service lookup, addon/options_to_config.py.)"""
     request = urllib.request.Request(
-        f"{base_url.rstrip('/')}/discovery",
-        data=body,
+        f"{base_url.rstrip('/')}{path}",
+        data=None if body is None else json.dumps(dict(body)).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
+        method="GET" if body is None else "POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
             answer = json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        raise AnnounceError(f"the Supervisor answered HTTP {err.code}{_message(err)}") from None
+        raise SupervisorError(f"the Supervisor answered HTTP {err.code}{_message(err)}") from None
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or type(err).__name__
-        raise AnnounceError(f"the Supervisor cannot be reached at {base_url} ({reason})") from None
+        raise SupervisorError(f"the Supervisor cannot be reached at {base_url} ({reason})") from None
     if not isinstance(answer, dict) or answer.get("result") != "ok":
-        raise AnnounceError("the Supervisor did not take the message")
-    data = answer.get("data")
+        raise SupervisorError("the Supervisor did not take the request")
+    return answer.get("data")
+
+
+def post_discovery(base_url: str, token: str, config: Mapping[str, Any]) -> str:
+    """POST the message; the Supervisor's id for it. SupervisorError when it was not taken."""
+    data = supervisor_call(base_url, token, "/discovery", {"service": SUPERVISOR_SERVICE, "config": dict(config)})
     return str(data.get("uuid") or "") if isinstance(data, dict) else ""
 
 
@@ -76,14 +84,16 @@ def _message(err: urllib.error.HTTPError) -> str:
 
 def announce(config_path: str, env: Mapping[str, str] = os.environ) -> str | None:
     """Tell Home Assistant about this engine through the Supervisor. None where there is no Supervisor (no token),
-    else the message's id. AnnounceError (or the config's ConfigError) when it was not told."""
+    else the message's id. SupervisorError (or the config's ConfigError) when it was not told."""
     token = env.get("SUPERVISOR_TOKEN")
     if not token:
         return None
+    from .serve import kept_pairing_key, load_serve_config  # not at import: options_to_config.py needs only the call
+
     config = load_serve_config(config_path)
     key = kept_pairing_key(config)  # made here at first start; `serve` then reads the same file
     if key is None:
-        raise AnnounceError("no state_file and no pairing_key: the engine's key would change at every start")
+        raise SupervisorError("no state_file and no pairing_key: the engine's key would change at every start")
     message = announcement(config, key).as_config()
     return post_discovery(env.get("SUPERVISOR_URL") or SUPERVISOR_URL, token, message)
 
